@@ -1,0 +1,19 @@
+//! The engine's actors (actix).
+//!
+//! - [`supervisor`]: owns shutdown: stops intake, waits for in-flight work,
+//!   flushes the store.
+//! - [`provider`]: one per configured provider; owns its admission control
+//!   and statistics; runs calls outside its mailbox.
+//! - [`payment`]: one per (merchant, order), the single serialization point
+//!   for everything that touches the order; found or started through the
+//!   [`registry`] and stopped when idle.
+
+pub mod payment;
+pub mod provider;
+pub mod registry;
+pub mod supervisor;
+
+pub use payment::{PaymentActor, PaymentDeps};
+pub use provider::{ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings};
+pub use registry::PaymentRegistry;
+pub use supervisor::Supervisor;

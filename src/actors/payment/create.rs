@@ -1,0 +1,114 @@
+//! Creating a payment: idempotency, the order guard, then the attempts.
+
+use super::{attempts, PaymentDeps};
+use crate::domain::{Payment, PaymentEvent, PaymentId, PaymentObject, PaymentStatus};
+use crate::error::EngineError;
+use crate::messages::payment::{CreatePayment, CreatedPayment};
+use crate::store::{BeginOutcome, IdempotencyRecord, NewPayment};
+use serde_json::json;
+
+/// Handles [`CreatePayment`] inside the order's actor.
+pub(super) async fn create(deps: &PaymentDeps, msg: CreatePayment) -> Result<CreatedPayment, EngineError> {
+    // The common duplicate (a client retrying) is answered from a read,
+    // without touching the writer.
+    if let Some(record) = deps.store.idempotency_record(&msg.merchant_id, &msg.idempotency_key).await? {
+        return replay(record, &msg);
+    }
+    let request = &msg.request;
+    let candidates = deps.providers.candidates(request.currency, request.provider.as_deref());
+    if candidates.is_empty() {
+        // Validated at the edge; reaching here means configuration changed.
+        return Err(EngineError::invalid("currency", "no configured provider supports this currency"));
+    }
+    let now = deps.clock.now();
+    let payment = Payment {
+        id: PaymentId::new(),
+        object: PaymentObject,
+        merchant_id: msg.merchant_id.clone(),
+        status: PaymentStatus::INITIAL,
+        amount: request.amount,
+        amount_refunded: 0,
+        currency: request.currency,
+        customer_id: request.customer_id.clone(),
+        order_id: request.order_id.clone(),
+        payment_method: request.payment_method.clone(),
+        description: request.description.clone(),
+        provider: None,
+        provider_payment_id: None,
+        failure_code: None,
+        failure_message: None,
+        next_attempt_at: None,
+        attempts: Vec::new(),
+        anomaly_flags: Vec::new(),
+        metadata: request.metadata.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    let names: Vec<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
+    let events = vec![
+        PaymentEvent::status_change(
+            payment.id,
+            None,
+            payment.status,
+            now,
+            json!({ "amount": payment.amount, "currency": payment.currency }),
+        ),
+        PaymentEvent::new(
+            payment.id,
+            "payment.routed",
+            now,
+            json!({
+                "strategy": if request.provider.is_some() { "pinned" } else { "priority" },
+                "candidates": names,
+                "reason": if request.provider.is_some() {
+                    "the merchant pinned the provider"
+                } else {
+                    "enabled providers supporting the currency, in configured priority order"
+                },
+            }),
+        ),
+    ];
+    let begin = NewPayment {
+        payment: payment.clone(),
+        idempotency_key: msg.idempotency_key.clone(),
+        fingerprint: msg.fingerprint.clone(),
+        lease_owner: deps.instance_id.clone(),
+        lease_expires_at: now.plus_millis(deps.lease_ttl_ms),
+        events,
+    };
+    match deps.store.begin_payment(begin).await? {
+        BeginOutcome::Started => {}
+        // Another process claimed the key between our read and our write.
+        BeginOutcome::KeyExists(record) => return replay(record, &msg),
+        BeginOutcome::OrderBusy { payment_id, status } => {
+            return Err(if status.is_paid() {
+                EngineError::OrderAlreadyPaid { payment_id }
+            } else {
+                EngineError::OrderPaymentInProgress { payment_id }
+            });
+        }
+    }
+    tracing::info!(payment_id = %payment.id, order_id = %payment.order_id, merchant = %payment.merchant_id, "payment created");
+    attempts::run(deps, payment, &candidates, &msg.idempotency_key).await
+}
+
+/// The answer for a key that was used before.
+fn replay(record: IdempotencyRecord, msg: &CreatePayment) -> Result<CreatedPayment, EngineError> {
+    if record.fingerprint != msg.fingerprint {
+        return Err(EngineError::IdempotencyKeyReused);
+    }
+    let Some(response) = record.response else {
+        // Still running in another process (or left by a crash and not yet
+        // recovered): the client may retry.
+        return Err(EngineError::IdempotencyKeyInUse);
+    };
+    let mut payment: Payment = serde_json::from_str(&response.body)
+        .map_err(|e| EngineError::Internal(format!("stored response unreadable: {e}")))?;
+    payment.merchant_id = msg.merchant_id.clone();
+    Ok(CreatedPayment {
+        payment,
+        status: response.status,
+        body: response.body,
+        replayed: true,
+    })
+}

@@ -1,0 +1,112 @@
+//! The payment actor: one per (merchant, order).
+//!
+//! Every operation on an order runs inside this actor as an
+//! `AtomicResponse`, which blocks the mailbox until the operation's future
+//! ends: two requests for one order can never interleave in this process,
+//! and a duplicate waits for the first and then sees its stored answer.
+//! (Across processes the database arbitrates: see `store`.)
+//!
+//! The actor holds no payment state between messages; it reads what it needs
+//! from the store, so a retired actor loses nothing.
+
+mod attempts;
+mod create;
+
+use crate::actors::provider::ProviderDirectory;
+use crate::clock::Clock;
+use crate::domain::OrderKey;
+use crate::error::EngineError;
+use crate::messages::payment::{CreatePayment, CreatedPayment};
+use crate::retry::RetryPolicy;
+use crate::store::Store;
+use actix::prelude::*;
+use dashmap::DashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Messages queued for one order; more senders wait.
+const PAYMENT_MAILBOX_CAPACITY: usize = 256;
+/// How often an actor checks whether it has been idle long enough to retire.
+const IDLE_CHECK_INTERVAL_MS: u64 = 1_000;
+
+/// What a payment actor needs from the rest of the engine.
+pub struct PaymentDeps {
+    pub store: Arc<dyn Store>,
+    pub providers: ProviderDirectory,
+    pub clock: Arc<dyn Clock>,
+    pub policy: RetryPolicy,
+    /// Names this process in order leases.
+    pub instance_id: String,
+    /// How long an order lease lasts without renewal.
+    pub lease_ttl_ms: i64,
+    /// An actor with no message for this long stops.
+    pub idle_timeout: Duration,
+}
+
+/// The live payment actors, by order.
+pub type ActorMap = DashMap<OrderKey, Addr<PaymentActor>>;
+
+/// Serializes all work on one order.
+pub struct PaymentActor {
+    key: OrderKey,
+    deps: Arc<PaymentDeps>,
+    actors: Arc<ActorMap>,
+    last_activity: Instant,
+    /// Set once the actor has left the registry: it then refuses work so a
+    /// fresh actor, not this one, handles the order from now on.
+    retired: bool,
+}
+
+impl PaymentActor {
+    pub fn new(key: OrderKey, deps: Arc<PaymentDeps>, actors: Arc<ActorMap>) -> Self {
+        PaymentActor {
+            key,
+            deps,
+            actors,
+            last_activity: Instant::now(),
+            retired: false,
+        }
+    }
+
+    fn retire(&mut self, ctx: &mut Context<Self>) {
+        let me = ctx.address();
+        self.actors.remove_if(&self.key, |_, addr| *addr == me);
+        self.retired = true;
+        ctx.stop();
+    }
+}
+
+impl Actor for PaymentActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(PAYMENT_MAILBOX_CAPACITY);
+        ctx.run_interval(Duration::from_millis(IDLE_CHECK_INTERVAL_MS), |act, ctx| {
+            if !act.retired && act.last_activity.elapsed() >= act.deps.idle_timeout {
+                act.retire(ctx);
+            }
+        });
+    }
+}
+
+impl Handler<CreatePayment> for PaymentActor {
+    type Result = AtomicResponse<Self, Result<CreatedPayment, EngineError>>;
+
+    fn handle(&mut self, msg: CreatePayment, _ctx: &mut Self::Context) -> Self::Result {
+        if self.retired {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(EngineError::ActorRetired))));
+        }
+        debug_assert_eq!(msg.request.order_id, self.key.order_id, "routed to the wrong order");
+        debug_assert_eq!(msg.merchant_id, self.key.merchant_id, "routed to the wrong merchant");
+        self.last_activity = Instant::now();
+        let deps = self.deps.clone();
+        AtomicResponse::new(Box::pin(
+            async move { create::create(&deps, msg).await }
+                .into_actor(self)
+                .map(|result, act, _ctx| {
+                    act.last_activity = Instant::now();
+                    result
+                }),
+        ))
+    }
+}

@@ -1,0 +1,20 @@
+//! Domain types: money, identifiers, time, and the payment lifecycle.
+//!
+//! Everything here is plain data with no I/O, so it can be unit-tested
+//! exhaustively and shared by the store, the actors and the HTTP layer.
+
+mod currency;
+mod ids;
+mod money;
+mod payment;
+mod status;
+mod time;
+
+pub use currency::Currency;
+pub use ids::{AttemptId, EventId, IdError, PaymentId};
+pub use money::{Amount, AmountError, MAX_AMOUNT};
+pub use payment::{
+    Attempt, AttemptOutcome, MerchantId, OrderKey, OutcomeClass, Payment, PaymentEvent, PaymentObject,
+};
+pub use status::{PaymentStatus, TransitionError};
+pub use time::Timestamp;

@@ -1,0 +1,121 @@
+//! Building the engine inside its own actix system.
+
+use crate::actors::{
+    PaymentDeps, PaymentRegistry, ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings, Supervisor,
+};
+use crate::clock::SystemClock;
+use crate::config::{Config, ProviderKind};
+use crate::domain::Currency;
+use crate::error::EngineError;
+use crate::messages::provider::SetEnabled;
+use crate::providers::sandbox::{SandboxProvider, SandboxRecord};
+use crate::providers::Provider;
+use crate::store::{self, Store};
+use actix::{Actor, Addr, Arbiter, ArbiterHandle, System};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What booting hands back to the handle.
+pub(super) struct Parts {
+    pub store: Arc<dyn Store>,
+    pub registry: PaymentRegistry,
+    pub providers: ProviderDirectory,
+    pub sandboxes: HashMap<String, Arc<SandboxProvider>>,
+    pub supervisor: Addr<Supervisor>,
+    pub arbiter: ArbiterHandle,
+    pub system: System,
+}
+
+/// Runs inside the engine's `System`: opens the store, starts the actors.
+pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
+    let store = store::open(&config.database_url()).await?;
+    let mut sandboxes = HashMap::new();
+    let mut entries = Vec::new();
+    let mut record = None;
+    for provider_config in &config.providers {
+        let provider: Arc<dyn Provider> = match provider_config.kind {
+            ProviderKind::Sandbox => {
+                if record.is_none() {
+                    let opened = SandboxRecord::open(&config.sandbox_database_path())
+                        .await
+                        .map_err(|e| EngineError::Config(format!("sandbox record: {e}")))?;
+                    record = Some(opened);
+                }
+                let Some(record) = record.clone() else {
+                    unreachable!("opened just above")
+                };
+                let sandbox = Arc::new(SandboxProvider::new(&provider_config.name, record, provider_config.faults));
+                sandboxes.insert(provider_config.name.clone(), sandbox.clone());
+                sandbox
+            }
+        };
+        let settings = ProviderSettings {
+            max_in_flight: provider_config.max_in_flight,
+            call_timeout_ms: provider_config.timeout_ms,
+        };
+        let addr = actix::Supervisor::start(move |_ctx| ProviderActor::new(provider, settings));
+        if !provider_config.enabled {
+            addr.do_send(SetEnabled(false));
+        }
+        let currencies = (!provider_config.currencies.is_empty()).then(|| {
+            provider_config
+                .currencies
+                .iter()
+                .filter_map(|code| Currency::parse(code))
+                .collect()
+        });
+        entries.push(ProviderEntry {
+            name: provider_config.name.clone(),
+            addr,
+            currencies,
+        });
+    }
+    let providers = ProviderDirectory::new(entries);
+    let arbiters: Vec<ArbiterHandle> = if config.engine.worker_threads <= 1 {
+        vec![Arbiter::current()]
+    } else {
+        (0..config.engine.worker_threads).map(|_| Arbiter::new().handle()).collect()
+    };
+    let deps = PaymentDeps {
+        store: store.clone(),
+        providers: providers.clone(),
+        clock: Arc::new(SystemClock),
+        policy: config.retry,
+        instance_id: config.engine.instance_id.clone().unwrap_or_else(default_instance_id),
+        lease_ttl_ms: config.engine.lease_ttl_ms,
+        idle_timeout: Duration::from_millis(config.engine.payment_idle_timeout_ms),
+    };
+    tracing::info!(instance = %deps.instance_id, database = %redact(&config.database_url()), "engine started");
+    let registry = PaymentRegistry::new(Arc::new(deps), arbiters);
+    let supervisor = Supervisor::new(registry.clone(), store.clone()).start();
+    Ok(Parts {
+        store,
+        registry,
+        providers,
+        sandboxes,
+        supervisor,
+        arbiter: Arbiter::current(),
+        system: System::current(),
+    })
+}
+
+/// Host name, process id and a random suffix: unique per process start, so a
+/// restarted process never mistakes its predecessor's leases for its own.
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let suffix = uuid::Uuid::now_v7().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[suffix.len() - 8..])
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}://***{}", &url[..scheme_end], &url[at..]),
+        _ => url.to_string(),
+    }
+}

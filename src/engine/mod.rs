@@ -1,0 +1,237 @@
+//! The embedding API: [`Engine::start`] and the [`EngineHandle`] it returns.
+//!
+//! The engine runs its actix `System` on a dedicated thread. The handle
+//! only sends messages and spawns futures onto that system, so it is
+//! `Send + Sync + Clone` and works from any tokio runtime, a host's
+//! `#[tokio::main]` included, without the host knowing about actix.
+
+mod boot;
+pub mod validate;
+
+use crate::actors::{PaymentRegistry, ProviderDirectory, Supervisor};
+use crate::config::Config;
+use crate::domain::{MerchantId, Payment, PaymentEvent, PaymentId};
+use crate::error::EngineError;
+use crate::messages::payment::{CreatePayment, CreatedPayment, PaymentRequest};
+use crate::messages::provider::{GetSnapshot, ProviderSnapshot};
+use crate::messages::supervisor::Shutdown;
+use crate::providers::sandbox::{SandboxCharge, SandboxFaults, SandboxProvider};
+use crate::store::{PaymentFilter, Store};
+use actix::{Addr, ArbiterHandle, System};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// Starts engines.
+pub struct Engine;
+
+/// A page of `GET /v1/payments`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PaymentPage {
+    pub data: Vec<Payment>,
+    pub has_more: bool,
+}
+
+/// A cheap, cloneable handle to a running engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    inner: Arc<Inner>,
+}
+
+/// What the handle shares between its clones.
+struct Inner {
+    config: Config,
+    store: Arc<dyn Store>,
+    registry: PaymentRegistry,
+    providers: ProviderDirectory,
+    sandboxes: HashMap<String, Arc<SandboxProvider>>,
+    supervisor: Addr<Supervisor>,
+    /// Runs store reads on the engine's own runtime.
+    arbiter: ArbiterHandle,
+    system: System,
+    /// Fires when the engine thread has exited.
+    exited: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl Engine {
+    /// Validates `config`, opens the store (applying migrations), starts the
+    /// actors on the engine's own thread, and returns a handle once the
+    /// engine is ready to take payments.
+    pub async fn start(config: Config) -> Result<EngineHandle, EngineError> {
+        config.validate().map_err(|e| EngineError::Config(e.to_string()))?;
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (exit_tx, exit_rx) = oneshot::channel();
+        let boot_config = config.clone();
+        std::thread::Builder::new()
+            .name("payments-engine".into())
+            .spawn(move || {
+                let runner = System::new();
+                match runner.block_on(boot::boot(boot_config)) {
+                    Ok(parts) => {
+                        let _ = ready_tx.send(Ok(parts));
+                        if let Err(error) = runner.run() {
+                            tracing::error!(%error, "engine system exited with an error");
+                        }
+                    }
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(error));
+                    }
+                }
+                let _ = exit_tx.send(());
+            })
+            .map_err(|e| EngineError::Internal(format!("cannot start engine thread: {e}")))?;
+        let parts = ready_rx
+            .await
+            .map_err(|_| EngineError::Internal("engine thread died while starting".into()))??;
+        Ok(EngineHandle {
+            inner: Arc::new(Inner {
+                config,
+                store: parts.store,
+                registry: parts.registry,
+                providers: parts.providers,
+                sandboxes: parts.sandboxes,
+                supervisor: parts.supervisor,
+                arbiter: parts.arbiter,
+                system: parts.system,
+                exited: Mutex::new(Some(exit_rx)),
+            }),
+        })
+    }
+}
+
+impl EngineHandle {
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Runs `future` on the engine's runtime and returns its output.
+    async fn on_engine<T, F>(&self, future: F) -> Result<T, EngineError>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let spawned = self.inner.arbiter.spawn(async move {
+            let _ = tx.send(future.await);
+        });
+        if !spawned {
+            return Err(EngineError::ShuttingDown);
+        }
+        rx.await.map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Creates a payment for `request.order_id` and confirms it, exactly once
+    /// per `(merchant, idempotency_key)` and at most one live payment per order.
+    pub async fn create_payment(
+        &self,
+        merchant: &MerchantId,
+        idempotency_key: &str,
+        request: PaymentRequest,
+    ) -> Result<CreatedPayment, EngineError> {
+        validate::idempotency_key(idempotency_key)?;
+        validate::payment_request(&request, &self.inner.providers)?;
+        let msg = CreatePayment {
+            merchant_id: merchant.clone(),
+            idempotency_key: idempotency_key.to_string(),
+            fingerprint: validate::fingerprint(&request),
+            request,
+        };
+        self.inner.registry.create_payment(msg).await
+    }
+
+    /// The merchant's payment `id`, with its attempts.
+    pub async fn payment(&self, merchant: &MerchantId, id: PaymentId) -> Result<Payment, EngineError> {
+        let (store, merchant) = (self.inner.store.clone(), merchant.clone());
+        self.on_engine(async move { store.payment(&merchant, id).await })
+            .await??
+            .ok_or(EngineError::NotFound { resource: "payment" })
+    }
+
+    /// The merchant's payments, newest first.
+    pub async fn list_payments(&self, merchant: &MerchantId, mut filter: PaymentFilter) -> Result<PaymentPage, EngineError> {
+        let limit = filter.limit as usize;
+        // One extra row tells whether another page exists.
+        filter.limit = filter.limit.saturating_add(1);
+        let (store, merchant) = (self.inner.store.clone(), merchant.clone());
+        let mut data = self
+            .on_engine(async move { store.list_payments(&merchant, &filter).await })
+            .await??;
+        let has_more = data.len() > limit;
+        data.truncate(limit);
+        Ok(PaymentPage { data, has_more })
+    }
+
+    /// The audit trail of the merchant's payment `id`, oldest first.
+    pub async fn payment_events(&self, merchant: &MerchantId, id: PaymentId) -> Result<Vec<PaymentEvent>, EngineError> {
+        let (store, merchant) = (self.inner.store.clone(), merchant.clone());
+        self.on_engine(async move { store.payment_events(&merchant, id).await })
+            .await??
+            .ok_or(EngineError::NotFound { resource: "payment" })
+    }
+
+    /// Each provider's state, in routing priority order.
+    pub async fn providers(&self) -> Result<Vec<ProviderSnapshot>, EngineError> {
+        let mut snapshots = Vec::new();
+        for entry in self.inner.providers.entries() {
+            let snapshot = entry
+                .addr
+                .send(GetSnapshot)
+                .await
+                .map_err(|_| EngineError::ShuttingDown)?;
+            snapshots.push(snapshot);
+        }
+        Ok(snapshots)
+    }
+
+    /// The sandbox provider called `name`, if one is configured.
+    pub fn sandbox(&self, name: &str) -> Option<Arc<SandboxProvider>> {
+        self.inner.sandboxes.get(name).cloned()
+    }
+
+    /// Whether any sandbox provider is configured (its routes exist only then).
+    pub fn has_sandbox(&self) -> bool {
+        !self.inner.sandboxes.is_empty()
+    }
+
+    /// What the sandbox `name` really charged, optionally for one order.
+    pub async fn sandbox_charges(&self, name: &str, order_id: Option<String>) -> Result<Vec<SandboxCharge>, EngineError> {
+        let sandbox = self.sandbox(name).ok_or(EngineError::NotFound { resource: "provider" })?;
+        self.on_engine(async move { sandbox.charges(order_id.as_deref()).await })
+            .await?
+            .map_err(|e| EngineError::Provider(e.into()))
+    }
+
+    /// Sets the fault knobs of the sandbox `name`.
+    pub fn set_sandbox_faults(&self, name: &str, faults: SandboxFaults) -> Result<(), EngineError> {
+        let sandbox = self.sandbox(name).ok_or(EngineError::NotFound { resource: "provider" })?;
+        faults.validate().map_err(|param| EngineError::invalid(param, "out of range"))?;
+        sandbox.set_faults(faults);
+        Ok(())
+    }
+
+    /// Database reachable and migrations applied.
+    pub async fn ready(&self) -> Result<(), EngineError> {
+        let store = self.inner.store.clone();
+        Ok(self.on_engine(async move { store.ready().await }).await??)
+    }
+
+    /// Live payment actors (one per order being worked on or recently used).
+    pub fn live_payment_actors(&self) -> usize {
+        self.inner.registry.live_actors()
+    }
+
+    /// Graceful stop: refuse new payments, let in-flight ones finish (within
+    /// `engine.shutdown_grace_ms`), flush the store, stop the engine thread.
+    /// Safe to call more than once.
+    pub async fn shutdown(&self) {
+        let grace_ms = self.inner.config.engine.shutdown_grace_ms;
+        let _ = self.inner.supervisor.send(Shutdown { grace_ms }).await;
+        self.inner.system.stop();
+        let exited = self.inner.exited.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(exited) = exited {
+            let _ = exited.await;
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The engine's error type: what the embedding API ([`crate::EngineHandle`])
+//! can answer besides success. The HTTP layer maps it to status codes in one
+//! place (`api::error`).
+
+use crate::domain::PaymentId;
+use crate::providers::ProviderError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request itself is wrong; `param` names the offending field.
+    #[error("{message}")]
+    InvalidParam { param: String, message: String },
+    #[error("no such {resource}")]
+    NotFound { resource: &'static str },
+    /// Same idempotency key, different request.
+    #[error("this idempotency key was already used with a different request")]
+    IdempotencyKeyReused,
+    /// Same idempotency key while the first request is still running elsewhere.
+    #[error("a request with this idempotency key is still in progress; retry later")]
+    IdempotencyKeyInUse,
+    /// The order already has a succeeded payment.
+    #[error("order already paid by {payment_id}")]
+    OrderAlreadyPaid { payment_id: PaymentId },
+    /// The order has a payment being worked on (processing, pending, ...).
+    #[error("order has a payment in progress: {payment_id}")]
+    OrderPaymentInProgress { payment_id: PaymentId },
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// A payment actor was retiring when the message arrived; the registry
+    /// retries on a fresh actor. Never reaches a caller of the handle.
+    #[error("payment actor retired")]
+    ActorRetired,
+}
+
+impl EngineError {
+    pub fn invalid(param: &str, message: impl Into<String>) -> Self {
+        EngineError::InvalidParam {
+            param: param.to_string(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! An actor-based, in-process payment engine.
+//!
+//! A merchant asks "charge customer X amount A for order O"; the engine
+//! routes the charge to a provider, charges exactly once, survives provider
+//! failures and its own crashes without double charges or lost payments, and
+//! keeps an audit trail of every status change.
+//!
+//! # Layout
+//!
+//! Read in this order; each module's own documentation says why it exists.
+//!
+//! - [`engine`]: the embedding API. [`Engine::start`] boots everything on a
+//!   dedicated thread and returns an [`EngineHandle`], a cheap `Send + Sync`
+//!   handle usable from any tokio runtime. The HTTP API is a thin layer over
+//!   the same handle.
+//! - [`domain`]: plain data: money ([`domain::Amount`], checked arithmetic),
+//!   currencies, typed prefixed ids, timestamps, the payment status machine
+//!   as an explicit transition table, payments, attempts and events.
+//! - [`actors`]: the actix actors: a supervisor (shutdown), one provider actor
+//!   per provider (admission, statistics; calls run outside its mailbox), one
+//!   payment actor per order (the serialization point), and the registry
+//!   that finds or starts them.
+//! - [`messages`]: the typed messages each actor accepts, one module per
+//!   actor; tests drive actors through them.
+//! - [`providers`]: the [`providers::Provider`] trait and its adapters (the
+//!   built-in sandbox so far), each mapping its answers to outcome classes.
+//! - [`store`]: durable state: the [`store::Store`] trait, shaped around the
+//!   engine's atomic units, with a SQLite backend that batches concurrent
+//!   writes into one transaction (group commit).
+//! - [`retry`]: the retry policy, as data.
+//! - [`api`]: the HTTP/JSON API (actix-web): routing, authentication, input
+//!   parsing, and the one place errors become status codes.
+//! - [`config`]: TOML file, environment and flags, with sane defaults.
+//! - [`clock`]: time as a dependency, so tests can drive it.
+//! - [`error`]: the engine's error type.
+//!
+//! # Invariants
+//!
+//! These hold whatever the concurrency, and the test suites check each one:
+//! one charge per order at every provider; a payment whose provider may have
+//! charged is never reported `failed` nor sent to another provider; every
+//! status change is a legal transition and is in the audit trail; bad input
+//! gets a 4xx and changes nothing; nothing acknowledged is lost.
+
+pub mod actors;
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod error;
+pub mod messages;
+pub mod providers;
+pub mod retry;
+pub mod store;
+
+pub use config::Config;
+pub use engine::{Engine, EngineHandle, PaymentPage};
+pub use error::EngineError;
+pub use messages::payment::{CreatedPayment, PaymentRequest};

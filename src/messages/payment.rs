@@ -1,0 +1,45 @@
+//! Messages of the payment actor (`actors::payment`), one actor per order.
+
+use crate::domain::{Amount, Currency, MerchantId, Payment};
+use crate::error::EngineError;
+use actix::Message;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A validated request to charge an order (the body of `POST /v1/payments`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PaymentRequest {
+    pub amount: Amount,
+    pub currency: Currency,
+    pub customer_id: String,
+    pub order_id: String,
+    pub payment_method: String,
+    pub description: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// Pin one provider instead of routing.
+    pub provider: Option<String>,
+}
+
+/// Create a payment for the actor's order and confirm it with a provider.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<CreatedPayment, EngineError>")]
+pub struct CreatePayment {
+    pub merchant_id: MerchantId,
+    pub idempotency_key: String,
+    /// SHA-256 of the canonical request, compared on replays.
+    pub fingerprint: String,
+    pub request: PaymentRequest,
+}
+
+/// The answer to [`CreatePayment`]: the payment and the exact response body
+/// stored under the idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedPayment {
+    pub payment: Payment,
+    /// HTTP status of the first answer (201).
+    pub status: u16,
+    /// The response body, byte-identical on every replay.
+    pub body: String,
+    /// True when this is a replay of an earlier answer.
+    pub replayed: bool,
+}

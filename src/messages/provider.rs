@@ -1,0 +1,66 @@
+//! Messages of the provider actor (`actors::provider`).
+
+use crate::providers::{ChargeRequest, LookupResult, ProviderError, ProviderResponse};
+use actix::Message;
+use serde::Serialize;
+
+/// Charge through this provider. Admission is decided synchronously; the
+/// call itself runs outside the actor's mailbox.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ProviderResponse, CallRejected>")]
+pub struct Charge(pub ChargeRequest);
+
+/// Ask the provider what happened under a provider idempotency key.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<LookupResult, ProviderError>")]
+pub struct Lookup {
+    pub idempotency_key: String,
+}
+
+/// Enable or disable the provider (drain it without a deploy).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct SetEnabled(pub bool);
+
+/// Read the provider's health and statistics.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "ProviderSnapshot")]
+pub struct GetSnapshot;
+
+/// Why a call was refused before reaching the provider. Nothing was
+/// charged, so the payment may safely try elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CallRejected {
+    #[error("provider disabled")]
+    Disabled,
+    #[error("too many calls in flight")]
+    BulkheadFull,
+}
+
+impl CallRejected {
+    pub fn code(self) -> &'static str {
+        match self {
+            CallRejected::Disabled => "provider_disabled",
+            CallRejected::BulkheadFull => "bulkhead_full",
+        }
+    }
+}
+
+/// A provider's state as the provider actor sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProviderSnapshot {
+    pub name: String,
+    pub enabled: bool,
+    pub in_flight: u32,
+    pub max_in_flight: u32,
+    pub calls: u64,
+    pub succeeded: u64,
+    pub declined: u64,
+    pub failed: u64,
+    pub rejected: u64,
+    /// Share of completed calls that were provider failures (transient,
+    /// unknown); declines are the customer's, not the provider's.
+    pub failure_rate: f64,
+    pub latency_p50_ms: Option<u64>,
+    pub latency_p99_ms: Option<u64>,
+}

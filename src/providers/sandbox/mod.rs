@@ -1,0 +1,238 @@
+//! The built-in sandbox provider (DESIGN §7): deterministic, no network.
+//!
+//! Outcomes are chosen by the `payment_method` token; runtime fault knobs
+//! (latency, failure rate, timeout rate, outage) let tests and operators
+//! reproduce a misbehaving provider. Charges are kept in a [`SandboxRecord`]
+//! that is durable and independent of the engine.
+
+mod record;
+
+pub use record::{SandboxCharge, SandboxRecord, MAX_LISTED_CHARGES};
+
+use super::{ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse};
+use crate::domain::{OutcomeClass, Timestamp};
+use async_trait::async_trait;
+use dashmap::DashMap;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// Tries `pm_card_rate_limited` answers 429 to, per payment.
+const RATE_LIMITED_TRIES: u32 = 2;
+/// The `Retry-After` the sandbox sends with a 429.
+const RATE_LIMIT_RETRY_AFTER_MS: u64 = 50;
+/// Payments whose 429 count is remembered; the map is cleared past this so a
+/// long-running sandbox cannot grow without bound.
+const MAX_TRACKED_RATE_LIMITS: usize = 10_000;
+/// The largest latency a knob may inject.
+pub const MAX_INJECTED_LATENCY_MS: u64 = 60_000;
+
+/// The runtime fault knobs of one sandbox provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxFaults {
+    /// Added before every answer.
+    pub latency_ms: u64,
+    /// Share of calls refused with a 503 before anything is charged.
+    pub failure_rate: f64,
+    /// Share of charges made whose answer is then lost (the call times out).
+    pub timeout_rate: f64,
+    /// Every call is refused before it reaches the provider.
+    pub outage: bool,
+}
+
+impl SandboxFaults {
+    /// `Err(param)` naming the first knob out of range.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.latency_ms > MAX_INJECTED_LATENCY_MS {
+            return Err("latency_ms");
+        }
+        if !(0.0..=1.0).contains(&self.failure_rate) {
+            return Err("failure_rate");
+        }
+        if !(0.0..=1.0).contains(&self.timeout_rate) {
+            return Err("timeout_rate");
+        }
+        Ok(())
+    }
+}
+
+/// One sandbox provider (`sandbox_a`, `sandbox_b`...).
+pub struct SandboxProvider {
+    name: String,
+    record: SandboxRecord,
+    faults: RwLock<SandboxFaults>,
+    rate_limited_tries: DashMap<String, u32>,
+}
+
+/// What a payment method token asks the sandbox to do.
+enum Token {
+    Charge { lose_first_answer: bool },
+    Decline { class: OutcomeClass, code: &'static str, message: &'static str },
+    ProviderError,
+    RateLimited,
+    Unknown,
+}
+
+fn token(payment_method: &str) -> Token {
+    match payment_method {
+        "pm_card_visa" => Token::Charge { lose_first_answer: false },
+        "pm_card_timeout_after_charge" => Token::Charge { lose_first_answer: true },
+        "pm_card_declined" => Token::Decline {
+            class: OutcomeClass::HardDecline,
+            code: "card_declined",
+            message: "Your card was declined.",
+        },
+        "pm_card_expired" => Token::Decline {
+            class: OutcomeClass::HardDecline,
+            code: "expired_card",
+            message: "Your card has expired.",
+        },
+        "pm_card_insufficient_funds" => Token::Decline {
+            class: OutcomeClass::SoftDecline,
+            code: "insufficient_funds",
+            message: "Your card has insufficient funds.",
+        },
+        "pm_card_provider_error" => Token::ProviderError,
+        "pm_card_rate_limited" => Token::RateLimited,
+        _ => Token::Unknown,
+    }
+}
+
+fn answer(class: OutcomeClass, http_status: u16, code: Option<&str>, message: Option<&str>, charge_id: Option<&str>) -> ProviderResponse {
+    ProviderResponse {
+        class,
+        provider_payment_id: charge_id.map(str::to_string),
+        code: code.map(str::to_string),
+        message: message.map(str::to_string),
+        raw: serde_json::json!({
+            "http_status": http_status,
+            "id": charge_id,
+            "code": code,
+            "message": message,
+        })
+        .to_string(),
+        retry_after_ms: None,
+    }
+}
+
+impl SandboxProvider {
+    pub fn new(name: impl Into<String>, record: SandboxRecord, faults: SandboxFaults) -> Self {
+        SandboxProvider {
+            name: name.into(),
+            record,
+            faults: RwLock::new(faults),
+            rate_limited_tries: DashMap::new(),
+        }
+    }
+
+    pub fn faults(&self) -> SandboxFaults {
+        *self.faults.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn set_faults(&self, faults: SandboxFaults) {
+        *self.faults.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = faults;
+    }
+
+    /// The charges this provider made, optionally for one order.
+    pub async fn charges(&self, order_id: Option<&str>) -> Result<Vec<SandboxCharge>, sqlx::Error> {
+        self.record.list(&self.name, order_id).await
+    }
+
+    fn roll(rate: f64) -> bool {
+        rate > 0.0 && rand::thread_rng().gen_bool(rate.min(1.0))
+    }
+
+    /// Counts a `pm_card_rate_limited` try; true while it should still get 429.
+    fn still_rate_limited(&self, request: &ChargeRequest) -> bool {
+        if self.rate_limited_tries.len() > MAX_TRACKED_RATE_LIMITS {
+            self.rate_limited_tries.clear();
+        }
+        let mut tries = self.rate_limited_tries.entry(request.payment_id.to_string()).or_insert(0);
+        *tries += 1;
+        *tries <= RATE_LIMITED_TRIES
+    }
+
+    async fn make_charge(&self, request: &ChargeRequest, lose_first_answer: bool, faults: &SandboxFaults) -> ProviderResponse {
+        let charge = SandboxCharge {
+            id: format!("ch_{}", uuid::Uuid::now_v7().simple()),
+            provider: self.name.clone(),
+            idempotency_key: request.idempotency_key.clone(),
+            merchant_id: request.merchant_id.to_string(),
+            order_id: request.order_id.clone(),
+            customer_id: request.customer_id.clone(),
+            amount: request.amount.minor_units(),
+            currency: request.currency.code().to_string(),
+            payment_method: request.payment_method.clone(),
+            status: "succeeded".to_string(),
+            created_at: Timestamp::from_datetime(chrono::Utc::now()).to_string(),
+        };
+        match self.record.charge_once(&charge).await {
+            Ok((stored, true)) if lose_first_answer || Self::roll(faults.timeout_rate) => {
+                tracing::debug!(provider = %self.name, charge = %stored.id, "sandbox charged and lost the answer");
+                ProviderResponse::synthetic(OutcomeClass::Unknown, "timeout", "the provider did not answer in time")
+            }
+            Ok((stored, _)) => answer(OutcomeClass::Succeeded, 200, None, None, Some(&stored.id)),
+            // The record could not be written: like a provider's 500, the
+            // charge may or may not exist, so the engine must look it up.
+            Err(error) => {
+                tracing::warn!(provider = %self.name, %error, "sandbox record write failed");
+                answer(OutcomeClass::Unknown, 500, Some("api_error"), Some("internal error"), None)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for SandboxProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn charge(&self, request: &ChargeRequest) -> ProviderResponse {
+        let faults = self.faults();
+        if faults.outage {
+            return answer(OutcomeClass::TransientNotCharged, 503, Some("provider_outage"), Some("the provider is unavailable"), None);
+        }
+        if faults.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+        }
+        // A repeat of a key the sandbox already charged answers with that
+        // charge, whatever the token: this is what makes retrying an unknown
+        // outcome safe.
+        match self.record.find(&self.name, &request.idempotency_key).await {
+            Ok(Some(existing)) => return answer(OutcomeClass::Succeeded, 200, None, None, Some(&existing.id)),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(provider = %self.name, %error, "sandbox record read failed");
+                return answer(OutcomeClass::TransientNotCharged, 503, Some("provider_unavailable"), Some("record unavailable"), None);
+            }
+        }
+        if Self::roll(faults.failure_rate) {
+            return answer(OutcomeClass::TransientNotCharged, 503, Some("provider_unavailable"), Some("injected failure"), None);
+        }
+        match token(&request.payment_method) {
+            Token::Charge { lose_first_answer } => self.make_charge(request, lose_first_answer, &faults).await,
+            Token::Decline { class, code, message } => answer(class, 402, Some(code), Some(message), None),
+            Token::ProviderError => answer(OutcomeClass::TransientNotCharged, 503, Some("provider_unavailable"), Some("the provider is unavailable"), None),
+            Token::RateLimited if self.still_rate_limited(request) => ProviderResponse {
+                retry_after_ms: Some(RATE_LIMIT_RETRY_AFTER_MS),
+                ..answer(OutcomeClass::TransientNotCharged, 429, Some("rate_limited"), Some("too many requests"), None)
+            },
+            Token::RateLimited => self.make_charge(request, false, &faults).await,
+            Token::Unknown => answer(OutcomeClass::Invalid, 400, Some("invalid_payment_method"), Some("unknown sandbox payment method token"), None),
+        }
+    }
+
+    async fn lookup(&self, idempotency_key: &str) -> Result<LookupResult, ProviderError> {
+        Ok(match self.record.find(&self.name, idempotency_key).await? {
+            Some(charge) => LookupResult::Charged {
+                provider_payment_id: charge.id,
+                amount: charge.amount,
+                currency: charge.currency,
+            },
+            None => LookupResult::NotFound,
+        })
+    }
+}

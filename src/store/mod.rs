@@ -1,0 +1,186 @@
+//! Durable state: the [`Store`] trait and its backends.
+//!
+//! The trait is shaped around the engine's units of atomicity, not around
+//! tables: [`Store::begin_payment`] claims the idempotency key and the order
+//! and creates the payment in one transaction; [`Store::save_payment`] writes
+//! an attempt, a status change, its audit events and (when final) the stored
+//! idempotent response in one transaction. A backend is therefore a second
+//! file implementing two writes and a handful of reads, not a rewrite.
+//!
+//! Backends batch concurrent writes into one transaction (group commit) and
+//! answer each caller only once its batch is durable (DESIGN §12).
+
+mod migrate;
+mod rows;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::domain::{
+    Attempt, MerchantId, Payment, PaymentEvent, PaymentId, PaymentStatus, Timestamp,
+};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migration(String),
+    /// A row holds a value the engine never writes; someone edited it by hand
+    /// or a migration is missing.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// An optimistic check failed: the payment changed under us (another
+    /// instance, or a stale actor). The write was not applied.
+    #[error("conflicting update of payment {0}")]
+    Conflict(PaymentId),
+    /// The writer task is gone (shutdown in progress).
+    #[error("the store is shut down")]
+    Closed,
+    #[error("unsupported database url: {0}")]
+    UnsupportedUrl(String),
+}
+
+/// What an idempotency key maps to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyRecord {
+    pub merchant_id: MerchantId,
+    pub key: String,
+    /// SHA-256 of the canonical request; a different request under the same
+    /// key is refused with `idempotency_key_reused`.
+    pub fingerprint: String,
+    pub payment_id: PaymentId,
+    pub order_id: String,
+    /// `None` while the first request is still running.
+    pub response: Option<StoredResponse>,
+    pub created_at: Timestamp,
+}
+
+/// The HTTP status and exact body returned the first time, replayed verbatim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Everything written when a payment is created.
+#[derive(Debug, Clone)]
+pub struct NewPayment {
+    /// The payment in its initial status, without attempts.
+    pub payment: Payment,
+    pub idempotency_key: String,
+    pub fingerprint: String,
+    /// The instance working on the order and until when (the order lease).
+    pub lease_owner: String,
+    pub lease_expires_at: Timestamp,
+    pub events: Vec<PaymentEvent>,
+}
+
+/// The result of [`Store::begin_payment`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum BeginOutcome {
+    /// Key claimed, order claimed, payment written.
+    Started,
+    /// The key was already taken; nothing was written.
+    KeyExists(IdempotencyRecord),
+    /// The order already has a payment that blocks a new one; nothing was written.
+    OrderBusy {
+        payment_id: PaymentId,
+        status: PaymentStatus,
+    },
+}
+
+/// What happens to the order lease in a [`PaymentWrite`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LeaseChange {
+    /// Extend it: the work goes on.
+    Renew { expires_at: Timestamp },
+    /// Give it up: the payment reached a resting status.
+    Release,
+}
+
+/// One atomic change to a payment (DESIGN §4: the status change, the data it
+/// changes and its audit entry are written in one transaction).
+#[derive(Debug, Clone)]
+pub struct PaymentWrite {
+    /// The payment as it is after the change; its row is updated to match.
+    pub payment: Payment,
+    /// The status the row must still have, or the write is refused with
+    /// [`StoreError::Conflict`]: a lost race can never overwrite a newer state.
+    pub expected_status: PaymentStatus,
+    /// Attempts inserted or updated by this change.
+    pub attempts: Vec<Attempt>,
+    pub events: Vec<PaymentEvent>,
+    /// Set when the request that created the payment has its final answer.
+    pub response: Option<(String, StoredResponse)>,
+    pub lease: LeaseChange,
+}
+
+/// Filters of `GET /v1/payments`.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentFilter {
+    pub customer_id: Option<String>,
+    pub order_id: Option<String>,
+    pub status: Option<PaymentStatus>,
+    pub created_gte: Option<Timestamp>,
+    pub created_lt: Option<Timestamp>,
+    /// Return payments older than this one (ids sort by creation time).
+    pub starting_after: Option<PaymentId>,
+    pub limit: u32,
+}
+
+/// The engine's durable state. Implementations must make every method's
+/// writes atomic and durable before returning `Ok`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Claims `(merchant, key)` and the order, and writes the new payment.
+    async fn begin_payment(&self, new: NewPayment) -> Result<BeginOutcome, StoreError>;
+
+    /// Applies one atomic change to an existing payment.
+    async fn save_payment(&self, write: PaymentWrite) -> Result<(), StoreError>;
+
+    async fn idempotency_record(
+        &self,
+        merchant: &MerchantId,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// The payment with its attempts, if it exists and belongs to `merchant`.
+    async fn payment(
+        &self,
+        merchant: &MerchantId,
+        id: PaymentId,
+    ) -> Result<Option<Payment>, StoreError>;
+
+    /// Newest first, at most `filter.limit` payments.
+    async fn list_payments(
+        &self,
+        merchant: &MerchantId,
+        filter: &PaymentFilter,
+    ) -> Result<Vec<Payment>, StoreError>;
+
+    /// The audit trail, oldest first; `None` if the payment is not the merchant's.
+    async fn payment_events(
+        &self,
+        merchant: &MerchantId,
+        id: PaymentId,
+    ) -> Result<Option<Vec<PaymentEvent>>, StoreError>;
+
+    /// Database reachable and every migration applied.
+    async fn ready(&self) -> Result<(), StoreError>;
+
+    /// Waits until every accepted write is durable, then closes connections.
+    async fn close(&self);
+}
+
+/// Opens the store named by `url` and applies its migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}
