@@ -1,1 +1,122 @@
+//! The HTTP/JSON API (DESIGN §6): a thin layer over [`EngineHandle`].
+//!
+//! Handlers parse and validate input ([`input`]), call the handle, and
+//! serialize the answer. Errors become responses in one place ([`error`]).
 
+pub mod auth;
+pub mod error;
+pub mod input;
+mod payments;
+mod sandbox;
+
+pub use payments::REPLAYED_HEADER;
+
+use crate::engine::EngineHandle;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use auth::Authenticator;
+use error::ApiError;
+use serde_json::json;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// The shape of every list answer: `{data, has_more}`.
+#[derive(Debug, serde::Serialize)]
+pub struct ListBody<T> {
+    pub data: Vec<T>,
+    pub has_more: bool,
+}
+
+impl<T> ListBody<T> {
+    /// A complete list (no further page).
+    pub fn complete(data: Vec<T>) -> Self {
+        ListBody { data, has_more: false }
+    }
+}
+
+/// What every handler can reach.
+pub struct AppState {
+    pub handle: EngineHandle,
+    pub auth: Authenticator,
+}
+
+impl AppState {
+    pub fn new(handle: EngineHandle) -> Self {
+        let auth = Authenticator::new(&handle.config().api_keys);
+        AppState { handle, auth }
+    }
+}
+
+/// Registers every route on `cfg`.
+pub fn routes(cfg: &mut web::ServiceConfig, with_sandbox: bool) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/v1/payments", web::post().to(payments::create))
+        .route("/v1/payments", web::get().to(payments::list))
+        .route("/v1/payments/{id}", web::get().to(payments::get))
+        .route("/v1/payments/{id}/events", web::get().to(payments::events));
+    if with_sandbox {
+        cfg.route("/v1/sandbox/{provider}/charges", web::get().to(sandbox::charges))
+            .route("/v1/sandbox/{provider}/faults", web::get().to(sandbox::get_faults))
+            .route("/v1/sandbox/{provider}/faults", web::put().to(sandbox::put_faults));
+    }
+    cfg.default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::RouteNotFound) }));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.handle.ready().await?;
+    Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
+}
+
+/// Why the server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("refusing to accept the development key sk_test_default on non-loopback address {0}: configure PAYMENTS_API_KEYS")]
+    DevelopmentKeyOffLoopback(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Serves the API until SIGINT/SIGTERM, then returns (the caller shuts the
+/// engine down). Prints `listening on http://ADDR` once bound, so scripts
+/// and tests that pass port 0 learn the port.
+pub async fn serve(handle: EngineHandle) -> Result<(), ServeError> {
+    let config = handle.config().clone();
+    let host = config.server.host.clone();
+    let state = web::Data::new(AppState::new(handle.clone()));
+    if state.auth.is_development() && !is_loopback(&host) {
+        return Err(ServeError::DevelopmentKeyOffLoopback(host));
+    }
+    let with_sandbox = handle.has_sandbox();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(|cfg| routes(cfg, with_sandbox))
+    })
+    .shutdown_timeout(Duration::from_millis(config.engine.shutdown_grace_ms).as_secs().max(1));
+    if config.server.workers > 0 {
+        server = server.workers(config.server.workers);
+    }
+    let server = server
+        .bind((host.as_str(), config.server.port))
+        .map_err(|source| ServeError::Bind {
+            addr: format!("{host}:{}", config.server.port),
+            source,
+        })?;
+    let addrs: Vec<SocketAddr> = server.addrs();
+    for addr in &addrs {
+        println!("listening on http://{addr}");
+    }
+    tracing::info!(?addrs, "HTTP API listening");
+    server.run().await?;
+    Ok(())
+}

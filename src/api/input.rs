@@ -1,0 +1,218 @@
+//! Reading request bodies and query strings into validated values, with
+//! errors that name the offending parameter.
+
+use super::error::ApiError;
+use crate::domain::{Amount, AmountError, Currency, PaymentStatus, Timestamp};
+use crate::messages::payment::PaymentRequest;
+use crate::store::PaymentFilter;
+use actix_web::{web, HttpRequest};
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Largest request body accepted (DESIGN §6); larger is a 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default and largest page size of list endpoints.
+pub const DEFAULT_PAGE_LIMIT: u32 = 10;
+pub const MAX_PAGE_LIMIT: u32 = 100;
+
+/// The body, refusing more than [`MAX_BODY_BYTES`] without reading it all.
+pub async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
+    let too_large = ApiError::BodyTooLarge { limit_bytes: MAX_BODY_BYTES };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Err(too_large);
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest {
+            code: "invalid_body",
+            param: None,
+            message: format!("could not read the request body: {e}"),
+        })?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Parses a JSON object body.
+pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body).map_err(ApiError::malformed_json)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::malformed_json("expected a JSON object")),
+    }
+}
+
+fn required_string(body: &Map<String, Value>, param: &str) -> Result<String, ApiError> {
+    match body.get(param) {
+        None | Some(Value::Null) => Err(ApiError::missing(param)),
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(_) => Err(ApiError::invalid(param, format!("{param} must be a string"))),
+    }
+}
+
+fn optional_string(body: &Map<String, Value>, param: &str) -> Result<Option<String>, ApiError> {
+    match body.get(param) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(ApiError::invalid(param, format!("{param} must be a string"))),
+    }
+}
+
+/// `amount`: a JSON integer in minor units, 1 to `MAX_AMOUNT`.
+fn amount(body: &Map<String, Value>) -> Result<Amount, ApiError> {
+    const PARAM: &str = "amount";
+    let value = match body.get(PARAM) {
+        None | Some(Value::Null) => return Err(ApiError::missing(PARAM)),
+        Some(value) => value,
+    };
+    let Value::Number(number) = value else {
+        return Err(ApiError::invalid(PARAM, "amount must be an integer number of minor units"));
+    };
+    let Some(minor_units) = number.as_i64() else {
+        // Fractions, exponents and numbers beyond i64 all land here.
+        let message = if number.is_f64() && number.as_f64().is_some_and(|f| f.fract() != 0.0) {
+            "amount must be an integer number of minor units, not a fraction"
+        } else {
+            "amount is out of range"
+        };
+        return Err(ApiError::invalid(PARAM, message));
+    };
+    Amount::new(minor_units).map_err(|error| {
+        ApiError::invalid(
+            PARAM,
+            match error {
+                AmountError::NotPositive => "amount must be greater than 0".to_string(),
+                other => other.to_string(),
+            },
+        )
+    })
+}
+
+fn metadata(body: &Map<String, Value>) -> Result<BTreeMap<String, String>, ApiError> {
+    match body.get("metadata") {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(key, value)| match value {
+                Value::String(text) => Ok((key.clone(), text.clone())),
+                _ => Err(ApiError::invalid(&format!("metadata[{key}]"), "metadata values must be strings")),
+            })
+            .collect(),
+        Some(_) => Err(ApiError::invalid("metadata", "metadata must be an object of strings")),
+    }
+}
+
+/// The body of `POST /v1/payments`. Unknown fields are ignored.
+pub fn payment_request(body: &[u8]) -> Result<PaymentRequest, ApiError> {
+    let body = json_object(body)?;
+    let amount = amount(&body)?;
+    let code = required_string(&body, "currency")?;
+    let currency = Currency::parse(&code)
+        .ok_or_else(|| ApiError::invalid("currency", format!("unknown currency: {code:?}")))?;
+    Ok(PaymentRequest {
+        amount,
+        currency,
+        customer_id: required_string(&body, "customer_id")?,
+        order_id: required_string(&body, "order_id")?,
+        payment_method: required_string(&body, "payment_method")?,
+        description: optional_string(&body, "description")?,
+        metadata: metadata(&body)?,
+        provider: optional_string(&body, "provider")?,
+    })
+}
+
+/// The query string as pairs; a malformed one is a 400.
+pub fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
+    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| ApiError::BadRequest {
+            code: "invalid_query",
+            param: None,
+            message: format!("malformed query string: {e}"),
+        })
+}
+
+fn timestamp(param: &str, value: &str) -> Result<Timestamp, ApiError> {
+    Timestamp::parse_rfc3339(value)
+        .ok_or_else(|| ApiError::invalid(param, format!("{param} must be an RFC 3339 timestamp")))
+}
+
+/// The filters of `GET /v1/payments`. Unknown parameters are ignored.
+pub fn payment_filter(req: &HttpRequest) -> Result<PaymentFilter, ApiError> {
+    let mut filter = PaymentFilter {
+        limit: DEFAULT_PAGE_LIMIT,
+        ..PaymentFilter::default()
+    };
+    for (name, value) in query_pairs(req)? {
+        match name.as_str() {
+            "limit" => {
+                filter.limit = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|limit| (1..=MAX_PAGE_LIMIT).contains(limit))
+                    .ok_or_else(|| ApiError::invalid("limit", format!("limit must be an integer from 1 to {MAX_PAGE_LIMIT}")))?;
+            }
+            "starting_after" => {
+                filter.starting_after = Some(
+                    value
+                        .parse()
+                        .map_err(|_| ApiError::invalid("starting_after", "starting_after must be a payment id"))?,
+                );
+            }
+            "customer_id" => filter.customer_id = Some(value),
+            "order_id" => filter.order_id = Some(value),
+            "status" => {
+                filter.status = Some(value.parse::<PaymentStatus>().map_err(|_| {
+                    ApiError::invalid("status", format!("unknown status {value:?}"))
+                })?);
+            }
+            "created_gte" => filter.created_gte = Some(timestamp("created_gte", &value)?),
+            "created_lt" => filter.created_lt = Some(timestamp("created_lt", &value)?),
+            _ => {}
+        }
+    }
+    Ok(filter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param_of(body: &str) -> Option<String> {
+        match payment_request(body.as_bytes()) {
+            Err(ApiError::BadRequest { param, .. }) => param,
+            other => panic!("expected a 400 for {body}, got {other:?}"),
+        }
+    }
+
+    const GOOD: &str = r#"{"amount":100,"currency":"USD","customer_id":"c","order_id":"o","payment_method":"pm_card_visa"}"#;
+
+    #[test]
+    fn good_request_parses() {
+        let request = payment_request(GOOD.as_bytes()).unwrap();
+        assert_eq!(request.amount.minor_units(), 100);
+        assert_eq!(request.currency.code(), "usd");
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        for (amount, why) in [("-1", "negative"), ("0", "zero"), ("100000000000", "huge"), ("1e20", "exponent"), ("10.5", "fraction"), ("\"100\"", "string"), ("null", "null")] {
+            let body = GOOD.replace("100", amount);
+            assert_eq!(param_of(&body).as_deref(), Some("amount"), "{why}");
+        }
+        assert_eq!(param_of(&GOOD.replace("USD", "XYZ")).as_deref(), Some("currency"));
+        assert_eq!(param_of(&GOOD.replace(r#","order_id":"o""#, "")).as_deref(), Some("order_id"));
+        assert_eq!(param_of(r#"{"amount":1}"#).as_deref(), Some("currency"));
+        assert_eq!(param_of("{not json").as_deref(), None);
+        assert_eq!(param_of("[1,2]").as_deref(), None);
+        assert_eq!(param_of(&GOOD.replace("}", r#","metadata":{"k":1}}"#)).as_deref(), Some("metadata[k]"));
+    }
+}
