@@ -33,7 +33,8 @@ impl ManualClock {
     }
 
     pub fn advance_ms(&self, millis: i64) {
-        self.micros.fetch_add(millis.saturating_mul(1000), Ordering::SeqCst);
+        self.micros
+            .fetch_add(millis.saturating_mul(1000), Ordering::SeqCst);
     }
 
     pub fn set(&self, at: Timestamp) {

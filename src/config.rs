@@ -119,7 +119,10 @@ impl Default for Config {
             api_keys: Vec::new(),
             engine: EngineSettings::default(),
             retry: RetryPolicy::default(),
-            providers: vec![ProviderConfig::sandbox("sandbox_a"), ProviderConfig::sandbox("sandbox_b")],
+            providers: vec![
+                ProviderConfig::sandbox("sandbox_a"),
+                ProviderConfig::sandbox("sandbox_b"),
+            ],
             sandbox: SandboxSettings::default(),
             log: LogSettings::default(),
         }
@@ -182,9 +185,15 @@ impl Default for LogSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid TOML in {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid {name}: {reason}")]
     Invalid { name: String, reason: String },
 }
@@ -248,18 +257,29 @@ impl Config {
 
     /// Checks everything that can be checked without I/O.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.retry.validate().map_err(|field| invalid(field, "out of range"))?;
+        self.retry
+            .validate()
+            .map_err(|field| invalid(field, "out of range"))?;
         if self.providers.is_empty() {
             return Err(invalid("providers", "at least one provider is required"));
         }
         for (i, provider) in self.providers.iter().enumerate() {
             if provider.name.is_empty()
-                || !provider.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                || !provider
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             {
-                return Err(invalid("providers.name", format!("{:?} must be [A-Za-z0-9_-]+", provider.name)));
+                return Err(invalid(
+                    "providers.name",
+                    format!("{:?} must be [A-Za-z0-9_-]+", provider.name),
+                ));
             }
             if self.providers[..i].iter().any(|p| p.name == provider.name) {
-                return Err(invalid("providers.name", format!("{} is configured twice", provider.name)));
+                return Err(invalid(
+                    "providers.name",
+                    format!("{} is configured twice", provider.name),
+                ));
             }
             if provider.max_in_flight == 0 {
                 return Err(invalid("providers.max_in_flight", "must be at least 1"));
@@ -269,7 +289,10 @@ impl Config {
             }
             for code in &provider.currencies {
                 if crate::domain::Currency::parse(code).is_none() {
-                    return Err(invalid("providers.currencies", format!("unknown currency {code}")));
+                    return Err(invalid(
+                        "providers.currencies",
+                        format!("unknown currency {code}"),
+                    ));
                 }
             }
             provider
@@ -284,11 +307,17 @@ impl Config {
             return Err(invalid("engine.lease_ttl_ms", "must be at least 1000"));
         }
         if self.engine.idempotency_retention_hours < 24 {
-            return Err(invalid("engine.idempotency_retention_hours", "must be at least 24"));
+            return Err(invalid(
+                "engine.idempotency_retention_hours",
+                "must be at least 24",
+            ));
         }
         for key in &self.api_keys {
             if key.merchant.is_empty() || key.key.len() < 8 {
-                return Err(invalid("api_keys", "each key needs a merchant and at least 8 characters"));
+                return Err(invalid(
+                    "api_keys",
+                    "each key needs a merchant and at least 8 characters",
+                ));
             }
         }
         Ok(())
@@ -301,9 +330,12 @@ pub fn parse_api_keys(text: &str) -> Result<Vec<ApiKey>, ConfigError> {
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
-            let (merchant, key) = pair
-                .split_once(':')
-                .ok_or_else(|| invalid("PAYMENTS_API_KEYS", "expected merchant:key[,merchant:key...]"))?;
+            let (merchant, key) = pair.split_once(':').ok_or_else(|| {
+                invalid(
+                    "PAYMENTS_API_KEYS",
+                    "expected merchant:key[,merchant:key...]",
+                )
+            })?;
             Ok(ApiKey {
                 merchant: merchant.trim().to_string(),
                 key: key.trim().to_string(),
@@ -337,10 +369,15 @@ mod tests {
         let env: HashMap<&str, &str> = [
             ("PAYMENTS_PORT", "9100"),
             ("DATABASE_URL", "postgres://db/payments"),
-            ("PAYMENTS_API_KEYS", "acme:sk_acme_123456, globex:sk_globex_123456"),
+            (
+                "PAYMENTS_API_KEYS",
+                "acme:sk_acme_123456, globex:sk_globex_123456",
+            ),
         ]
         .into();
-        config.apply_env(|name| env.get(name).map(|v| v.to_string())).unwrap();
+        config
+            .apply_env(|name| env.get(name).map(|v| v.to_string()))
+            .unwrap();
         assert_eq!(config.server.port, 9100);
         assert_eq!(config.database_url(), "postgres://db/payments");
         assert_eq!(config.api_keys.len(), 2);

@@ -60,8 +60,11 @@ fn load(common: &CommonArgs) -> Result<Config, String> {
 }
 
 fn init_tracing(config: &Config) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log.format == "json" {
         builder.json().init();
     } else {
@@ -90,9 +93,14 @@ async fn migrate(args: CommonArgs) -> Result<(), String> {
     let config = load(&args)?;
     init_tracing(&config);
     let url = config.database_url();
-    let store = payments::store::open(&url).await.map_err(|e| e.to_string())?;
+    let store = payments::store::open(&url)
+        .await
+        .map_err(|e| e.to_string())?;
     store.close().await;
-    println!("migrations applied to {}", url.split('@').next_back().unwrap_or(&url));
+    println!(
+        "migrations applied to {}",
+        url.split('@').next_back().unwrap_or(&url)
+    );
     Ok(())
 }
 

@@ -84,7 +84,10 @@ mod tests {
         let policy = RetryPolicy::default();
         for retry in 1..30 {
             let wait = policy.backoff(retry);
-            assert!(wait <= Duration::from_millis(policy.backoff_cap_ms), "retry {retry}: {wait:?}");
+            assert!(
+                wait <= Duration::from_millis(policy.backoff_cap_ms),
+                "retry {retry}: {wait:?}"
+            );
         }
         let first: Vec<Duration> = (0..200).map(|_| policy.backoff(1)).collect();
         assert!(first.iter().all(|d| *d <= Duration::from_millis(50)));
@@ -93,9 +96,15 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let bad = RetryPolicy { max_attempts: 0, ..RetryPolicy::default() };
+        let bad = RetryPolicy {
+            max_attempts: 0,
+            ..RetryPolicy::default()
+        };
         assert_eq!(bad.validate(), Err("retry.max_attempts"));
-        let bad = RetryPolicy { max_attempts: 50, ..RetryPolicy::default() };
+        let bad = RetryPolicy {
+            max_attempts: 50,
+            ..RetryPolicy::default()
+        };
         assert_eq!(bad.validate(), Err("retry.max_attempts"));
         assert_eq!(RetryPolicy::default().validate(), Ok(()));
     }

@@ -7,7 +7,9 @@
 //! one place that sees every call to its provider.
 
 use crate::domain::{Currency, OutcomeClass};
-use crate::messages::provider::{CallRejected, Charge, GetSnapshot, Lookup, ProviderSnapshot, SetEnabled};
+use crate::messages::provider::{
+    CallRejected, Charge, GetSnapshot, Lookup, ProviderSnapshot, SetEnabled,
+};
 use crate::providers::{LookupResult, Provider, ProviderError, ProviderResponse};
 use actix::prelude::*;
 use std::collections::VecDeque;
@@ -54,13 +56,16 @@ impl ProviderStats {
         self.calls += 1;
         match class {
             OutcomeClass::Succeeded => self.succeeded += 1,
-            OutcomeClass::HardDecline | OutcomeClass::SoftDecline | OutcomeClass::Invalid => self.declined += 1,
+            OutcomeClass::HardDecline | OutcomeClass::SoftDecline | OutcomeClass::Invalid => {
+                self.declined += 1
+            }
             OutcomeClass::TransientNotCharged | OutcomeClass::Unknown => self.failed += 1,
         }
         if self.latencies_ms.len() == LATENCY_WINDOW_CALLS {
             self.latencies_ms.pop_front();
         }
-        self.latencies_ms.push_back(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX));
+        self.latencies_ms
+            .push_back(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX));
     }
 
     fn percentile(&self, p: f64) -> Option<u64> {
@@ -170,7 +175,11 @@ impl Handler<SetEnabled> for ProviderActor {
     type Result = ();
 
     fn handle(&mut self, SetEnabled(enabled): SetEnabled, _ctx: &mut Self::Context) {
-        tracing::info!(provider = self.provider.name(), enabled, "provider enabled state changed");
+        tracing::info!(
+            provider = self.provider.name(),
+            enabled,
+            "provider enabled state changed"
+        );
         self.enabled = enabled;
     }
 }
@@ -191,7 +200,11 @@ impl Handler<GetSnapshot> for ProviderActor {
             declined: s.declined,
             failed: s.failed,
             rejected: s.rejected,
-            failure_rate: if completed == 0 { 0.0 } else { s.failed as f64 / completed as f64 },
+            failure_rate: if completed == 0 {
+                0.0
+            } else {
+                s.failed as f64 / completed as f64
+            },
             latency_p50_ms: s.percentile(0.50),
             latency_p99_ms: s.percentile(0.99),
         })
@@ -209,7 +222,9 @@ pub struct ProviderEntry {
 
 impl ProviderEntry {
     pub fn supports(&self, currency: Currency) -> bool {
-        self.currencies.as_ref().is_none_or(|list| list.contains(&currency))
+        self.currencies
+            .as_ref()
+            .is_none_or(|list| list.contains(&currency))
     }
 }
 

@@ -44,7 +44,10 @@ impl Drop for InFlight {
 
 impl PaymentRegistry {
     pub fn new(deps: Arc<PaymentDeps>, arbiters: Vec<ArbiterHandle>) -> Self {
-        assert!(!arbiters.is_empty(), "payment actors need an arbiter to run on");
+        assert!(
+            !arbiters.is_empty(),
+            "payment actors need an arbiter to run on"
+        );
         PaymentRegistry {
             actors: Arc::new(ActorMap::new()),
             arbiters: Arc::new(arbiters),
@@ -107,6 +110,8 @@ impl PaymentRegistry {
                 }
             }
         }
-        Err(EngineError::Internal("no live payment actor for the order".into()))
+        Err(EngineError::Internal(
+            "no live payment actor for the order".into(),
+        ))
     }
 }

@@ -48,7 +48,10 @@ impl Handler<Shutdown> for Supervisor {
             if abandoned > 0 {
                 // Their attempts are durable as `processing`; recovery at the
                 // next start finishes them.
-                tracing::warn!(abandoned, "shutdown grace period over with payments in flight");
+                tracing::warn!(
+                    abandoned,
+                    "shutdown grace period over with payments in flight"
+                );
             }
             store.close().await;
             tracing::info!("engine drained and store flushed");

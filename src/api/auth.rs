@@ -28,14 +28,23 @@ impl Authenticator {
     pub fn new(keys: &[ApiKey]) -> Self {
         if keys.is_empty() {
             let mut by_digest = HashMap::new();
-            by_digest.insert(digest(DEVELOPMENT_API_KEY), MerchantId::new(DEVELOPMENT_MERCHANT));
-            return Authenticator { by_digest, development: true };
+            by_digest.insert(
+                digest(DEVELOPMENT_API_KEY),
+                MerchantId::new(DEVELOPMENT_MERCHANT),
+            );
+            return Authenticator {
+                by_digest,
+                development: true,
+            };
         }
         let by_digest = keys
             .iter()
             .map(|k| (digest(&k.key), MerchantId::new(k.merchant.clone())))
             .collect();
-        Authenticator { by_digest, development: false }
+        Authenticator {
+            by_digest,
+            development: false,
+        }
     }
 
     /// Whether the well-known development key is accepted (never off loopback).
@@ -58,10 +67,13 @@ impl Authenticator {
                 code: "invalid_authorization",
                 message: "the Authorization header must be Bearer <key>",
             })?;
-        self.by_digest.get(&digest(key)).cloned().ok_or(ApiError::Unauthenticated {
-            code: "invalid_api_key",
-            message: "invalid API key",
-        })
+        self.by_digest
+            .get(&digest(key))
+            .cloned()
+            .ok_or(ApiError::Unauthenticated {
+                code: "invalid_api_key",
+                message: "invalid API key",
+            })
     }
 }
 
@@ -82,7 +94,9 @@ impl FromRequest for Merchant {
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let Some(state) = req.app_data::<web::Data<AppState>>() else {
-            return ready(Err(ApiError::Engine(crate::error::EngineError::Internal("app state missing".into()))));
+            return ready(Err(ApiError::Engine(crate::error::EngineError::Internal(
+                "app state missing".into(),
+            ))));
         };
         let header = req
             .headers()
@@ -100,11 +114,27 @@ mod tests {
     fn development_key_only_without_configured_keys() {
         let dev = Authenticator::new(&[]);
         assert!(dev.is_development());
-        assert_eq!(dev.authenticate(Some("Bearer sk_test_default")).unwrap().as_str(), "default");
-        let configured = Authenticator::new(&[ApiKey { merchant: "acme".into(), key: "sk_acme_1234".into() }]);
+        assert_eq!(
+            dev.authenticate(Some("Bearer sk_test_default"))
+                .unwrap()
+                .as_str(),
+            "default"
+        );
+        let configured = Authenticator::new(&[ApiKey {
+            merchant: "acme".into(),
+            key: "sk_acme_1234".into(),
+        }]);
         assert!(!configured.is_development());
-        assert!(configured.authenticate(Some("Bearer sk_test_default")).is_err());
-        assert_eq!(configured.authenticate(Some("Bearer sk_acme_1234")).unwrap().as_str(), "acme");
+        assert!(configured
+            .authenticate(Some("Bearer sk_test_default"))
+            .is_err());
+        assert_eq!(
+            configured
+                .authenticate(Some("Bearer sk_acme_1234"))
+                .unwrap()
+                .as_str(),
+            "acme"
+        );
         assert!(configured.authenticate(None).is_err());
         assert!(configured.authenticate(Some("Basic abc")).is_err());
         assert!(configured.authenticate(Some("Bearer ")).is_err());

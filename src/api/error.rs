@@ -26,7 +26,10 @@ pub enum ApiError {
     /// The body exceeds the limit.
     BodyTooLarge { limit_bytes: usize },
     /// No credentials, or wrong ones.
-    Unauthenticated { code: &'static str, message: &'static str },
+    Unauthenticated {
+        code: &'static str,
+        message: &'static str,
+    },
     /// No such route.
     RouteNotFound,
 }
@@ -86,7 +89,12 @@ struct Envelope {
     error: ErrorBody,
 }
 
-fn body(kind: &'static str, code: &'static str, message: String, param: Option<String>) -> ErrorBody {
+fn body(
+    kind: &'static str,
+    code: &'static str,
+    message: String,
+    param: Option<String>,
+) -> ErrorBody {
     ErrorBody {
         kind,
         code,
@@ -110,7 +118,9 @@ impl ApiError {
                 EngineError::IdempotencyKeyInUse
                 | EngineError::OrderAlreadyPaid { .. }
                 | EngineError::OrderPaymentInProgress { .. } => StatusCode::CONFLICT,
-                EngineError::ShuttingDown | EngineError::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
+                EngineError::ShuttingDown | EngineError::Store(StoreError::Closed) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 EngineError::Config(_)
                 | EngineError::Store(_)
                 | EngineError::Provider(_)
@@ -123,19 +133,30 @@ impl ApiError {
     fn body(&self) -> ErrorBody {
         const INVALID: &str = "invalid_request_error";
         match self {
-            ApiError::BadRequest { code, param, message } => body(INVALID, code, message.clone(), param.clone()),
+            ApiError::BadRequest {
+                code,
+                param,
+                message,
+            } => body(INVALID, code, message.clone(), param.clone()),
             ApiError::BodyTooLarge { limit_bytes } => body(
                 INVALID,
                 "body_too_large",
                 format!("the request body exceeds {limit_bytes} bytes"),
                 None,
             ),
-            ApiError::Unauthenticated { code, message } => body("authentication_error", code, message.to_string(), None),
-            ApiError::RouteNotFound => body("not_found", "route_not_found", "no such route".into(), None),
+            ApiError::Unauthenticated { code, message } => {
+                body("authentication_error", code, message.to_string(), None)
+            }
+            ApiError::RouteNotFound => {
+                body("not_found", "route_not_found", "no such route".into(), None)
+            }
             ApiError::Engine(error) => match error {
-                EngineError::InvalidParam { param, message } => {
-                    body(INVALID, "parameter_invalid", message.clone(), Some(param.clone()))
-                }
+                EngineError::InvalidParam { param, message } => body(
+                    INVALID,
+                    "parameter_invalid",
+                    message.clone(),
+                    Some(param.clone()),
+                ),
                 EngineError::NotFound { resource } => body(
                     "not_found",
                     "resource_missing",
@@ -156,7 +177,12 @@ impl ApiError {
                 ),
                 EngineError::OrderAlreadyPaid { payment_id } => ErrorBody {
                     payment_id: Some(*payment_id),
-                    ..body("conflict", "order_already_paid", format!("order already paid by payment {payment_id}"), Some("order_id".into()))
+                    ..body(
+                        "conflict",
+                        "order_already_paid",
+                        format!("order already paid by payment {payment_id}"),
+                        Some("order_id".into()),
+                    )
                 },
                 EngineError::OrderPaymentInProgress { payment_id } => ErrorBody {
                     payment_id: Some(*payment_id),
@@ -167,16 +193,22 @@ impl ApiError {
                         Some("order_id".into()),
                     )
                 },
-                EngineError::ShuttingDown | EngineError::Store(StoreError::Closed) => {
-                    body("api_error", "service_unavailable", "the engine is shutting down; retry".into(), None)
-                }
+                EngineError::ShuttingDown | EngineError::Store(StoreError::Closed) => body(
+                    "api_error",
+                    "service_unavailable",
+                    "the engine is shutting down; retry".into(),
+                    None,
+                ),
                 EngineError::Config(_)
                 | EngineError::Store(_)
                 | EngineError::Provider(_)
                 | EngineError::Internal(_)
-                | EngineError::ActorRetired => {
-                    body("api_error", "internal_error", "an internal error occurred".into(), None)
-                }
+                | EngineError::ActorRetired => body(
+                    "api_error",
+                    "internal_error",
+                    "an internal error occurred".into(),
+                    None,
+                ),
             },
         }
     }

@@ -18,7 +18,9 @@ pub const MAX_PAGE_LIMIT: u32 = 100;
 
 /// The body, refusing more than [`MAX_BODY_BYTES`] without reading it all.
 pub async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
-    let too_large = ApiError::BodyTooLarge { limit_bytes: MAX_BODY_BYTES };
+    let too_large = ApiError::BodyTooLarge {
+        limit_bytes: MAX_BODY_BYTES,
+    };
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -54,7 +56,10 @@ fn required_string(body: &Map<String, Value>, param: &str) -> Result<String, Api
     match body.get(param) {
         None | Some(Value::Null) => Err(ApiError::missing(param)),
         Some(Value::String(text)) => Ok(text.clone()),
-        Some(_) => Err(ApiError::invalid(param, format!("{param} must be a string"))),
+        Some(_) => Err(ApiError::invalid(
+            param,
+            format!("{param} must be a string"),
+        )),
     }
 }
 
@@ -62,7 +67,10 @@ fn optional_string(body: &Map<String, Value>, param: &str) -> Result<Option<Stri
     match body.get(param) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
-        Some(_) => Err(ApiError::invalid(param, format!("{param} must be a string"))),
+        Some(_) => Err(ApiError::invalid(
+            param,
+            format!("{param} must be a string"),
+        )),
     }
 }
 
@@ -74,7 +82,10 @@ fn amount(body: &Map<String, Value>) -> Result<Amount, ApiError> {
         Some(value) => value,
     };
     let Value::Number(number) = value else {
-        return Err(ApiError::invalid(PARAM, "amount must be an integer number of minor units"));
+        return Err(ApiError::invalid(
+            PARAM,
+            "amount must be an integer number of minor units",
+        ));
     };
     let Some(minor_units) = number.as_i64() else {
         // Fractions, exponents and numbers beyond i64 all land here.
@@ -103,10 +114,16 @@ fn metadata(body: &Map<String, Value>) -> Result<BTreeMap<String, String>, ApiEr
             .iter()
             .map(|(key, value)| match value {
                 Value::String(text) => Ok((key.clone(), text.clone())),
-                _ => Err(ApiError::invalid(&format!("metadata[{key}]"), "metadata values must be strings")),
+                _ => Err(ApiError::invalid(
+                    &format!("metadata[{key}]"),
+                    "metadata values must be strings",
+                )),
             })
             .collect(),
-        Some(_) => Err(ApiError::invalid("metadata", "metadata must be an object of strings")),
+        Some(_) => Err(ApiError::invalid(
+            "metadata",
+            "metadata must be an object of strings",
+        )),
     }
 }
 
@@ -158,14 +175,17 @@ pub fn payment_filter(req: &HttpRequest) -> Result<PaymentFilter, ApiError> {
                     .parse::<u32>()
                     .ok()
                     .filter(|limit| (1..=MAX_PAGE_LIMIT).contains(limit))
-                    .ok_or_else(|| ApiError::invalid("limit", format!("limit must be an integer from 1 to {MAX_PAGE_LIMIT}")))?;
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "limit",
+                            format!("limit must be an integer from 1 to {MAX_PAGE_LIMIT}"),
+                        )
+                    })?;
             }
             "starting_after" => {
-                filter.starting_after = Some(
-                    value
-                        .parse()
-                        .map_err(|_| ApiError::invalid("starting_after", "starting_after must be a payment id"))?,
-                );
+                filter.starting_after = Some(value.parse().map_err(|_| {
+                    ApiError::invalid("starting_after", "starting_after must be a payment id")
+                })?);
             }
             "customer_id" => filter.customer_id = Some(value),
             "order_id" => filter.order_id = Some(value),
@@ -204,15 +224,32 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        for (amount, why) in [("-1", "negative"), ("0", "zero"), ("100000000000", "huge"), ("1e20", "exponent"), ("10.5", "fraction"), ("\"100\"", "string"), ("null", "null")] {
+        for (amount, why) in [
+            ("-1", "negative"),
+            ("0", "zero"),
+            ("100000000000", "huge"),
+            ("1e20", "exponent"),
+            ("10.5", "fraction"),
+            ("\"100\"", "string"),
+            ("null", "null"),
+        ] {
             let body = GOOD.replace("100", amount);
             assert_eq!(param_of(&body).as_deref(), Some("amount"), "{why}");
         }
-        assert_eq!(param_of(&GOOD.replace("USD", "XYZ")).as_deref(), Some("currency"));
-        assert_eq!(param_of(&GOOD.replace(r#","order_id":"o""#, "")).as_deref(), Some("order_id"));
+        assert_eq!(
+            param_of(&GOOD.replace("USD", "XYZ")).as_deref(),
+            Some("currency")
+        );
+        assert_eq!(
+            param_of(&GOOD.replace(r#","order_id":"o""#, "")).as_deref(),
+            Some("order_id")
+        );
         assert_eq!(param_of(r#"{"amount":1}"#).as_deref(), Some("currency"));
         assert_eq!(param_of("{not json").as_deref(), None);
         assert_eq!(param_of("[1,2]").as_deref(), None);
-        assert_eq!(param_of(&GOOD.replace("}", r#","metadata":{"k":1}}"#)).as_deref(), Some("metadata[k]"));
+        assert_eq!(
+            param_of(&GOOD.replace("}", r#","metadata":{"k":1}}"#)).as_deref(),
+            Some("metadata[k]")
+        );
     }
 }

@@ -29,7 +29,10 @@ pub struct ListBody<T> {
 impl<T> ListBody<T> {
     /// A complete list (no further page).
     pub fn complete(data: Vec<T>) -> Self {
-        ListBody { data, has_more: false }
+        ListBody {
+            data,
+            has_more: false,
+        }
     }
 }
 
@@ -55,11 +58,22 @@ pub fn routes(cfg: &mut web::ServiceConfig, with_sandbox: bool) {
         .route("/v1/payments/{id}", web::get().to(payments::get))
         .route("/v1/payments/{id}/events", web::get().to(payments::events));
     if with_sandbox {
-        cfg.route("/v1/sandbox/{provider}/charges", web::get().to(sandbox::charges))
-            .route("/v1/sandbox/{provider}/faults", web::get().to(sandbox::get_faults))
-            .route("/v1/sandbox/{provider}/faults", web::put().to(sandbox::put_faults));
+        cfg.route(
+            "/v1/sandbox/{provider}/charges",
+            web::get().to(sandbox::charges),
+        )
+        .route(
+            "/v1/sandbox/{provider}/faults",
+            web::get().to(sandbox::get_faults),
+        )
+        .route(
+            "/v1/sandbox/{provider}/faults",
+            web::put().to(sandbox::put_faults),
+        );
     }
-    cfg.default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::RouteNotFound) }));
+    cfg.default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ApiError::RouteNotFound)
+    }));
 }
 
 async fn healthz() -> HttpResponse {
@@ -77,7 +91,10 @@ pub enum ServeError {
     #[error("refusing to accept the development key sk_test_default on non-loopback address {0}: configure PAYMENTS_API_KEYS")]
     DevelopmentKeyOffLoopback(String),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -102,7 +119,11 @@ pub async fn serve(handle: EngineHandle) -> Result<(), ServeError> {
             .app_data(state.clone())
             .configure(|cfg| routes(cfg, with_sandbox))
     })
-    .shutdown_timeout(Duration::from_millis(config.engine.shutdown_grace_ms).as_secs().max(1));
+    .shutdown_timeout(
+        Duration::from_millis(config.engine.shutdown_grace_ms)
+            .as_secs()
+            .max(1),
+    );
     if config.server.workers > 0 {
         server = server.workers(config.server.workers);
     }

@@ -15,8 +15,11 @@ pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
 /// A path id that cannot be a payment id names no payment: 404, like a
 /// foreign or missing one.
 fn payment_id(raw: &str) -> Result<PaymentId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::Engine(EngineError::NotFound { resource: "payment" }))
+    raw.parse().map_err(|_| {
+        ApiError::Engine(EngineError::NotFound {
+            resource: "payment",
+        })
+    })
 }
 
 /// `POST /v1/payments`: create and confirm.
@@ -36,7 +39,10 @@ pub async fn create(
     crate::engine::validate::idempotency_key(&key)?;
     let body = input::read_body(&req, payload).await?;
     let request = input::payment_request(&body)?;
-    let created = state.handle.create_payment(&merchant, &key, request).await?;
+    let created = state
+        .handle
+        .create_payment(&merchant, &key, request)
+        .await?;
     let status = StatusCode::from_u16(created.status).unwrap_or(StatusCode::CREATED);
     let mut response = HttpResponse::build(status);
     response.content_type("application/json");
@@ -47,21 +53,33 @@ pub async fn create(
 }
 
 /// `GET /v1/payments/{id}`.
-pub async fn get(state: web::Data<AppState>, merchant: Merchant, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    merchant: Merchant,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = payment_id(&path)?;
     let payment = state.handle.payment(&merchant, id).await?;
     Ok(HttpResponse::Ok().json(payment))
 }
 
 /// `GET /v1/payments`.
-pub async fn list(state: web::Data<AppState>, merchant: Merchant, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    merchant: Merchant,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let filter = input::payment_filter(&req)?;
     let page = state.handle.list_payments(&merchant, filter).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
 /// `GET /v1/payments/{id}/events`: the audit trail, oldest first.
-pub async fn events(state: web::Data<AppState>, merchant: Merchant, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn events(
+    state: web::Data<AppState>,
+    merchant: Merchant,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = payment_id(&path)?;
     let events = state.handle.payment_events(&merchant, id).await?;
     Ok(HttpResponse::Ok().json(ListBody::complete(events)))

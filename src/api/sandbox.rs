@@ -8,13 +8,19 @@ use crate::error::EngineError;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 fn unknown_provider() -> ApiError {
-    ApiError::Engine(EngineError::NotFound { resource: "provider" })
+    ApiError::Engine(EngineError::NotFound {
+        resource: "provider",
+    })
 }
 
 /// `GET /v1/sandbox/{provider}/charges?order_id=`: what the sandbox really
 /// charged. Open without a key: it is the provider's view, not a merchant's,
 /// and exists so anyone can count charges.
-pub async fn charges(state: web::Data<AppState>, path: web::Path<String>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn charges(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let order_id = input::query_pairs(&req)?
         .into_iter()
         .find(|(name, _)| name == "order_id")
@@ -24,7 +30,11 @@ pub async fn charges(state: web::Data<AppState>, path: web::Path<String>, req: H
 }
 
 /// `GET /v1/sandbox/{provider}/faults`.
-pub async fn get_faults(state: web::Data<AppState>, _merchant: Merchant, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_faults(
+    state: web::Data<AppState>,
+    _merchant: Merchant,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let sandbox = state.handle.sandbox(&path).ok_or_else(unknown_provider)?;
     Ok(HttpResponse::Ok().json(sandbox.faults()))
 }
@@ -45,9 +55,21 @@ pub async fn put_faults(
     for (name, value) in &changes {
         let wrong = |what: &str| ApiError::invalid(name, format!("{name} must be {what}"));
         match name.as_str() {
-            "latency_ms" => faults.latency_ms = value.as_u64().ok_or_else(|| wrong("a non-negative integer"))?,
-            "failure_rate" => faults.failure_rate = value.as_f64().ok_or_else(|| wrong("a number from 0 to 1"))?,
-            "timeout_rate" => faults.timeout_rate = value.as_f64().ok_or_else(|| wrong("a number from 0 to 1"))?,
+            "latency_ms" => {
+                faults.latency_ms = value
+                    .as_u64()
+                    .ok_or_else(|| wrong("a non-negative integer"))?
+            }
+            "failure_rate" => {
+                faults.failure_rate = value
+                    .as_f64()
+                    .ok_or_else(|| wrong("a number from 0 to 1"))?
+            }
+            "timeout_rate" => {
+                faults.timeout_rate = value
+                    .as_f64()
+                    .ok_or_else(|| wrong("a number from 0 to 1"))?
+            }
             "outage" => faults.outage = value.as_bool().ok_or_else(|| wrong("true or false"))?,
             _ => {}
         }

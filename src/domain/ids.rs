@@ -129,7 +129,9 @@ impl<K: IdKind> FromStr for Id<K> {
         if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(error);
         }
-        Uuid::parse_str(hex).map(|uuid| Id(uuid, PhantomData)).map_err(|_| error)
+        Uuid::parse_str(hex)
+            .map(|uuid| Id(uuid, PhantomData))
+            .map_err(|_| error)
     }
 }
 

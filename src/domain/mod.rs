@@ -14,7 +14,8 @@ pub use currency::Currency;
 pub use ids::{AttemptId, EventId, IdError, PaymentId};
 pub use money::{Amount, AmountError, MAX_AMOUNT};
 pub use payment::{
-    Attempt, AttemptOutcome, MerchantId, OrderKey, OutcomeClass, Payment, PaymentEvent, PaymentObject,
+    Attempt, AttemptOutcome, MerchantId, OrderKey, OutcomeClass, Payment, PaymentEvent,
+    PaymentObject,
 };
 pub use status::{PaymentStatus, TransitionError};
 pub use time::Timestamp;

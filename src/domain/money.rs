@@ -89,7 +89,10 @@ mod tests {
         assert_eq!(Amount::new(MAX_AMOUNT + 1), Err(AmountError::TooLarge));
         assert_eq!(Amount::new(i64::MAX), Err(AmountError::TooLarge));
         assert_eq!(Amount::new(1).map(Amount::minor_units), Ok(1));
-        assert_eq!(Amount::new(MAX_AMOUNT).map(Amount::minor_units), Ok(MAX_AMOUNT));
+        assert_eq!(
+            Amount::new(MAX_AMOUNT).map(Amount::minor_units),
+            Ok(MAX_AMOUNT)
+        );
     }
 
     #[test]
@@ -98,13 +101,19 @@ mod tests {
         let one = Amount::new(1).unwrap();
         assert_eq!(max.checked_add(one), Err(AmountError::TooLarge));
         assert_eq!(one.checked_sub(one), None);
-        assert_eq!(max.checked_sub(one).map(Amount::minor_units), Some(MAX_AMOUNT - 1));
+        assert_eq!(
+            max.checked_sub(one).map(Amount::minor_units),
+            Some(MAX_AMOUNT - 1)
+        );
     }
 
     #[test]
     fn deserialization_validates() {
         assert!(serde_json::from_str::<Amount>("0").is_err());
         assert!(serde_json::from_str::<Amount>("100000000000").is_err());
-        assert_eq!(serde_json::from_str::<Amount>("250").unwrap().minor_units(), 250);
+        assert_eq!(
+            serde_json::from_str::<Amount>("250").unwrap().minor_units(),
+            250
+        );
     }
 }

@@ -87,10 +87,17 @@ impl AttemptOutcome {
         if text == "processing" {
             return Some(AttemptOutcome::Processing);
         }
-        [Succeeded, HardDecline, SoftDecline, TransientNotCharged, Unknown, Invalid]
-            .into_iter()
-            .find(|class| class.as_str() == text)
-            .map(AttemptOutcome::Completed)
+        [
+            Succeeded,
+            HardDecline,
+            SoftDecline,
+            TransientNotCharged,
+            Unknown,
+            Invalid,
+        ]
+        .into_iter()
+        .find(|class| class.as_str() == text)
+        .map(AttemptOutcome::Completed)
     }
 }
 
@@ -103,7 +110,8 @@ impl Serialize for AttemptOutcome {
 impl<'de> Deserialize<'de> for AttemptOutcome {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        AttemptOutcome::parse(&text).ok_or_else(|| serde::de::Error::custom("unknown attempt outcome"))
+        AttemptOutcome::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom("unknown attempt outcome"))
     }
 }
 
@@ -235,7 +243,11 @@ impl PaymentEvent {
         at: Timestamp,
         data: serde_json::Value,
     ) -> Self {
-        let kind = if from.is_none() { "payment.created" } else { "payment.status_changed" };
+        let kind = if from.is_none() {
+            "payment.created"
+        } else {
+            "payment.status_changed"
+        };
         PaymentEvent {
             from_status: from,
             to_status: Some(to),

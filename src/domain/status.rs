@@ -164,7 +164,10 @@ mod tests {
         assert!(Pending.transition(RetryScheduled).is_err());
         assert!(Failed.is_terminal());
         assert!(Refunded.is_terminal());
-        assert!(!Succeeded.is_terminal(), "refunds still move a succeeded payment");
+        assert!(
+            !Succeeded.is_terminal(),
+            "refunds still move a succeeded payment"
+        );
         assert!(!Pending.is_terminal());
     }
 
@@ -180,7 +183,10 @@ mod tests {
     fn names_round_trip() {
         for status in PaymentStatus::ALL {
             assert_eq!(status.as_str().parse(), Ok(status));
-            assert_eq!(serde_json::to_string(&status).unwrap(), format!("\"{status}\""));
+            assert_eq!(
+                serde_json::to_string(&status).unwrap(),
+                format!("\"{status}\"")
+            );
         }
         assert_eq!("bogus".parse::<PaymentStatus>(), Err(()));
     }

@@ -1,7 +1,8 @@
 //! Building the engine inside its own actix system.
 
 use crate::actors::{
-    PaymentDeps, PaymentRegistry, ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings, Supervisor,
+    PaymentDeps, PaymentRegistry, ProviderActor, ProviderDirectory, ProviderEntry,
+    ProviderSettings, Supervisor,
 };
 use crate::clock::SystemClock;
 use crate::config::{Config, ProviderKind};
@@ -45,7 +46,11 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
                 let Some(record) = record.clone() else {
                     unreachable!("opened just above")
                 };
-                let sandbox = Arc::new(SandboxProvider::new(&provider_config.name, record, provider_config.faults));
+                let sandbox = Arc::new(SandboxProvider::new(
+                    &provider_config.name,
+                    record,
+                    provider_config.faults,
+                ));
                 sandboxes.insert(provider_config.name.clone(), sandbox.clone());
                 sandbox
             }
@@ -75,14 +80,20 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
     let arbiters: Vec<ArbiterHandle> = if config.engine.worker_threads <= 1 {
         vec![Arbiter::current()]
     } else {
-        (0..config.engine.worker_threads).map(|_| Arbiter::new().handle()).collect()
+        (0..config.engine.worker_threads)
+            .map(|_| Arbiter::new().handle())
+            .collect()
     };
     let deps = PaymentDeps {
         store: store.clone(),
         providers: providers.clone(),
         clock: Arc::new(SystemClock),
         policy: config.retry,
-        instance_id: config.engine.instance_id.clone().unwrap_or_else(default_instance_id),
+        instance_id: config
+            .engine
+            .instance_id
+            .clone()
+            .unwrap_or_else(default_instance_id),
         lease_ttl_ms: config.engine.lease_ttl_ms,
         idle_timeout: Duration::from_millis(config.engine.payment_idle_timeout_ms),
     };
@@ -109,13 +120,19 @@ fn default_instance_id() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into());
     let suffix = uuid::Uuid::now_v7().simple().to_string();
-    format!("{host}-{}-{}", std::process::id(), &suffix[suffix.len() - 8..])
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &suffix[suffix.len() - 8..]
+    )
 }
 
 /// The URL without its password, for logs.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}://***{}", &url[..scheme_end], &url[at..]),
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &url[..scheme_end], &url[at..])
+        }
         _ => url.to_string(),
     }
 }

@@ -60,7 +60,9 @@ impl Engine {
     /// actors on the engine's own thread, and returns a handle once the
     /// engine is ready to take payments.
     pub async fn start(config: Config) -> Result<EngineHandle, EngineError> {
-        config.validate().map_err(|e| EngineError::Config(e.to_string()))?;
+        config
+            .validate()
+            .map_err(|e| EngineError::Config(e.to_string()))?;
         let (ready_tx, ready_rx) = oneshot::channel();
         let (exit_tx, exit_rx) = oneshot::channel();
         let boot_config = config.clone();
@@ -142,15 +144,25 @@ impl EngineHandle {
     }
 
     /// The merchant's payment `id`, with its attempts.
-    pub async fn payment(&self, merchant: &MerchantId, id: PaymentId) -> Result<Payment, EngineError> {
+    pub async fn payment(
+        &self,
+        merchant: &MerchantId,
+        id: PaymentId,
+    ) -> Result<Payment, EngineError> {
         let (store, merchant) = (self.inner.store.clone(), merchant.clone());
         self.on_engine(async move { store.payment(&merchant, id).await })
             .await??
-            .ok_or(EngineError::NotFound { resource: "payment" })
+            .ok_or(EngineError::NotFound {
+                resource: "payment",
+            })
     }
 
     /// The merchant's payments, newest first.
-    pub async fn list_payments(&self, merchant: &MerchantId, mut filter: PaymentFilter) -> Result<PaymentPage, EngineError> {
+    pub async fn list_payments(
+        &self,
+        merchant: &MerchantId,
+        mut filter: PaymentFilter,
+    ) -> Result<PaymentPage, EngineError> {
         let limit = filter.limit as usize;
         // One extra row tells whether another page exists.
         filter.limit = filter.limit.saturating_add(1);
@@ -164,11 +176,17 @@ impl EngineHandle {
     }
 
     /// The audit trail of the merchant's payment `id`, oldest first.
-    pub async fn payment_events(&self, merchant: &MerchantId, id: PaymentId) -> Result<Vec<PaymentEvent>, EngineError> {
+    pub async fn payment_events(
+        &self,
+        merchant: &MerchantId,
+        id: PaymentId,
+    ) -> Result<Vec<PaymentEvent>, EngineError> {
         let (store, merchant) = (self.inner.store.clone(), merchant.clone());
         self.on_engine(async move { store.payment_events(&merchant, id).await })
             .await??
-            .ok_or(EngineError::NotFound { resource: "payment" })
+            .ok_or(EngineError::NotFound {
+                resource: "payment",
+            })
     }
 
     /// Each provider's state, in routing priority order.
@@ -196,8 +214,14 @@ impl EngineHandle {
     }
 
     /// What the sandbox `name` really charged, optionally for one order.
-    pub async fn sandbox_charges(&self, name: &str, order_id: Option<String>) -> Result<Vec<SandboxCharge>, EngineError> {
-        let sandbox = self.sandbox(name).ok_or(EngineError::NotFound { resource: "provider" })?;
+    pub async fn sandbox_charges(
+        &self,
+        name: &str,
+        order_id: Option<String>,
+    ) -> Result<Vec<SandboxCharge>, EngineError> {
+        let sandbox = self.sandbox(name).ok_or(EngineError::NotFound {
+            resource: "provider",
+        })?;
         self.on_engine(async move { sandbox.charges(order_id.as_deref()).await })
             .await?
             .map_err(|e| EngineError::Provider(e.into()))
@@ -205,8 +229,12 @@ impl EngineHandle {
 
     /// Sets the fault knobs of the sandbox `name`.
     pub fn set_sandbox_faults(&self, name: &str, faults: SandboxFaults) -> Result<(), EngineError> {
-        let sandbox = self.sandbox(name).ok_or(EngineError::NotFound { resource: "provider" })?;
-        faults.validate().map_err(|param| EngineError::invalid(param, "out of range"))?;
+        let sandbox = self.sandbox(name).ok_or(EngineError::NotFound {
+            resource: "provider",
+        })?;
+        faults
+            .validate()
+            .map_err(|param| EngineError::invalid(param, "out of range"))?;
         sandbox.set_faults(faults);
         Ok(())
     }
@@ -229,7 +257,12 @@ impl EngineHandle {
         let grace_ms = self.inner.config.engine.shutdown_grace_ms;
         let _ = self.inner.supervisor.send(Shutdown { grace_ms }).await;
         self.inner.system.stop();
-        let exited = self.inner.exited.lock().ok().and_then(|mut slot| slot.take());
+        let exited = self
+            .inner
+            .exited
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take());
         if let Some(exited) = exited {
             let _ = exited.await;
         }

@@ -27,39 +27,63 @@ pub fn idempotency_key(key: &str) -> Result<(), EngineError> {
         ));
     }
     if !key.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
-        return Err(EngineError::invalid(IDEMPOTENCY_KEY_PARAM, "must be printable ASCII"));
+        return Err(EngineError::invalid(
+            IDEMPOTENCY_KEY_PARAM,
+            "must be printable ASCII",
+        ));
     }
     Ok(())
 }
 
 fn id_field(param: &str, value: &str) -> Result<(), EngineError> {
     if value.trim().is_empty() {
-        return Err(EngineError::invalid(param, format!("{param} must not be empty")));
+        return Err(EngineError::invalid(
+            param,
+            format!("{param} must not be empty"),
+        ));
     }
     if value.chars().count() > MAX_ID_FIELD_CHARS {
-        return Err(EngineError::invalid(param, format!("{param} must be at most {MAX_ID_FIELD_CHARS} characters")));
+        return Err(EngineError::invalid(
+            param,
+            format!("{param} must be at most {MAX_ID_FIELD_CHARS} characters"),
+        ));
     }
     if value.chars().any(char::is_control) {
-        return Err(EngineError::invalid(param, format!("{param} must not contain control characters")));
+        return Err(EngineError::invalid(
+            param,
+            format!("{param} must not contain control characters"),
+        ));
     }
     Ok(())
 }
 
-pub fn payment_request(request: &PaymentRequest, providers: &ProviderDirectory) -> Result<(), EngineError> {
+pub fn payment_request(
+    request: &PaymentRequest,
+    providers: &ProviderDirectory,
+) -> Result<(), EngineError> {
     id_field("customer_id", &request.customer_id)?;
     id_field("order_id", &request.order_id)?;
     id_field("payment_method", &request.payment_method)?;
     if let Some(description) = &request.description {
         if description.chars().count() > MAX_DESCRIPTION_CHARS {
-            return Err(EngineError::invalid("description", format!("must be at most {MAX_DESCRIPTION_CHARS} characters")));
+            return Err(EngineError::invalid(
+                "description",
+                format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+            ));
         }
     }
     if request.metadata.len() > MAX_METADATA_KEYS {
-        return Err(EngineError::invalid("metadata", format!("at most {MAX_METADATA_KEYS} keys")));
+        return Err(EngineError::invalid(
+            "metadata",
+            format!("at most {MAX_METADATA_KEYS} keys"),
+        ));
     }
     for (key, value) in &request.metadata {
         if key.is_empty() || key.chars().count() > MAX_METADATA_KEY_CHARS {
-            return Err(EngineError::invalid("metadata", format!("keys must be 1 to {MAX_METADATA_KEY_CHARS} characters")));
+            return Err(EngineError::invalid(
+                "metadata",
+                format!("keys must be 1 to {MAX_METADATA_KEY_CHARS} characters"),
+            ));
         }
         if value.chars().count() > MAX_METADATA_VALUE_CHARS {
             return Err(EngineError::invalid(
@@ -70,13 +94,22 @@ pub fn payment_request(request: &PaymentRequest, providers: &ProviderDirectory) 
     }
     if let Some(pinned) = &request.provider {
         let Some(entry) = providers.get(pinned) else {
-            return Err(EngineError::invalid("provider", format!("no provider named {pinned:?}")));
+            return Err(EngineError::invalid(
+                "provider",
+                format!("no provider named {pinned:?}"),
+            ));
         };
         if !entry.supports(request.currency) {
-            return Err(EngineError::invalid("provider", format!("{pinned} does not support {}", request.currency)));
+            return Err(EngineError::invalid(
+                "provider",
+                format!("{pinned} does not support {}", request.currency),
+            ));
         }
     } else if providers.candidates(request.currency, None).is_empty() {
-        return Err(EngineError::invalid("currency", format!("no provider supports {}", request.currency)));
+        return Err(EngineError::invalid(
+            "currency",
+            format!("no provider supports {}", request.currency),
+        ));
     }
     Ok(())
 }

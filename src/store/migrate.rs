@@ -48,11 +48,12 @@ async fn apply_one_sqlite(
     migration: &sqlx::migrate::Migration,
 ) -> Result<(), StoreError> {
     let checksum = checksum_hex(&migration.checksum);
-    let applied: Option<String> =
-        sqlx::query_scalar(&format!("SELECT checksum FROM {MIGRATIONS_TABLE} WHERE version = ?"))
-            .bind(migration.version)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let applied: Option<String> = sqlx::query_scalar(&format!(
+        "SELECT checksum FROM {MIGRATIONS_TABLE} WHERE version = ?"
+    ))
+    .bind(migration.version)
+    .fetch_optional(&mut *conn)
+    .await?;
     match applied {
         Some(found) if found == checksum => Ok(()),
         Some(_) => Err(StoreError::Migration(format!(

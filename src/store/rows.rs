@@ -84,7 +84,8 @@ pub(crate) fn payment(row: &impl RowExt) -> Result<Payment, StoreError> {
         failure_message: row.opt_text("failure_message")?,
         next_attempt_at: opt_timestamp("next_attempt_at", row.opt_int("next_attempt_at")?)?,
         attempts: Vec::new(),
-        anomaly_flags: serde_json::from_str(&flags).map_err(|_| corrupt("anomaly_flags", &flags))?,
+        anomaly_flags: serde_json::from_str(&flags)
+            .map_err(|_| corrupt("anomaly_flags", &flags))?,
         metadata: serde_json::from_str(&metadata).map_err(|_| corrupt("metadata", &metadata))?,
         created_at: timestamp("created_at", row.int("created_at")?)?,
         updated_at: timestamp("updated_at", row.int("updated_at")?)?,
@@ -129,7 +130,10 @@ pub(crate) fn event(row: &impl RowExt) -> Result<PaymentEvent, StoreError> {
 
 /// An `idempotency_keys` row.
 pub(crate) fn idempotency(row: &impl RowExt) -> Result<IdempotencyRecord, StoreError> {
-    let response = match (row.opt_int("response_status")?, row.opt_text("response_body")?) {
+    let response = match (
+        row.opt_int("response_status")?,
+        row.opt_text("response_body")?,
+    ) {
         (Some(status), Some(body)) => Some(StoredResponse {
             status: u16::try_from(status).map_err(|_| corrupt("response status", status))?,
             body,

@@ -172,9 +172,9 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteJob>) {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
             let message = error.to_string();
             for job in batch.drain(..) {
-                let _ = job
-                    .reply
-                    .send(Err(StoreError::Migration(format!("batch not committed: {message}"))));
+                let _ = job.reply.send(Err(StoreError::Migration(format!(
+                    "batch not committed: {message}"
+                ))));
             }
         }
     }
@@ -191,21 +191,21 @@ async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<WriteReply, 
 async fn begin(conn: &mut SqliteConnection, new: &NewPayment) -> Result<BeginOutcome, StoreError> {
     let p = &new.payment;
     let merchant = p.merchant_id.as_str();
-    let existing = sqlx::query(
-        "SELECT * FROM idempotency_keys WHERE merchant_id = ? AND idempotency_key = ?",
-    )
-    .bind(merchant)
-    .bind(&new.idempotency_key)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let existing =
+        sqlx::query("SELECT * FROM idempotency_keys WHERE merchant_id = ? AND idempotency_key = ?")
+            .bind(merchant)
+            .bind(&new.idempotency_key)
+            .fetch_optional(&mut *conn)
+            .await?;
     if let Some(row) = existing {
         return Ok(BeginOutcome::KeyExists(rows::idempotency(&row)?));
     }
-    let order = sqlx::query("SELECT payment_id, status FROM orders WHERE merchant_id = ? AND order_id = ?")
-        .bind(merchant)
-        .bind(&p.order_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let order =
+        sqlx::query("SELECT payment_id, status FROM orders WHERE merchant_id = ? AND order_id = ?")
+            .bind(merchant)
+            .bind(&p.order_id)
+            .fetch_optional(&mut *conn)
+            .await?;
     if let Some(row) = order {
         let status = row
             .text("status")?
@@ -408,12 +408,16 @@ impl Store for SqliteStore {
     async fn begin_payment(&self, new: NewPayment) -> Result<BeginOutcome, StoreError> {
         match self.submit(WriteOp::Begin(Box::new(new))).await? {
             WriteReply::Begun(outcome) => Ok(outcome),
-            WriteReply::Done => Err(StoreError::Corrupt("writer answered begin with done".into())),
+            WriteReply::Done => Err(StoreError::Corrupt(
+                "writer answered begin with done".into(),
+            )),
         }
     }
 
     async fn save_payment(&self, write: PaymentWrite) -> Result<(), StoreError> {
-        self.submit(WriteOp::Save(Box::new(write))).await.map(|_| ())
+        self.submit(WriteOp::Save(Box::new(write)))
+            .await
+            .map(|_| ())
     }
 
     async fn idempotency_record(
@@ -421,11 +425,13 @@ impl Store for SqliteStore {
         merchant: &MerchantId,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM idempotency_keys WHERE merchant_id = ? AND idempotency_key = ?")
-            .bind(merchant.as_str())
-            .bind(key)
-            .fetch_optional(&self.reads)
-            .await?;
+        let row = sqlx::query(
+            "SELECT * FROM idempotency_keys WHERE merchant_id = ? AND idempotency_key = ?",
+        )
+        .bind(merchant.as_str())
+        .bind(key)
+        .fetch_optional(&self.reads)
+        .await?;
         row.as_ref().map(rows::idempotency).transpose()
     }
 
@@ -454,7 +460,9 @@ impl Store for SqliteStore {
         let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM payments WHERE merchant_id = ");
         query.push_bind(merchant.as_str());
         if let Some(customer) = &filter.customer_id {
-            query.push(" AND customer_id = ").push_bind(customer.clone());
+            query
+                .push(" AND customer_id = ")
+                .push_bind(customer.clone());
         }
         if let Some(order) = &filter.order_id {
             query.push(" AND order_id = ").push_bind(order.clone());
@@ -471,9 +479,14 @@ impl Store for SqliteStore {
         if let Some(cursor) = filter.starting_after {
             query.push(" AND id < ").push_bind(cursor.to_string());
         }
-        query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(filter.limit));
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit));
         let rows: Vec<SqliteRow> = query.build().fetch_all(&self.reads).await?;
-        let mut payments = rows.iter().map(rows::payment).collect::<Result<Vec<_>, _>>()?;
+        let mut payments = rows
+            .iter()
+            .map(rows::payment)
+            .collect::<Result<Vec<_>, _>>()?;
         self.attach_attempts(&mut payments).await?;
         Ok(payments)
     }
@@ -491,11 +504,16 @@ impl Store for SqliteStore {
         if owned.is_none() {
             return Ok(None);
         }
-        let rows = sqlx::query("SELECT * FROM payment_events WHERE payment_id = ? ORDER BY created_at, id")
-            .bind(id.to_string())
-            .fetch_all(&self.reads)
-            .await?;
-        rows.iter().map(rows::event).collect::<Result<Vec<_>, _>>().map(Some)
+        let rows = sqlx::query(
+            "SELECT * FROM payment_events WHERE payment_id = ? ORDER BY created_at, id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(rows::event)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

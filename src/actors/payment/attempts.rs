@@ -12,7 +12,8 @@
 use super::PaymentDeps;
 use crate::actors::provider::ProviderEntry;
 use crate::domain::{
-    Attempt, AttemptId, AttemptOutcome, OutcomeClass, Payment, PaymentEvent, PaymentStatus, Timestamp,
+    Attempt, AttemptId, AttemptOutcome, OutcomeClass, Payment, PaymentEvent, PaymentStatus,
+    Timestamp,
 };
 use crate::error::EngineError;
 use crate::messages::payment::CreatedPayment;
@@ -53,7 +54,9 @@ pub(super) async fn run(
                 attempts: vec![completed.0],
                 events: vec![completed.1],
                 response: None,
-                lease: LeaseChange::Renew { expires_at: now.plus_millis(deps.lease_ttl_ms) },
+                lease: LeaseChange::Renew {
+                    expires_at: now.plus_millis(deps.lease_ttl_ms),
+                },
                 payment: payment.clone(),
             };
             deps.store.save_payment(write).await?;
@@ -106,7 +109,9 @@ async fn start_attempt(
             attempts: vec![attempt],
             events: vec![event],
             response: None,
-            lease: LeaseChange::Renew { expires_at: now.plus_millis(deps.lease_ttl_ms) },
+            lease: LeaseChange::Renew {
+                expires_at: now.plus_millis(deps.lease_ttl_ms),
+            },
             payment: payment.clone(),
         })
         .await?;
@@ -226,14 +231,20 @@ async fn finish(
             if response.class == OutcomeClass::Invalid {
                 tracing::error!(payment_id = %payment.id, code = ?response.code, "provider rejected our request as invalid: check configuration");
             }
-            payment.failure_code = Some(response.code.clone().unwrap_or_else(|| "card_declined".into()));
+            payment.failure_code = Some(
+                response
+                    .code
+                    .clone()
+                    .unwrap_or_else(|| "card_declined".into()),
+            );
             payment.failure_message = response.message.clone();
             PaymentStatus::Failed
         }
         OutcomeClass::SoftDecline => {
             payment.failure_code = response.code.clone();
             payment.failure_message = response.message.clone();
-            payment.next_attempt_at = Some(now.plus_millis(deps.policy.soft_decline_delay_secs.saturating_mul(1000)));
+            payment.next_attempt_at =
+                Some(now.plus_millis(deps.policy.soft_decline_delay_secs.saturating_mul(1000)));
             PaymentStatus::RetryScheduled
         }
         OutcomeClass::TransientNotCharged => {
@@ -258,7 +269,10 @@ async fn finish(
         json!({ "attempt": attempt.number, "provider": attempt.provider, "code": response.code }),
     );
     let body = serde_json::to_string(&payment).map_err(|e| EngineError::Internal(e.to_string()))?;
-    let stored = StoredResponse { status: CREATED_STATUS, body: body.clone() };
+    let stored = StoredResponse {
+        status: CREATED_STATUS,
+        body: body.clone(),
+    };
     deps.store
         .save_payment(PaymentWrite {
             expected_status: from,
@@ -270,5 +284,10 @@ async fn finish(
         })
         .await?;
     tracing::info!(payment_id = %payment.id, status = %payment.status, provider = ?payment.provider, "payment finished");
-    Ok(CreatedPayment { payment, status: CREATED_STATUS, body, replayed: false })
+    Ok(CreatedPayment {
+        payment,
+        status: CREATED_STATUS,
+        body,
+        replayed: false,
+    })
 }

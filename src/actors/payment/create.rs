@@ -8,17 +8,29 @@ use crate::store::{BeginOutcome, IdempotencyRecord, NewPayment};
 use serde_json::json;
 
 /// Handles [`CreatePayment`] inside the order's actor.
-pub(super) async fn create(deps: &PaymentDeps, msg: CreatePayment) -> Result<CreatedPayment, EngineError> {
+pub(super) async fn create(
+    deps: &PaymentDeps,
+    msg: CreatePayment,
+) -> Result<CreatedPayment, EngineError> {
     // The common duplicate (a client retrying) is answered from a read,
     // without touching the writer.
-    if let Some(record) = deps.store.idempotency_record(&msg.merchant_id, &msg.idempotency_key).await? {
+    if let Some(record) = deps
+        .store
+        .idempotency_record(&msg.merchant_id, &msg.idempotency_key)
+        .await?
+    {
         return replay(record, &msg);
     }
     let request = &msg.request;
-    let candidates = deps.providers.candidates(request.currency, request.provider.as_deref());
+    let candidates = deps
+        .providers
+        .candidates(request.currency, request.provider.as_deref());
     if candidates.is_empty() {
         // Validated at the edge; reaching here means configuration changed.
-        return Err(EngineError::invalid("currency", "no configured provider supports this currency"));
+        return Err(EngineError::invalid(
+            "currency",
+            "no configured provider supports this currency",
+        ));
     }
     let now = deps.clock.now();
     let payment = Payment {

@@ -96,8 +96,14 @@ impl Handler<CreatePayment> for PaymentActor {
         if self.retired {
             return AtomicResponse::new(Box::pin(fut::ready(Err(EngineError::ActorRetired))));
         }
-        debug_assert_eq!(msg.request.order_id, self.key.order_id, "routed to the wrong order");
-        debug_assert_eq!(msg.merchant_id, self.key.merchant_id, "routed to the wrong merchant");
+        debug_assert_eq!(
+            msg.request.order_id, self.key.order_id,
+            "routed to the wrong order"
+        );
+        debug_assert_eq!(
+            msg.merchant_id, self.key.merchant_id,
+            "routed to the wrong merchant"
+        );
         self.last_activity = Instant::now();
         let deps = self.deps.clone();
         AtomicResponse::new(Box::pin(

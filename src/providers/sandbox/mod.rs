@@ -12,19 +12,16 @@ pub use record::{SandboxCharge, SandboxRecord, MAX_LISTED_CHARGES};
 use super::{ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse};
 use crate::domain::{OutcomeClass, Timestamp};
 use async_trait::async_trait;
-use dashmap::DashMap;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::sync::RwLock;
 use std::time::Duration;
 
-/// Tries `pm_card_rate_limited` answers 429 to, per payment.
+/// Tries `pm_card_rate_limited` answers 429 to, per payment: its attempts
+/// 1 and 2, whichever provider each went to.
 const RATE_LIMITED_TRIES: u32 = 2;
 /// The `Retry-After` the sandbox sends with a 429.
 const RATE_LIMIT_RETRY_AFTER_MS: u64 = 50;
-/// Payments whose 429 count is remembered; the map is cleared past this so a
-/// long-running sandbox cannot grow without bound.
-const MAX_TRACKED_RATE_LIMITS: usize = 10_000;
 /// The largest latency a knob may inject.
 pub const MAX_INJECTED_LATENCY_MS: u64 = 60_000;
 
@@ -63,13 +60,18 @@ pub struct SandboxProvider {
     name: String,
     record: SandboxRecord,
     faults: RwLock<SandboxFaults>,
-    rate_limited_tries: DashMap<String, u32>,
 }
 
 /// What a payment method token asks the sandbox to do.
 enum Token {
-    Charge { lose_first_answer: bool },
-    Decline { class: OutcomeClass, code: &'static str, message: &'static str },
+    Charge {
+        lose_first_answer: bool,
+    },
+    Decline {
+        class: OutcomeClass,
+        code: &'static str,
+        message: &'static str,
+    },
     ProviderError,
     RateLimited,
     Unknown,
@@ -77,8 +79,12 @@ enum Token {
 
 fn token(payment_method: &str) -> Token {
     match payment_method {
-        "pm_card_visa" => Token::Charge { lose_first_answer: false },
-        "pm_card_timeout_after_charge" => Token::Charge { lose_first_answer: true },
+        "pm_card_visa" => Token::Charge {
+            lose_first_answer: false,
+        },
+        "pm_card_timeout_after_charge" => Token::Charge {
+            lose_first_answer: true,
+        },
         "pm_card_declined" => Token::Decline {
             class: OutcomeClass::HardDecline,
             code: "card_declined",
@@ -100,7 +106,13 @@ fn token(payment_method: &str) -> Token {
     }
 }
 
-fn answer(class: OutcomeClass, http_status: u16, code: Option<&str>, message: Option<&str>, charge_id: Option<&str>) -> ProviderResponse {
+fn answer(
+    class: OutcomeClass,
+    http_status: u16,
+    code: Option<&str>,
+    message: Option<&str>,
+    charge_id: Option<&str>,
+) -> ProviderResponse {
     ProviderResponse {
         class,
         provider_payment_id: charge_id.map(str::to_string),
@@ -123,16 +135,21 @@ impl SandboxProvider {
             name: name.into(),
             record,
             faults: RwLock::new(faults),
-            rate_limited_tries: DashMap::new(),
         }
     }
 
     pub fn faults(&self) -> SandboxFaults {
-        *self.faults.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        *self
+            .faults
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn set_faults(&self, faults: SandboxFaults) {
-        *self.faults.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = faults;
+        *self
+            .faults
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = faults;
     }
 
     /// The charges this provider made, optionally for one order.
@@ -144,17 +161,24 @@ impl SandboxProvider {
         rate > 0.0 && rand::thread_rng().gen_bool(rate.min(1.0))
     }
 
-    /// Counts a `pm_card_rate_limited` try; true while it should still get 429.
-    fn still_rate_limited(&self, request: &ChargeRequest) -> bool {
-        if self.rate_limited_tries.len() > MAX_TRACKED_RATE_LIMITS {
-            self.rate_limited_tries.clear();
-        }
-        let mut tries = self.rate_limited_tries.entry(request.payment_id.to_string()).or_insert(0);
-        *tries += 1;
-        *tries <= RATE_LIMITED_TRIES
+    /// Whether a `pm_card_rate_limited` charge should still get a 429.
+    ///
+    /// Decided by the payment's attempt number, not by counting calls here:
+    /// the engine fails over after a 429, so a payment's tries are spread
+    /// over several sandboxes, and a per-provider count would answer 429 to
+    /// the third try too (attempts 1 and 3 both land on the first sandbox),
+    /// failing a payment that DESIGN §7 says succeeds. It also keeps no
+    /// state, so nothing grows with the number of payments.
+    fn still_rate_limited(request: &ChargeRequest) -> bool {
+        request.attempt_number <= RATE_LIMITED_TRIES
     }
 
-    async fn make_charge(&self, request: &ChargeRequest, lose_first_answer: bool, faults: &SandboxFaults) -> ProviderResponse {
+    async fn make_charge(
+        &self,
+        request: &ChargeRequest,
+        lose_first_answer: bool,
+        faults: &SandboxFaults,
+    ) -> ProviderResponse {
         let charge = SandboxCharge {
             id: format!("ch_{}", uuid::Uuid::now_v7().simple()),
             provider: self.name.clone(),
@@ -171,14 +195,24 @@ impl SandboxProvider {
         match self.record.charge_once(&charge).await {
             Ok((stored, true)) if lose_first_answer || Self::roll(faults.timeout_rate) => {
                 tracing::debug!(provider = %self.name, charge = %stored.id, "sandbox charged and lost the answer");
-                ProviderResponse::synthetic(OutcomeClass::Unknown, "timeout", "the provider did not answer in time")
+                ProviderResponse::synthetic(
+                    OutcomeClass::Unknown,
+                    "timeout",
+                    "the provider did not answer in time",
+                )
             }
             Ok((stored, _)) => answer(OutcomeClass::Succeeded, 200, None, None, Some(&stored.id)),
             // The record could not be written: like a provider's 500, the
             // charge may or may not exist, so the engine must look it up.
             Err(error) => {
                 tracing::warn!(provider = %self.name, %error, "sandbox record write failed");
-                answer(OutcomeClass::Unknown, 500, Some("api_error"), Some("internal error"), None)
+                answer(
+                    OutcomeClass::Unknown,
+                    500,
+                    Some("api_error"),
+                    Some("internal error"),
+                    None,
+                )
             }
         }
     }
@@ -193,7 +227,13 @@ impl Provider for SandboxProvider {
     async fn charge(&self, request: &ChargeRequest) -> ProviderResponse {
         let faults = self.faults();
         if faults.outage {
-            return answer(OutcomeClass::TransientNotCharged, 503, Some("provider_outage"), Some("the provider is unavailable"), None);
+            return answer(
+                OutcomeClass::TransientNotCharged,
+                503,
+                Some("provider_outage"),
+                Some("the provider is unavailable"),
+                None,
+            );
         }
         if faults.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
@@ -202,26 +242,64 @@ impl Provider for SandboxProvider {
         // charge, whatever the token: this is what makes retrying an unknown
         // outcome safe.
         match self.record.find(&self.name, &request.idempotency_key).await {
-            Ok(Some(existing)) => return answer(OutcomeClass::Succeeded, 200, None, None, Some(&existing.id)),
+            Ok(Some(existing)) => {
+                return answer(OutcomeClass::Succeeded, 200, None, None, Some(&existing.id))
+            }
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(provider = %self.name, %error, "sandbox record read failed");
-                return answer(OutcomeClass::TransientNotCharged, 503, Some("provider_unavailable"), Some("record unavailable"), None);
+                return answer(
+                    OutcomeClass::TransientNotCharged,
+                    503,
+                    Some("provider_unavailable"),
+                    Some("record unavailable"),
+                    None,
+                );
             }
         }
         if Self::roll(faults.failure_rate) {
-            return answer(OutcomeClass::TransientNotCharged, 503, Some("provider_unavailable"), Some("injected failure"), None);
+            return answer(
+                OutcomeClass::TransientNotCharged,
+                503,
+                Some("provider_unavailable"),
+                Some("injected failure"),
+                None,
+            );
         }
         match token(&request.payment_method) {
-            Token::Charge { lose_first_answer } => self.make_charge(request, lose_first_answer, &faults).await,
-            Token::Decline { class, code, message } => answer(class, 402, Some(code), Some(message), None),
-            Token::ProviderError => answer(OutcomeClass::TransientNotCharged, 503, Some("provider_unavailable"), Some("the provider is unavailable"), None),
-            Token::RateLimited if self.still_rate_limited(request) => ProviderResponse {
+            Token::Charge { lose_first_answer } => {
+                self.make_charge(request, lose_first_answer, &faults).await
+            }
+            Token::Decline {
+                class,
+                code,
+                message,
+            } => answer(class, 402, Some(code), Some(message), None),
+            Token::ProviderError => answer(
+                OutcomeClass::TransientNotCharged,
+                503,
+                Some("provider_unavailable"),
+                Some("the provider is unavailable"),
+                None,
+            ),
+            Token::RateLimited if Self::still_rate_limited(request) => ProviderResponse {
                 retry_after_ms: Some(RATE_LIMIT_RETRY_AFTER_MS),
-                ..answer(OutcomeClass::TransientNotCharged, 429, Some("rate_limited"), Some("too many requests"), None)
+                ..answer(
+                    OutcomeClass::TransientNotCharged,
+                    429,
+                    Some("rate_limited"),
+                    Some("too many requests"),
+                    None,
+                )
             },
             Token::RateLimited => self.make_charge(request, false, &faults).await,
-            Token::Unknown => answer(OutcomeClass::Invalid, 400, Some("invalid_payment_method"), Some("unknown sandbox payment method token"), None),
+            Token::Unknown => answer(
+                OutcomeClass::Invalid,
+                400,
+                Some("invalid_payment_method"),
+                Some("unknown sandbox payment method token"),
+                None,
+            ),
         }
     }
 

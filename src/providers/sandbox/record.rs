@@ -6,12 +6,12 @@
 //! Crash and concurrency tests count charges here and compare them with what
 //! the engine recorded. Several engine processes may share one file.
 
+use serde::Serialize;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
-use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
 
@@ -86,7 +86,10 @@ impl SandboxRecord {
 
     /// Records `charge` unless one exists under its (provider, idempotency
     /// key); returns the stored charge and whether it is new.
-    pub async fn charge_once(&self, charge: &SandboxCharge) -> Result<(SandboxCharge, bool), sqlx::Error> {
+    pub async fn charge_once(
+        &self,
+        charge: &SandboxCharge,
+    ) -> Result<(SandboxCharge, bool), sqlx::Error> {
         let inserted = sqlx::query(
             "INSERT INTO sandbox_charges (id, provider, idempotency_key, merchant_id, order_id, customer_id,
                 amount, currency, payment_method, status, created_at)
@@ -115,23 +118,35 @@ impl SandboxRecord {
         Ok((stored, inserted))
     }
 
-    pub async fn find(&self, provider: &str, idempotency_key: &str) -> Result<Option<SandboxCharge>, sqlx::Error> {
-        let row = sqlx::query("SELECT * FROM sandbox_charges WHERE provider = ? AND idempotency_key = ?")
-            .bind(provider)
-            .bind(idempotency_key)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn find(
+        &self,
+        provider: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<SandboxCharge>, sqlx::Error> {
+        let row =
+            sqlx::query("SELECT * FROM sandbox_charges WHERE provider = ? AND idempotency_key = ?")
+                .bind(provider)
+                .bind(idempotency_key)
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(decode).transpose()
     }
 
     /// Charges of `provider`, oldest first, optionally for one order.
-    pub async fn list(&self, provider: &str, order_id: Option<&str>) -> Result<Vec<SandboxCharge>, sqlx::Error> {
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM sandbox_charges WHERE provider = ");
+    pub async fn list(
+        &self,
+        provider: &str,
+        order_id: Option<&str>,
+    ) -> Result<Vec<SandboxCharge>, sqlx::Error> {
+        let mut query =
+            QueryBuilder::<Sqlite>::new("SELECT * FROM sandbox_charges WHERE provider = ");
         query.push_bind(provider.to_string());
         if let Some(order) = order_id {
             query.push(" AND order_id = ").push_bind(order.to_string());
         }
-        query.push(" ORDER BY created_at, id LIMIT ").push_bind(MAX_LISTED_CHARGES);
+        query
+            .push(" ORDER BY created_at, id LIMIT ")
+            .push_bind(MAX_LISTED_CHARGES);
         let rows: Vec<SqliteRow> = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(decode).collect()
     }

@@ -1,0 +1,502 @@
+//! Message-level tests: the payment and provider actors driven by their
+//! typed messages, with a real SQLite store and scripted fake providers. No
+//! HTTP, no engine thread.
+
+use actix::prelude::*;
+use async_trait::async_trait;
+use payments::actors::payment::ActorMap;
+use payments::actors::{
+    PaymentActor, PaymentDeps, ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings,
+};
+use payments::clock::ManualClock;
+use payments::domain::{
+    Amount, AttemptOutcome, Currency, MerchantId, OrderKey, OutcomeClass, PaymentStatus, Timestamp,
+};
+use payments::engine::validate::fingerprint;
+use payments::messages::payment::{CreatePayment, PaymentRequest};
+use payments::messages::provider::{CallRejected, Charge, GetSnapshot, SetEnabled};
+use payments::providers::{ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse};
+use payments::retry::RetryPolicy;
+use payments::store::{SqliteStore, Store};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A provider that answers from a script and remembers every call.
+struct FakeProvider {
+    name: String,
+    script: Mutex<VecDeque<OutcomeClass>>,
+    /// Answer when the script is exhausted.
+    otherwise: OutcomeClass,
+    delay: Duration,
+    calls: Mutex<Vec<ChargeRequest>>,
+    /// When set, each call records the stored outcome of the attempt being
+    /// charged, as seen in the database at the moment of the call.
+    store: Option<Arc<dyn Store>>,
+    seen_outcomes: Mutex<Vec<Option<AttemptOutcome>>>,
+}
+
+impl FakeProvider {
+    fn new(name: &str, script: &[OutcomeClass], otherwise: OutcomeClass) -> Arc<Self> {
+        Arc::new(Self::build(name, script, otherwise))
+    }
+
+    /// A provider that takes `delay` per call.
+    fn slow(name: &str, otherwise: OutcomeClass, delay: Duration) -> Arc<Self> {
+        Arc::new(FakeProvider {
+            delay,
+            ..Self::build(name, &[], otherwise)
+        })
+    }
+
+    fn build(name: &str, script: &[OutcomeClass], otherwise: OutcomeClass) -> Self {
+        FakeProvider {
+            name: name.into(),
+            script: Mutex::new(script.iter().copied().collect()),
+            otherwise,
+            delay: Duration::ZERO,
+            calls: Mutex::new(Vec::new()),
+            store: None,
+            seen_outcomes: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn calls(&self) -> Vec<ChargeRequest> {
+        self.calls.lock().expect("lock").clone()
+    }
+}
+
+#[async_trait]
+impl Provider for FakeProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn charge(&self, request: &ChargeRequest) -> ProviderResponse {
+        self.calls.lock().expect("lock").push(request.clone());
+        if let Some(store) = &self.store {
+            let merchant = request.merchant_id.clone();
+            let payment = store
+                .payment(&merchant, request.payment_id)
+                .await
+                .expect("read");
+            let outcome = payment.and_then(|p| {
+                p.attempts
+                    .iter()
+                    .find(|a| a.number == request.attempt_number)
+                    .map(|a| a.outcome)
+            });
+            self.seen_outcomes.lock().expect("lock").push(outcome);
+        }
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let class = self
+            .script
+            .lock()
+            .expect("lock")
+            .pop_front()
+            .unwrap_or(self.otherwise);
+        let succeeded = class == OutcomeClass::Succeeded;
+        ProviderResponse {
+            class,
+            provider_payment_id: succeeded.then(|| format!("fake_{}", request.idempotency_key)),
+            code: (!succeeded).then(|| class.as_str().to_string()),
+            message: None,
+            raw: "{}".into(),
+            retry_after_ms: None,
+        }
+    }
+
+    async fn lookup(&self, _key: &str) -> Result<LookupResult, ProviderError> {
+        Ok(LookupResult::NotFound)
+    }
+}
+
+struct Fixture {
+    deps: Arc<PaymentDeps>,
+    actors: Arc<ActorMap>,
+    _dir: tempfile::TempDir,
+}
+
+fn policy() -> RetryPolicy {
+    RetryPolicy {
+        backoff_base_ms: 0,
+        backoff_cap_ms: 0,
+        ..RetryPolicy::default()
+    }
+}
+
+async fn fixture(
+    providers: &[Arc<FakeProvider>],
+    store: Option<Arc<dyn Store>>,
+    dir: Option<tempfile::TempDir>,
+) -> Fixture {
+    let dir = dir.unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
+    let store: Arc<dyn Store> = match store {
+        Some(store) => store,
+        None => Arc::new(
+            SqliteStore::open(&format!("sqlite://{}", dir.path().join("p.db").display()))
+                .await
+                .expect("store"),
+        ),
+    };
+    let entries = providers
+        .iter()
+        .map(|fake| ProviderEntry {
+            name: fake.name.clone(),
+            addr: ProviderActor::new(fake.clone(), ProviderSettings::default()).start(),
+            currencies: None,
+        })
+        .collect();
+    let deps = PaymentDeps {
+        store,
+        providers: ProviderDirectory::new(entries),
+        clock: Arc::new(ManualClock::new(
+            Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").expect("ts"),
+        )),
+        policy: policy(),
+        instance_id: "test-instance".into(),
+        lease_ttl_ms: 60_000,
+        idle_timeout: Duration::from_secs(60),
+    };
+    Fixture {
+        deps: Arc::new(deps),
+        actors: Arc::new(ActorMap::new()),
+        _dir: dir,
+    }
+}
+
+fn request(order: &str) -> PaymentRequest {
+    PaymentRequest {
+        amount: Amount::new(1234).expect("amount"),
+        currency: Currency::parse("eur").expect("currency"),
+        customer_id: "cus_1".into(),
+        order_id: order.into(),
+        payment_method: "pm_fake".into(),
+        description: None,
+        metadata: BTreeMap::new(),
+        provider: None,
+    }
+}
+
+fn create(order: &str, key: &str) -> CreatePayment {
+    let request = request(order);
+    CreatePayment {
+        merchant_id: MerchantId::new("m"),
+        idempotency_key: key.into(),
+        fingerprint: fingerprint(&request),
+        request,
+    }
+}
+
+impl Fixture {
+    fn actor(&self, order: &str) -> Addr<PaymentActor> {
+        let key = OrderKey {
+            merchant_id: MerchantId::new("m"),
+            order_id: order.into(),
+        };
+        let (deps, actors) = (self.deps.clone(), self.actors.clone());
+        let addr = PaymentActor::new(key.clone(), deps, actors).start();
+        self.actors.insert(key, addr.clone());
+        addr
+    }
+}
+
+#[actix::test]
+async fn a_successful_charge_is_recorded_with_one_attempt() {
+    let fake = FakeProvider::new("a", &[], OutcomeClass::Succeeded);
+    let fx = fixture(std::slice::from_ref(&fake), None, None).await;
+    let created = fx
+        .actor("o1")
+        .send(create("o1", "k1"))
+        .await
+        .expect("mailbox")
+        .expect("create");
+    assert_eq!(created.payment.status, PaymentStatus::Succeeded);
+    assert!(!created.replayed);
+    let stored = fx
+        .deps
+        .store
+        .payment(&MerchantId::new("m"), created.payment.id)
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(stored.status, PaymentStatus::Succeeded);
+    assert_eq!(stored.attempts.len(), 1);
+    assert_eq!(
+        stored.provider_payment_id.as_deref(),
+        Some(format!("fake_{}-1", created.payment.id).as_str())
+    );
+    assert_eq!(fake.calls().len(), 1);
+}
+
+#[actix::test]
+async fn the_attempt_is_durable_as_processing_before_the_provider_is_called() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&format!("sqlite://{}", dir.path().join("p.db").display()))
+            .await
+            .expect("store"),
+    );
+    let fake = Arc::new(FakeProvider {
+        store: Some(store.clone()),
+        ..FakeProvider::build(
+            "a",
+            &[OutcomeClass::TransientNotCharged],
+            OutcomeClass::Succeeded,
+        )
+    });
+    let fx = fixture(std::slice::from_ref(&fake), Some(store), Some(dir)).await;
+    let created = fx
+        .actor("o1")
+        .send(create("o1", "k1"))
+        .await
+        .expect("mailbox")
+        .expect("create");
+    assert_eq!(created.payment.status, PaymentStatus::Succeeded);
+    let seen = fake.seen_outcomes.lock().expect("lock").clone();
+    assert_eq!(
+        seen,
+        vec![Some(AttemptOutcome::Processing); 2],
+        "each attempt was in the store, processing, when its call went out"
+    );
+}
+
+#[actix::test]
+async fn an_unknown_outcome_is_retried_on_the_same_provider_with_the_same_key() {
+    let a = FakeProvider::new(
+        "a",
+        &[OutcomeClass::Unknown, OutcomeClass::Unknown],
+        OutcomeClass::Succeeded,
+    );
+    let b = FakeProvider::new("b", &[], OutcomeClass::Succeeded);
+    let fx = fixture(&[a.clone(), b.clone()], None, None).await;
+    let created = fx
+        .actor("o1")
+        .send(create("o1", "k1"))
+        .await
+        .expect("mailbox")
+        .expect("create");
+    assert_eq!(created.payment.status, PaymentStatus::Succeeded);
+    let keys: Vec<String> = a.calls().into_iter().map(|c| c.idempotency_key).collect();
+    assert_eq!(keys.len(), 3);
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "same key on every retry: {keys:?}"
+    );
+    assert_eq!(
+        created.payment.attempts.len(),
+        1,
+        "retries of an unknown outcome are the same attempt"
+    );
+    assert!(b.calls().is_empty(), "never failed over after unknown");
+}
+
+#[actix::test]
+async fn an_outcome_that_stays_unknown_leaves_the_payment_pending_never_failed() {
+    let a = FakeProvider::new("a", &[], OutcomeClass::Unknown);
+    let b = FakeProvider::new("b", &[], OutcomeClass::Succeeded);
+    let fx = fixture(&[a.clone(), b.clone()], None, None).await;
+    let created = fx
+        .actor("o1")
+        .send(create("o1", "k1"))
+        .await
+        .expect("mailbox")
+        .expect("create");
+    assert_eq!(created.payment.status, PaymentStatus::Pending);
+    assert_eq!(created.payment.failure_code, None);
+    assert_eq!(a.calls().len(), 1 + policy().unknown_retries as usize);
+    assert!(
+        b.calls().is_empty(),
+        "a payment that may have charged is never sent to a second provider"
+    );
+}
+
+#[actix::test]
+async fn transient_failures_fail_over_with_a_new_attempt_and_key() {
+    let a = FakeProvider::new(
+        "a",
+        &[OutcomeClass::TransientNotCharged],
+        OutcomeClass::Succeeded,
+    );
+    let b = FakeProvider::new("b", &[], OutcomeClass::Succeeded);
+    let fx = fixture(&[a.clone(), b.clone()], None, None).await;
+    let created = fx
+        .actor("o1")
+        .send(create("o1", "k1"))
+        .await
+        .expect("mailbox")
+        .expect("create");
+    assert_eq!(created.payment.status, PaymentStatus::Succeeded);
+    assert_eq!(created.payment.provider.as_deref(), Some("b"));
+    let attempts = &created.payment.attempts;
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(
+        attempts[0].outcome,
+        AttemptOutcome::Completed(OutcomeClass::TransientNotCharged)
+    );
+    assert_eq!(
+        a.calls()[0].idempotency_key,
+        format!("{}-1", created.payment.id)
+    );
+    assert_eq!(
+        b.calls()[0].idempotency_key,
+        format!("{}-2", created.payment.id)
+    );
+}
+
+#[actix::test]
+async fn hard_declines_fail_without_retry() {
+    let a = FakeProvider::new("a", &[], OutcomeClass::HardDecline);
+    let b = FakeProvider::new("b", &[], OutcomeClass::Succeeded);
+    let fx = fixture(&[a.clone(), b.clone()], None, None).await;
+    let created = fx
+        .actor("o1")
+        .send(create("o1", "k1"))
+        .await
+        .expect("mailbox")
+        .expect("create");
+    assert_eq!(created.payment.status, PaymentStatus::Failed);
+    assert_eq!(
+        created.payment.failure_code.as_deref(),
+        Some("hard_decline")
+    );
+    assert_eq!(a.calls().len(), 1);
+    assert!(b.calls().is_empty());
+}
+
+#[actix::test]
+async fn concurrent_duplicates_are_serialized_by_the_actor() {
+    let slow = FakeProvider::slow("a", OutcomeClass::Succeeded, Duration::from_millis(100));
+    let fx = fixture(std::slice::from_ref(&slow), None, None).await;
+    let actor = fx.actor("o1");
+    let replies =
+        futures_util::future::join_all((0..10).map(|_| actor.send(create("o1", "same-key")))).await;
+    let mut originals = 0;
+    let mut bodies = std::collections::HashSet::new();
+    for reply in replies {
+        let created = reply.expect("mailbox").expect("create");
+        originals += usize::from(!created.replayed);
+        bodies.insert(created.body);
+    }
+    assert_eq!(originals, 1);
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(
+        slow.calls().len(),
+        1,
+        "one provider call for ten identical messages"
+    );
+}
+
+#[actix::test]
+async fn an_idle_actor_retires_and_refuses_further_work() {
+    let fake = FakeProvider::new("a", &[], OutcomeClass::Succeeded);
+    let mut fx = fixture(std::slice::from_ref(&fake), None, None).await;
+    Arc::get_mut(&mut fx.deps).expect("unshared").idle_timeout = Duration::from_millis(1);
+    let actor = fx.actor("o1");
+    assert_eq!(fx.actors.len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !fx.actors.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(fx.actors.is_empty(), "the idle actor left the registry");
+    match actor.send(create("o1", "k1")).await {
+        Err(_) | Ok(Err(payments::EngineError::ActorRetired)) => {}
+        Ok(other) => panic!("a retired actor must not work: {other:?}"),
+    }
+    assert!(fake.calls().is_empty());
+}
+
+#[actix::test]
+async fn provider_calls_run_outside_the_mailbox() {
+    let slow = FakeProvider::slow("a", OutcomeClass::Succeeded, Duration::from_millis(200));
+    let actor = ProviderActor::new(slow.clone(), ProviderSettings::default()).start();
+    let started = Instant::now();
+    let requests: Vec<_> = (0..10)
+        .map(|i| actor.send(Charge(charge_request(i))))
+        .collect();
+    for reply in futures_util::future::join_all(requests).await {
+        assert_eq!(
+            reply.expect("mailbox").expect("admitted").class,
+            OutcomeClass::Succeeded
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "10 calls of 200 ms overlapped: {:?}",
+        started.elapsed()
+    );
+    let snapshot = actor.send(GetSnapshot).await.expect("snapshot");
+    assert_eq!(snapshot.calls, 10);
+    assert_eq!(snapshot.in_flight, 0);
+}
+
+#[actix::test]
+async fn the_bulkhead_refuses_calls_beyond_max_in_flight() {
+    let slow = FakeProvider::slow("a", OutcomeClass::Succeeded, Duration::from_millis(200));
+    let settings = ProviderSettings {
+        max_in_flight: 2,
+        call_timeout_ms: 5_000,
+    };
+    let actor = ProviderActor::new(slow.clone(), settings).start();
+    let replies =
+        futures_util::future::join_all((0..5).map(|i| actor.send(Charge(charge_request(i))))).await;
+    let rejected = replies
+        .iter()
+        .filter(|r| matches!(r, Ok(Err(CallRejected::BulkheadFull))))
+        .count();
+    assert_eq!(rejected, 3);
+    assert_eq!(
+        slow.calls().len(),
+        2,
+        "refused calls never reach the provider"
+    );
+    let snapshot = actor.send(GetSnapshot).await.expect("snapshot");
+    assert_eq!(snapshot.rejected, 3);
+}
+
+#[actix::test]
+async fn a_disabled_provider_refuses_and_a_slow_one_times_out_as_unknown() {
+    let slow = FakeProvider::slow("a", OutcomeClass::Succeeded, Duration::from_millis(500));
+    let settings = ProviderSettings {
+        max_in_flight: 10,
+        call_timeout_ms: 50,
+    };
+    let actor = ProviderActor::new(slow.clone(), settings).start();
+    let timed_out = actor
+        .send(Charge(charge_request(1)))
+        .await
+        .expect("mailbox")
+        .expect("admitted");
+    assert_eq!(
+        timed_out.class,
+        OutcomeClass::Unknown,
+        "a call that times out may have charged"
+    );
+    actor.send(SetEnabled(false)).await.expect("mailbox");
+    let refused = actor
+        .send(Charge(charge_request(2)))
+        .await
+        .expect("mailbox");
+    assert_eq!(refused, Err(CallRejected::Disabled));
+    assert_eq!(slow.calls().len(), 1);
+    let snapshot = actor.send(GetSnapshot).await.expect("snapshot");
+    assert!(!snapshot.enabled);
+    assert_eq!(snapshot.failed, 1);
+}
+
+fn charge_request(n: u32) -> ChargeRequest {
+    ChargeRequest {
+        payment_id: payments::domain::PaymentId::new(),
+        attempt_number: n,
+        idempotency_key: format!("key-{n}"),
+        merchant_id: MerchantId::new("m"),
+        order_id: format!("o{n}"),
+        customer_id: "c".into(),
+        amount: Amount::new(100).expect("amount"),
+        currency: Currency::parse("usd").expect("usd"),
+        payment_method: "pm".into(),
+        description: None,
+    }
+}

@@ -1,0 +1,140 @@
+//! The embedding API: `Engine::start` from a plain tokio runtime, and the
+//! shipped example run as a real process.
+
+use payments::domain::{Amount, Currency, MerchantId, PaymentStatus};
+use payments::{Config, Engine, EngineError, EngineHandle, PaymentRequest};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+
+fn config_in(dir: &std::path::Path) -> Config {
+    Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    }
+}
+
+fn request(order: &str, token: &str) -> PaymentRequest {
+    PaymentRequest {
+        amount: Amount::new(700).expect("amount"),
+        currency: Currency::parse("gbp").expect("gbp"),
+        customer_id: "cus_host".into(),
+        order_id: order.into(),
+        payment_method: token.into(),
+        description: None,
+        metadata: BTreeMap::new(),
+        provider: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_handle_works_from_a_host_tokio_runtime() {
+    assert_send_sync_clone::<EngineHandle>();
+    let dir = tempfile::tempdir().expect("dir");
+    let engine = Engine::start(config_in(dir.path())).await.expect("start");
+    let merchant = MerchantId::new("host");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (engine, merchant) = (engine.clone(), merchant.clone());
+        tasks.push(tokio::spawn(async move {
+            engine
+                .create_payment(
+                    &merchant,
+                    &format!("k{i}"),
+                    request(&format!("o{i}"), "pm_card_visa"),
+                )
+                .await
+        }));
+    }
+    for task in tasks {
+        let created = task.await.expect("join").expect("create");
+        assert_eq!(created.payment.status, PaymentStatus::Succeeded);
+    }
+    let page = engine
+        .list_payments(
+            &merchant,
+            payments::store::PaymentFilter {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(page.data.len(), 20);
+    // Validation applies to embedders too, before anything is written.
+    let bad = engine
+        .create_payment(&merchant, "", request("o-bad", "pm_card_visa"))
+        .await;
+    assert!(
+        matches!(bad, Err(EngineError::InvalidParam { ref param, .. }) if param == "Idempotency-Key"),
+        "{bad:?}"
+    );
+    engine.shutdown().await;
+    // After shutdown the engine refuses work instead of hanging.
+    let after = engine
+        .create_payment(&merchant, "late", request("o-late", "pm_card_visa"))
+        .await;
+    assert!(after.is_err(), "{after:?}");
+}
+
+#[tokio::test]
+async fn payments_survive_an_engine_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let merchant = MerchantId::new("host");
+    let engine = Engine::start(config_in(dir.path())).await.expect("start");
+    let created = engine
+        .create_payment(&merchant, "k", request("o", "pm_card_visa"))
+        .await
+        .expect("create");
+    engine.shutdown().await;
+    let engine = Engine::start(config_in(dir.path())).await.expect("restart");
+    let found = engine
+        .payment(&merchant, created.payment.id)
+        .await
+        .expect("found");
+    assert_eq!(found.status, PaymentStatus::Succeeded);
+    let replay = engine
+        .create_payment(&merchant, "k", request("o", "pm_card_visa"))
+        .await
+        .expect("replay");
+    assert!(replay.replayed);
+    assert_eq!(replay.body, created.body);
+    engine.shutdown().await;
+}
+
+/// `target/debug/examples/embedded`, built by `cargo test` beside this test.
+fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target profile dir");
+    profile_dir
+        .join("examples")
+        .join(format!("embedded{}", std::env::consts::EXE_SUFFIX))
+}
+
+#[test]
+fn the_embedded_example_charges_a_payment() {
+    let binary = example_binary();
+    assert!(
+        binary.exists(),
+        "{} missing: cargo test builds examples",
+        binary.display()
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let output = Command::new(&binary)
+        .env("PAYMENTS_DATA_DIR", dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run example");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "example failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(" is succeeded via sandbox_a"), "{stdout}");
+}

@@ -1,0 +1,10 @@
+//! Integration and end-to-end tests: one binary (fast to link), one module
+//! per area. Servers are the real `payments` binary on loopback ports.
+
+mod common;
+
+mod actors;
+mod bad_input;
+mod embedded;
+mod http_payments;
+mod idempotency;
