@@ -22,6 +22,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// `sqlite://…` or `postgres://…`; `None`: `{data_dir}/payments.db`.
     pub database_url: Option<String>,
+    /// PostgreSQL schema holding the engine's tables and migration history,
+    /// so a host application's own tables and migrations never collide.
+    pub database_schema: String,
     /// Where the default SQLite files live.
     pub data_dir: PathBuf,
     pub api_keys: Vec<ApiKey>,
@@ -115,6 +118,7 @@ impl Default for Config {
         Config {
             server: ServerConfig::default(),
             database_url: None,
+            database_schema: "payments".into(),
             data_dir: PathBuf::from("data"),
             api_keys: Vec::new(),
             engine: EngineSettings::default(),
@@ -231,6 +235,9 @@ impl Config {
         if let Some(url) = get("DATABASE_URL") {
             self.database_url = Some(url);
         }
+        if let Some(schema) = get("PAYMENTS_DATABASE_SCHEMA") {
+            self.database_schema = schema;
+        }
         if let Some(dir) = get("PAYMENTS_DATA_DIR") {
             self.data_dir = PathBuf::from(dir);
         }
@@ -299,6 +306,12 @@ impl Config {
                 .faults
                 .validate()
                 .map_err(|field| invalid(&format!("providers.faults.{field}"), "out of range"))?;
+        }
+        if !crate::store::valid_schema_name(&self.database_schema) {
+            return Err(invalid(
+                "database_schema",
+                "use lowercase letters, digits and _",
+            ));
         }
         if self.engine.worker_threads == 0 || self.engine.worker_threads > 64 {
             return Err(invalid("engine.worker_threads", "must be 1 to 64"));

@@ -93,7 +93,7 @@ async fn migrate(args: CommonArgs) -> Result<(), String> {
     let config = load(&args)?;
     init_tracing(&config);
     let url = config.database_url();
-    let store = payments::store::open(&url)
+    let store = payments::store::open(&url, &config.database_schema)
         .await
         .map_err(|e| e.to_string())?;
     store.close().await;

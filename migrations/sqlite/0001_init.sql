@@ -19,6 +19,7 @@ CREATE TABLE payments (
     next_attempt_at     INTEGER,
     anomaly_flags       TEXT NOT NULL DEFAULT '[]',
     metadata            TEXT NOT NULL DEFAULT '{}',
+    recovery_attempts   INTEGER NOT NULL DEFAULT 0,
     created_at          INTEGER NOT NULL,
     updated_at          INTEGER NOT NULL
 );

@@ -187,6 +187,10 @@ pub struct Payment {
     pub attempts: Vec<Attempt>,
     pub anomaly_flags: Vec<String>,
     pub metadata: BTreeMap<String, String>,
+    /// Look-ups made by recovery without a definite answer; past the
+    /// configured limit the payment goes to `needs_review`.
+    #[serde(skip)]
+    pub recovery_attempts: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

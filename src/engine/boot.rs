@@ -30,7 +30,7 @@ pub(super) struct Parts {
 
 /// Runs inside the engine's `System`: opens the store, starts the actors.
 pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
-    let store = store::open(&config.database_url()).await?;
+    let store = store::open(&config.database_url(), &config.database_schema).await?;
     let mut sandboxes = HashMap::new();
     let mut entries = Vec::new();
     let mut record = None;

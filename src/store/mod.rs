@@ -11,9 +11,14 @@
 //! answer each caller only once its batch is durable (DESIGN §12).
 
 mod migrate;
+mod ops;
+mod postgres;
 mod rows;
+mod sql;
 mod sqlite;
 
+pub use migrate::MIGRATIONS_TABLE;
+pub use postgres::{valid_schema_name, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
@@ -42,6 +47,9 @@ pub enum StoreError {
     Closed,
     #[error("unsupported database url: {0}")]
     UnsupportedUrl(String),
+    /// The transaction holding this write was not committed.
+    #[error("write not committed: {0}")]
+    NotCommitted(String),
 }
 
 /// What an idempotency key maps to.
@@ -114,8 +122,9 @@ pub struct PaymentWrite {
     /// Attempts inserted or updated by this change.
     pub attempts: Vec<Attempt>,
     pub events: Vec<PaymentEvent>,
-    /// Set when the request that created the payment has its final answer.
-    pub response: Option<(String, StoredResponse)>,
+    /// Set when the request that created the payment has its final answer;
+    /// stored under the payment's idempotency key unless one is stored already.
+    pub response: Option<StoredResponse>,
     pub lease: LeaseChange,
 }
 
@@ -130,6 +139,15 @@ pub struct PaymentFilter {
     /// Return payments older than this one (ids sort by creation time).
     pub starting_after: Option<PaymentId>,
     pub limit: u32,
+}
+
+/// A payment the recovery pass should look at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StuckPayment {
+    pub payment_id: PaymentId,
+    pub merchant_id: MerchantId,
+    pub order_id: String,
+    pub status: PaymentStatus,
 }
 
 /// The engine's durable state. Implementations must make every method's
@@ -169,6 +187,30 @@ pub trait Store: Send + Sync + 'static {
         id: PaymentId,
     ) -> Result<Option<Vec<PaymentEvent>>, StoreError>;
 
+    /// Payments left `processing` without a live lease, and `pending` ones
+    /// last touched before `pending_before`, at most `limit`.
+    async fn stuck_payments(
+        &self,
+        now: Timestamp,
+        pending_before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<StuckPayment>, StoreError>;
+
+    /// Takes the order lease of `payment_id` for `owner` unless another
+    /// owner holds a live one; true if taken.
+    async fn claim_lease(
+        &self,
+        merchant: &MerchantId,
+        order_id: &str,
+        payment_id: PaymentId,
+        owner: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes answered idempotency records created before `before`.
+    async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError>;
+
     /// Database reachable and every migration applied.
     async fn ready(&self) -> Result<(), StoreError>;
 
@@ -176,11 +218,28 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// Opens the store named by `url` and applies its migrations.
-pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens the store named by `url` and applies its migrations. `schema` is
+/// the PostgreSQL schema holding the engine's tables (ignored by SQLite,
+/// whose file is the engine's own).
+pub async fn open(url: &str, schema: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PostgresStore::open(url, schema).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}
+
+/// Whether an error is worth retrying the same operation for: the database
+/// aborted it to break a deadlock or a serialization conflict, or the
+/// connection dropped before anything was committed.
+pub(crate) fn is_transient(error: &StoreError) -> bool {
+    match error {
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("40001" | "40P01"))
+        }
+        StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => true,
+        _ => false,
     }
 }

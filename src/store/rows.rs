@@ -87,6 +87,7 @@ pub(crate) fn payment(row: &impl RowExt) -> Result<Payment, StoreError> {
         anomaly_flags: serde_json::from_str(&flags)
             .map_err(|_| corrupt("anomaly_flags", &flags))?,
         metadata: serde_json::from_str(&metadata).map_err(|_| corrupt("metadata", &metadata))?,
+        recovery_attempts: u32::try_from(row.int("recovery_attempts")?).unwrap_or(u32::MAX),
         created_at: timestamp("created_at", row.int("created_at")?)?,
         updated_at: timestamp("updated_at", row.int("updated_at")?)?,
     })

@@ -34,7 +34,6 @@ pub(super) async fn run(
     deps: &PaymentDeps,
     mut payment: Payment,
     candidates: &[ProviderEntry],
-    idempotency_key: &str,
 ) -> Result<CreatedPayment, EngineError> {
     assert!(!candidates.is_empty(), "routing produced no candidate");
     let max_attempts = deps.policy.max_attempts;
@@ -67,7 +66,7 @@ pub(super) async fn run(
             provider_index += 1;
             continue;
         }
-        return finish(deps, payment, &response, completed, idempotency_key).await;
+        return finish(deps, payment, &response, completed).await;
     }
     unreachable!("the last attempt always finishes the payment")
 }
@@ -218,7 +217,6 @@ async fn finish(
     mut payment: Payment,
     response: &ProviderResponse,
     (attempt, attempt_event): (Attempt, PaymentEvent),
-    idempotency_key: &str,
 ) -> Result<CreatedPayment, EngineError> {
     let now = deps.clock.now();
     let from = payment.status;
@@ -278,7 +276,7 @@ async fn finish(
             expected_status: from,
             attempts: vec![attempt],
             events: vec![attempt_event, status_event],
-            response: Some((idempotency_key.to_string(), stored)),
+            response: Some(stored),
             lease: LeaseChange::Release,
             payment: payment.clone(),
         })

@@ -53,6 +53,7 @@ pub(super) async fn create(
         attempts: Vec::new(),
         anomaly_flags: Vec::new(),
         metadata: request.metadata.clone(),
+        recovery_attempts: 0,
         created_at: now,
         updated_at: now,
     };
@@ -101,7 +102,7 @@ pub(super) async fn create(
         }
     }
     tracing::info!(payment_id = %payment.id, order_id = %payment.order_id, merchant = %payment.merchant_id, "payment created");
-    attempts::run(deps, payment, &candidates, &msg.idempotency_key).await
+    attempts::run(deps, payment, &candidates).await
 }
 
 /// The answer for a key that was used before.

@@ -1,0 +1,98 @@
+-- The engine's core tables, in the engine's own schema (search_path). Timestamps are integer microseconds since the
+-- Unix epoch (UTC) in both backends, so values round-trip exactly.
+
+CREATE TABLE payments (
+    id                  TEXT COLLATE "C" PRIMARY KEY,
+    merchant_id         TEXT NOT NULL,
+    order_id            TEXT NOT NULL,
+    customer_id         TEXT NOT NULL,
+    status              TEXT NOT NULL,
+    amount              BIGINT NOT NULL CHECK (amount > 0),
+    amount_refunded     BIGINT NOT NULL DEFAULT 0 CHECK (amount_refunded >= 0 AND amount_refunded <= amount),
+    currency            TEXT NOT NULL,
+    payment_method      TEXT NOT NULL,
+    description         TEXT,
+    provider            TEXT,
+    provider_payment_id TEXT,
+    failure_code        TEXT,
+    failure_message     TEXT,
+    next_attempt_at     BIGINT,
+    anomaly_flags       TEXT NOT NULL DEFAULT '[]',
+    metadata            TEXT NOT NULL DEFAULT '{}',
+    recovery_attempts   BIGINT NOT NULL DEFAULT 0,
+    created_at          BIGINT NOT NULL,
+    updated_at          BIGINT NOT NULL
+);
+-- Listing is always per merchant, newest first; ids are UUIDv7 so id order is time order.
+CREATE INDEX payments_by_merchant ON payments (merchant_id, id);
+CREATE INDEX payments_by_customer ON payments (merchant_id, customer_id, id);
+CREATE INDEX payments_by_order ON payments (merchant_id, order_id, id);
+-- Stuck-work and scheduled-retry scans.
+CREATE INDEX payments_by_status ON payments (status, next_attempt_at);
+
+CREATE TABLE attempts (
+    id                       TEXT PRIMARY KEY,
+    payment_id               TEXT NOT NULL REFERENCES payments (id),
+    number                   BIGINT NOT NULL CHECK (number > 0),
+    provider                 TEXT NOT NULL,
+    provider_idempotency_key TEXT NOT NULL,
+    outcome                  TEXT NOT NULL,
+    code                     TEXT,
+    latency_ms               BIGINT,
+    provider_payment_id      TEXT,
+    raw_response             TEXT,
+    created_at               BIGINT NOT NULL,
+    updated_at               BIGINT NOT NULL,
+    UNIQUE (payment_id, number)
+);
+-- Crash recovery looks for attempts left 'processing'.
+CREATE INDEX attempts_by_outcome ON attempts (outcome, created_at);
+
+CREATE TABLE idempotency_keys (
+    merchant_id     TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    fingerprint     TEXT NOT NULL,
+    payment_id      TEXT NOT NULL,
+    order_id        TEXT NOT NULL,
+    response_status BIGINT,
+    response_body   TEXT,
+    created_at      BIGINT NOT NULL,
+    completed_at    BIGINT,
+    PRIMARY KEY (merchant_id, idempotency_key)
+);
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+
+-- One row per order: which payment currently holds it (the order-level guard)
+-- and which instance is working on it (the lease).
+CREATE TABLE orders (
+    merchant_id      TEXT NOT NULL,
+    order_id         TEXT NOT NULL,
+    payment_id       TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    lease_owner      TEXT,
+    lease_expires_at BIGINT,
+    updated_at       BIGINT NOT NULL,
+    PRIMARY KEY (merchant_id, order_id)
+);
+
+CREATE TABLE payment_events (
+    id          TEXT PRIMARY KEY,
+    payment_id  TEXT NOT NULL,
+    merchant_id TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    from_status TEXT,
+    to_status   TEXT,
+    attempt_id  TEXT,
+    data        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+CREATE INDEX payment_events_by_payment ON payment_events (payment_id, id);
+
+-- The audit trail is append-only: the database itself refuses edits.
+CREATE FUNCTION payment_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'payment_events is append-only';
+END;
+$$;
+CREATE TRIGGER payment_events_no_update BEFORE UPDATE OR DELETE ON payment_events
+    FOR EACH ROW EXECUTE FUNCTION payment_events_append_only();
