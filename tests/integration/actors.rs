@@ -2,6 +2,7 @@
 //! typed messages, with a real SQLite store and scripted fake providers. No
 //! HTTP, no engine thread.
 
+use crate::common::{postgres_url, Backend, TestDb};
 use actix::prelude::*;
 use async_trait::async_trait;
 use payments::actors::payment::ActorMap;
@@ -17,7 +18,8 @@ use payments::messages::payment::{CreatePayment, PaymentRequest};
 use payments::messages::provider::{CallRejected, Charge, GetSnapshot, SetEnabled};
 use payments::providers::{ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse};
 use payments::retry::RetryPolicy;
-use payments::store::{SqliteStore, Store};
+use payments::store::Store;
+use rstest::rstest;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -116,7 +118,20 @@ impl Provider for FakeProvider {
 struct Fixture {
     deps: Arc<PaymentDeps>,
     actors: Arc<ActorMap>,
-    _dir: tempfile::TempDir,
+    _db: TestDb,
+}
+
+/// A fresh store of `backend` (the `TestDb` owns its files or schema).
+async fn open_store(backend: Backend) -> (Arc<dyn Store>, TestDb) {
+    let db = TestDb::new(backend);
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", db.data_dir.join("payments.db").display()),
+        Backend::Postgres => postgres_url(),
+    };
+    let store = payments::store::open(&url, &db.schema)
+        .await
+        .expect("store");
+    (store, db)
 }
 
 fn policy() -> RetryPolicy {
@@ -127,20 +142,8 @@ fn policy() -> RetryPolicy {
     }
 }
 
-async fn fixture(
-    providers: &[Arc<FakeProvider>],
-    store: Option<Arc<dyn Store>>,
-    dir: Option<tempfile::TempDir>,
-) -> Fixture {
-    let dir = dir.unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
-    let store: Arc<dyn Store> = match store {
-        Some(store) => store,
-        None => Arc::new(
-            SqliteStore::open(&format!("sqlite://{}", dir.path().join("p.db").display()))
-                .await
-                .expect("store"),
-        ),
-    };
+async fn fixture(providers: &[Arc<FakeProvider>], store: (Arc<dyn Store>, TestDb)) -> Fixture {
+    let (store, db) = store;
     let entries = providers
         .iter()
         .map(|fake| ProviderEntry {
@@ -163,7 +166,7 @@ async fn fixture(
     Fixture {
         deps: Arc::new(deps),
         actors: Arc::new(ActorMap::new()),
-        _dir: dir,
+        _db: db,
     }
 }
 
@@ -203,10 +206,13 @@ impl Fixture {
     }
 }
 
+#[rstest]
 #[actix::test]
-async fn a_successful_charge_is_recorded_with_one_attempt() {
+async fn a_successful_charge_is_recorded_with_one_attempt(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let fake = FakeProvider::new("a", &[], OutcomeClass::Succeeded);
-    let fx = fixture(std::slice::from_ref(&fake), None, None).await;
+    let fx = fixture(std::slice::from_ref(&fake), open_store(backend).await).await;
     let created = fx
         .actor("o1")
         .send(create("o1", "k1"))
@@ -231,14 +237,12 @@ async fn a_successful_charge_is_recorded_with_one_attempt() {
     assert_eq!(fake.calls().len(), 1);
 }
 
+#[rstest]
 #[actix::test]
-async fn the_attempt_is_durable_as_processing_before_the_provider_is_called() {
-    let dir = tempfile::tempdir().expect("dir");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&format!("sqlite://{}", dir.path().join("p.db").display()))
-            .await
-            .expect("store"),
-    );
+async fn the_attempt_is_durable_as_processing_before_the_provider_is_called(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let (store, db) = open_store(backend).await;
     let fake = Arc::new(FakeProvider {
         store: Some(store.clone()),
         ..FakeProvider::build(
@@ -247,7 +251,7 @@ async fn the_attempt_is_durable_as_processing_before_the_provider_is_called() {
             OutcomeClass::Succeeded,
         )
     });
-    let fx = fixture(std::slice::from_ref(&fake), Some(store), Some(dir)).await;
+    let fx = fixture(std::slice::from_ref(&fake), (store, db)).await;
     let created = fx
         .actor("o1")
         .send(create("o1", "k1"))
@@ -263,15 +267,18 @@ async fn the_attempt_is_durable_as_processing_before_the_provider_is_called() {
     );
 }
 
+#[rstest]
 #[actix::test]
-async fn an_unknown_outcome_is_retried_on_the_same_provider_with_the_same_key() {
+async fn an_unknown_outcome_is_retried_on_the_same_provider_with_the_same_key(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let a = FakeProvider::new(
         "a",
         &[OutcomeClass::Unknown, OutcomeClass::Unknown],
         OutcomeClass::Succeeded,
     );
     let b = FakeProvider::new("b", &[], OutcomeClass::Succeeded);
-    let fx = fixture(&[a.clone(), b.clone()], None, None).await;
+    let fx = fixture(&[a.clone(), b.clone()], open_store(backend).await).await;
     let created = fx
         .actor("o1")
         .send(create("o1", "k1"))
@@ -293,11 +300,14 @@ async fn an_unknown_outcome_is_retried_on_the_same_provider_with_the_same_key() 
     assert!(b.calls().is_empty(), "never failed over after unknown");
 }
 
+#[rstest]
 #[actix::test]
-async fn an_outcome_that_stays_unknown_leaves_the_payment_pending_never_failed() {
+async fn an_outcome_that_stays_unknown_leaves_the_payment_pending_never_failed(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let a = FakeProvider::new("a", &[], OutcomeClass::Unknown);
     let b = FakeProvider::new("b", &[], OutcomeClass::Succeeded);
-    let fx = fixture(&[a.clone(), b.clone()], None, None).await;
+    let fx = fixture(&[a.clone(), b.clone()], open_store(backend).await).await;
     let created = fx
         .actor("o1")
         .send(create("o1", "k1"))
@@ -313,15 +323,18 @@ async fn an_outcome_that_stays_unknown_leaves_the_payment_pending_never_failed()
     );
 }
 
+#[rstest]
 #[actix::test]
-async fn transient_failures_fail_over_with_a_new_attempt_and_key() {
+async fn transient_failures_fail_over_with_a_new_attempt_and_key(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let a = FakeProvider::new(
         "a",
         &[OutcomeClass::TransientNotCharged],
         OutcomeClass::Succeeded,
     );
     let b = FakeProvider::new("b", &[], OutcomeClass::Succeeded);
-    let fx = fixture(&[a.clone(), b.clone()], None, None).await;
+    let fx = fixture(&[a.clone(), b.clone()], open_store(backend).await).await;
     let created = fx
         .actor("o1")
         .send(create("o1", "k1"))
@@ -346,11 +359,14 @@ async fn transient_failures_fail_over_with_a_new_attempt_and_key() {
     );
 }
 
+#[rstest]
 #[actix::test]
-async fn hard_declines_fail_without_retry() {
+async fn hard_declines_fail_without_retry(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let a = FakeProvider::new("a", &[], OutcomeClass::HardDecline);
     let b = FakeProvider::new("b", &[], OutcomeClass::Succeeded);
-    let fx = fixture(&[a.clone(), b.clone()], None, None).await;
+    let fx = fixture(&[a.clone(), b.clone()], open_store(backend).await).await;
     let created = fx
         .actor("o1")
         .send(create("o1", "k1"))
@@ -366,10 +382,13 @@ async fn hard_declines_fail_without_retry() {
     assert!(b.calls().is_empty());
 }
 
+#[rstest]
 #[actix::test]
-async fn concurrent_duplicates_are_serialized_by_the_actor() {
+async fn concurrent_duplicates_are_serialized_by_the_actor(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let slow = FakeProvider::slow("a", OutcomeClass::Succeeded, Duration::from_millis(100));
-    let fx = fixture(std::slice::from_ref(&slow), None, None).await;
+    let fx = fixture(std::slice::from_ref(&slow), open_store(backend).await).await;
     let actor = fx.actor("o1");
     let replies =
         futures_util::future::join_all((0..10).map(|_| actor.send(create("o1", "same-key")))).await;
@@ -389,10 +408,13 @@ async fn concurrent_duplicates_are_serialized_by_the_actor() {
     );
 }
 
+#[rstest]
 #[actix::test]
-async fn an_idle_actor_retires_and_refuses_further_work() {
+async fn an_idle_actor_retires_and_refuses_further_work(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let fake = FakeProvider::new("a", &[], OutcomeClass::Succeeded);
-    let mut fx = fixture(std::slice::from_ref(&fake), None, None).await;
+    let mut fx = fixture(std::slice::from_ref(&fake), open_store(backend).await).await;
     Arc::get_mut(&mut fx.deps).expect("unshared").idle_timeout = Duration::from_millis(1);
     let actor = fx.actor("o1");
     assert_eq!(fx.actors.len(), 1);

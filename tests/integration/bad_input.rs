@@ -1,7 +1,9 @@
 //! Bad input gets a clear 4xx with the error envelope and changes nothing
 //! (DESIGN §6 and §13.5).
 
-use crate::common::{count_rows, payment_body, unique, Reply, TestServer, DEV_KEY};
+use crate::common::Backend;
+use crate::common::{payment_body, unique, Reply, TestServer, DEV_KEY};
+use rstest::rstest;
 use serde_json::{json, Value};
 
 /// The tables a payment writes to; none may gain a row from a bad request.
@@ -66,7 +68,7 @@ async fn expect_400(
 async fn assert_nothing_written(server: &TestServer) {
     for table in TABLES {
         assert_eq!(
-            count_rows(&server.database_path(), table).await,
+            server.count_rows(table).await,
             0,
             "rows in {table} after bad requests"
         );
@@ -82,9 +84,12 @@ async fn assert_nothing_written(server: &TestServer) {
     }
 }
 
+#[rstest]
 #[tokio::test]
-async fn bad_payment_requests_are_refused_and_write_nothing() {
-    let server = TestServer::start().await;
+async fn bad_payment_requests_are_refused_and_write_nothing(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     // Every bad request below uses this one key: a rejected request must not
     // claim it, which the last step checks.
     let key = unique("bad");
@@ -356,16 +361,16 @@ async fn bad_payment_requests_are_refused_and_write_nothing() {
     );
     assert_eq!(reply.json()["status"], "succeeded", "{}", reply.text);
     assert_eq!(server.total_charges(&order).await, 1);
-    assert_eq!(count_rows(&server.database_path(), "payments").await, 1);
-    assert_eq!(
-        count_rows(&server.database_path(), "idempotency_keys").await,
-        1
-    );
+    assert_eq!(server.count_rows("payments").await, 1);
+    assert_eq!(server.count_rows("idempotency_keys").await, 1);
 }
 
+#[rstest]
 #[tokio::test]
-async fn bad_list_parameters_are_named() {
-    let server = TestServer::start().await;
+async fn bad_list_parameters_are_named(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     let cases = [
         ("limit=0", "limit"),
         ("limit=101", "limit"),

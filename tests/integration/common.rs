@@ -6,7 +6,7 @@
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,14 +14,145 @@ use std::time::{Duration, Instant};
 pub const DEV_KEY: &str = "sk_test_default";
 /// How long a server may take to print its address.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// PostgreSQL used when `TEST_DATABASE_URL` is not set: the local server
+/// these machines run (and `.ci/run` starts).
+const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The store a test runs against. Every HTTP and actor test runs on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL URL tests use.
+pub fn postgres_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_string())
+}
+
+/// Runs `future` to completion on a private runtime (usable from `Drop` and
+/// from sync tests).
+pub fn block_on<F: std::future::Future + Send + 'static>(future: F) -> F::Output
+where
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    })
+    .join()
+    .expect("helper thread")
+}
+
+/// The durable side of a test: a data directory (SQLite files, the sandbox
+/// record) and, on PostgreSQL, a schema of its own. It outlives the server
+/// processes started on it, so restart and crash tests can start several.
+/// Dropping it removes both.
+pub struct TestDb {
+    pub backend: Backend,
+    pub data_dir: PathBuf,
+    /// The PostgreSQL schema (unique per `TestDb`).
+    pub schema: String,
+    _temp: tempfile::TempDir,
+}
+
+impl TestDb {
+    /// A fresh one. On PostgreSQL this checks the server is reachable and
+    /// fails loudly if not: a test that needs PostgreSQL never skips.
+    pub fn new(backend: Backend) -> TestDb {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+        if backend == Backend::Postgres {
+            let url = postgres_url();
+            let reachable = block_on(async move {
+                use sqlx::Connection;
+                sqlx::PgConnection::connect(&url).await.map(|_| ())
+            });
+            if let Err(error) = reachable {
+                panic!(
+                    "PostgreSQL is required at {} ({error}); start it or set TEST_DATABASE_URL",
+                    postgres_url()
+                );
+            }
+        }
+        TestDb {
+            backend,
+            data_dir: temp.path().to_path_buf(),
+            schema,
+            _temp: temp,
+        }
+    }
+
+    /// The environment a server on this database runs with.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![(
+            "PAYMENTS_DATA_DIR".to_string(),
+            self.data_dir.display().to_string(),
+        )];
+        if self.backend == Backend::Postgres {
+            env.push(("DATABASE_URL".into(), postgres_url()));
+            env.push(("PAYMENTS_DATABASE_SCHEMA".into(), self.schema.clone()));
+        }
+        env
+    }
+
+    /// Rows in the engine's `table`.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        use sqlx::{ConnectOptions, Connection, Row};
+        let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(self.data_dir.join("payments.db"))
+                    .read_only(true)
+                    .connect()
+                    .await
+                    .expect("open database");
+                sqlx::query(&sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("count")
+                    .get::<i64, _>("n")
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&postgres_url())
+                    .await
+                    .expect("connect");
+                let sql = format!("SELECT COUNT(*) AS n FROM \"{}\".{table}", self.schema);
+                sqlx::query(&sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("count")
+                    .get::<i64, _>("n")
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.backend == Backend::Postgres {
+            let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
+            let _ = block_on(async move {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&postgres_url()).await?;
+                sqlx::query(&sql).execute(&mut conn).await.map(|_| ())
+            });
+        }
+    }
+}
 
 /// A running `payments serve` process, killed on drop.
 pub struct TestServer {
     pub base_url: String,
     pub data_dir: PathBuf,
     child: Child,
-    // Keeps the directory alive as long as the server (and removes it after).
-    _temp: Option<tempfile::TempDir>,
+    /// The database, when this server owns it (`start`); `None` when the
+    /// test owns it (`start_on`).
+    owned_db: Option<TestDb>,
     pub client: reqwest::Client,
 }
 
@@ -30,8 +161,6 @@ pub struct TestServer {
 pub struct ServerOptions {
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
-    /// Use this data directory instead of a fresh one (restart tests).
-    pub data_dir: Option<PathBuf>,
     /// TOML written to a config file and passed with --config.
     pub config_toml: Option<String>,
 }
@@ -73,36 +202,40 @@ pub fn binary() -> &'static str {
 }
 
 impl TestServer {
-    pub async fn start() -> TestServer {
-        Self::start_with(ServerOptions::default()).await
+    /// A server on a fresh database of `backend`.
+    pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, ServerOptions::default()).await
     }
 
-    pub async fn start_with(options: ServerOptions) -> TestServer {
-        let (temp, data_dir) = match &options.data_dir {
-            Some(dir) => (None, dir.clone()),
-            None => {
-                let temp = tempfile::tempdir().expect("temp dir");
-                let dir = temp.path().to_path_buf();
-                (Some(temp), dir)
-            }
-        };
+    pub async fn start_with(backend: Backend, options: ServerOptions) -> TestServer {
+        let db = TestDb::new(backend);
+        let mut server = Self::start_on(&db, options).await;
+        server.owned_db = Some(db);
+        server
+    }
+
+    /// A server on `db`, which the caller keeps (restarts, several instances).
+    pub async fn start_on(db: &TestDb, options: ServerOptions) -> TestServer {
+        let data_dir = db.data_dir.clone();
         let mut command = Command::new(binary());
         command
             .args(["serve", "--host", "127.0.0.1", "--port", "0"])
-            .env("PAYMENTS_DATA_DIR", &data_dir)
             .env_remove("DATABASE_URL")
             .env_remove("PAYMENTS_API_KEYS")
             .env_remove("PAYMENTS_CONFIG")
             .env_remove("PAYMENTS_PORT")
+            .env_remove("PAYMENTS_DATABASE_SCHEMA")
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        for (name, value) in db.env() {
+            command.env(name, value);
+        }
         if let Some(toml) = &options.config_toml {
-            let path = data_dir.join("test-config.toml");
-            std::fs::create_dir_all(&data_dir).expect("data dir");
+            let path = data_dir.join(format!("config-{}.toml", uuid::Uuid::now_v7().simple()));
             std::fs::write(&path, toml).expect("config file");
             command.arg("--config").arg(&path);
         }
@@ -120,9 +253,13 @@ impl TestServer {
                 }
             }
         });
-        let base_url = rx
-            .recv_timeout(STARTUP_TIMEOUT)
-            .unwrap_or_else(|_| panic!("server did not start within {STARTUP_TIMEOUT:?}"));
+        let base_url = match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start within {STARTUP_TIMEOUT:?}");
+            }
+        };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .timeout(Duration::from_secs(60))
@@ -132,7 +269,7 @@ impl TestServer {
             base_url,
             data_dir,
             child,
-            _temp: temp,
+            owned_db: None,
             client,
         }
     }
@@ -228,8 +365,13 @@ impl TestServer {
             + self.sandbox_charges("sandbox_b", order_id).await.len()
     }
 
-    pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("payments.db")
+    /// Rows in the engine's `table`, when this server owns its database.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        self.owned_db
+            .as_ref()
+            .expect("count_rows needs a server started with start/start_with")
+            .count_rows(table)
+            .await
     }
 }
 
@@ -237,23 +379,6 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// Rows in `table` of the SQLite database at `path` (read-only).
-pub async fn count_rows(path: &Path, table: &str) -> i64 {
-    use sqlx::sqlite::SqliteConnectOptions;
-    use sqlx::{ConnectOptions, Row};
-    let mut conn = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .connect()
-        .await
-        .expect("open database");
-    sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
-        .fetch_one(&mut conn)
-        .await
-        .expect("count")
-        .get::<i64, _>("n")
 }
 
 /// A valid payment body for `order_id` paying with `token`.

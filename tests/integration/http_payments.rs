@@ -2,7 +2,9 @@
 //! listing and pagination, the audit trail, tenant isolation and the
 //! operational routes.
 
+use crate::common::Backend;
 use crate::common::{payment_body, unique, Reply, ServerOptions, TestServer};
+use rstest::rstest;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 
@@ -105,9 +107,12 @@ fn status_history(events: &[Value]) -> Vec<String> {
 // Each sandbox token's outcome
 // ---------------------------------------------------------------------------
 
+#[rstest]
 #[tokio::test]
-async fn visa_succeeds_with_one_charge() {
-    let server = TestServer::start().await;
+async fn visa_succeeds_with_one_charge(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     let created = pay(&server, "pm_card_visa").await;
     let p = &created.payment;
     assert_eq!(p["status"], "succeeded", "{p}");
@@ -150,9 +155,12 @@ async fn visa_succeeds_with_one_charge() {
     assert_eq!(p["provider"], "sandbox_a");
 }
 
+#[rstest]
 #[tokio::test]
-async fn hard_declines_fail_without_a_charge() {
-    let server = TestServer::start().await;
+async fn hard_declines_fail_without_a_charge(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     for (token, code) in [
         ("pm_card_declined", "card_declined"),
         ("pm_card_expired", "expired_card"),
@@ -176,9 +184,12 @@ async fn hard_declines_fail_without_a_charge() {
     }
 }
 
+#[rstest]
 #[tokio::test]
-async fn insufficient_funds_schedules_a_retry_a_day_later() {
-    let server = TestServer::start().await;
+async fn insufficient_funds_schedules_a_retry_a_day_later(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     let before = chrono::Utc::now();
     let created = pay(&server, "pm_card_insufficient_funds").await;
     let p = &created.payment;
@@ -203,9 +214,12 @@ async fn insufficient_funds_schedules_a_retry_a_day_later() {
     assert_eq!(server.total_charges(&created.order_id).await, 0);
 }
 
+#[rstest]
 #[tokio::test]
-async fn provider_error_fails_over_and_ends_failed() {
-    let server = TestServer::start().await;
+async fn provider_error_fails_over_and_ends_failed(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     let created = pay(&server, "pm_card_provider_error").await;
     let p = &created.payment;
     assert_eq!(p["status"], "failed", "{p}");
@@ -226,9 +240,12 @@ async fn provider_error_fails_over_and_ends_failed() {
     assert_eq!(server.total_charges(&created.order_id).await, 0);
 }
 
+#[rstest]
 #[tokio::test]
-async fn timeout_after_charge_retries_the_same_key_and_charges_once() {
-    let server = TestServer::start().await;
+async fn timeout_after_charge_retries_the_same_key_and_charges_once(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     let created = pay(&server, "pm_card_timeout_after_charge").await;
     let p = &created.payment;
     assert_eq!(p["status"], "succeeded", "{p}");
@@ -252,9 +269,12 @@ async fn timeout_after_charge_retries_the_same_key_and_charges_once() {
     assert_eq!(charges[0]["id"], p["provider_payment_id"], "{p}");
 }
 
+#[rstest]
 #[tokio::test]
-async fn rate_limited_succeeds_after_429s_with_one_charge() {
-    let server = TestServer::start().await;
+async fn rate_limited_succeeds_after_429s_with_one_charge(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     let created = pay(&server, "pm_card_rate_limited").await;
     let p = &created.payment;
     assert_eq!(p["status"], "succeeded", "{p}");
@@ -282,9 +302,12 @@ async fn rate_limited_succeeds_after_429s_with_one_charge() {
     assert_eq!(charges[0]["id"], p["provider_payment_id"]);
 }
 
+#[rstest]
 #[tokio::test]
-async fn unknown_token_is_an_invalid_payment_method() {
-    let server = TestServer::start().await;
+async fn unknown_token_is_an_invalid_payment_method(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     let created = pay(&server, "pm_card_does_not_exist").await;
     let p = &created.payment;
     assert_eq!(p["status"], "failed", "{p}");
@@ -297,9 +320,10 @@ async fn unknown_token_is_an_invalid_payment_method() {
     assert_eq!(server.total_charges(&created.order_id).await, 0);
 }
 
+#[rstest]
 #[tokio::test]
-async fn pinned_provider_is_used() {
-    let server = TestServer::start().await;
+async fn pinned_provider_is_used(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+    let server = TestServer::start(backend).await;
     let created = pay_with(&server, "pm_card_visa", |body| {
         body["provider"] = json!("sandbox_b")
     })
@@ -345,9 +369,12 @@ async fn pinned_provider_is_used() {
 // Reads
 // ---------------------------------------------------------------------------
 
+#[rstest]
 #[tokio::test]
-async fn get_returns_the_created_payment() {
-    let server = TestServer::start().await;
+async fn get_returns_the_created_payment(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     for token in ["pm_card_visa", "pm_card_provider_error"] {
         let created = pay(&server, token).await;
         let fetched = get_ok(&server, &format!("/v1/payments/{}", created.id())).await;
@@ -367,9 +394,12 @@ async fn get_returns_the_created_payment() {
     assert_eq!(error_type(&garbage), "not_found");
 }
 
+#[rstest]
 #[tokio::test]
-async fn list_is_newest_first_filters_and_paginates() {
-    let server = TestServer::start().await;
+async fn list_is_newest_first_filters_and_paginates(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     let customer = unique("cus");
     // Five payments for one customer (alternating outcomes), plus one for
     // another customer that the customer filter must leave out.
@@ -588,9 +618,12 @@ async fn check_events(server: &TestServer, created: &Created) -> Vec<String> {
     history
 }
 
+#[rstest]
 #[tokio::test]
-async fn events_record_the_status_history() {
-    let server = TestServer::start().await;
+async fn events_record_the_status_history(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     let cases = [
         ("pm_card_visa", vec!["processing", "succeeded"]),
         (
@@ -618,20 +651,26 @@ async fn events_record_the_status_history() {
 const ACME: &str = "sk_acme_12345678";
 const GLOBEX: &str = "sk_globex_12345678";
 
-async fn keyed_server() -> TestServer {
-    TestServer::start_with(ServerOptions {
-        env: vec![(
-            "PAYMENTS_API_KEYS".into(),
-            format!("acme:{ACME},globex:{GLOBEX}"),
-        )],
-        ..Default::default()
-    })
+async fn keyed_server(backend: Backend) -> TestServer {
+    TestServer::start_with(
+        backend,
+        ServerOptions {
+            env: vec![(
+                "PAYMENTS_API_KEYS".into(),
+                format!("acme:{ACME},globex:{GLOBEX}"),
+            )],
+            ..Default::default()
+        },
+    )
     .await
 }
 
+#[rstest]
 #[tokio::test]
-async fn merchants_never_see_each_other() {
-    let server = keyed_server().await;
+async fn merchants_never_see_each_other(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = keyed_server(backend).await;
     let order = unique("ord");
     let reply = server
         .create_raw(
@@ -691,9 +730,12 @@ async fn merchants_never_see_each_other() {
     assert_eq!(dev_create.status, 401, "{}", dev_create.text);
 }
 
+#[rstest]
 #[tokio::test]
-async fn idempotency_keys_are_scoped_per_merchant() {
-    let server = keyed_server().await;
+async fn idempotency_keys_are_scoped_per_merchant(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = keyed_server(backend).await;
     let key = unique("shared_key");
     let (acme_order, globex_order) = (unique("ord_acme"), unique("ord_globex"));
     let acme = server
@@ -748,9 +790,12 @@ async fn idempotency_keys_are_scoped_per_merchant() {
 // Operational routes
 // ---------------------------------------------------------------------------
 
+#[rstest]
 #[tokio::test]
-async fn health_readiness_and_unknown_routes() {
-    let server = TestServer::start().await;
+async fn health_readiness_and_unknown_routes(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     let healthz = server.send(server.client.get(server.url("/healthz"))).await;
     assert_eq!(healthz.status, 200, "{}", healthz.text);
     let readyz = server.send(server.client.get(server.url("/readyz"))).await;

@@ -1,13 +1,18 @@
 //! DESIGN §5 over real HTTP: replays, key reuse, concurrent duplicates and
 //! the order-level guard.
 
-use crate::common::{count_rows, payment_body, unique, TestServer};
+use crate::common::Backend;
+use crate::common::{payment_body, unique, TestServer};
+use rstest::rstest;
 use serde_json::Value;
 use std::collections::HashSet;
 
+#[rstest]
 #[tokio::test]
-async fn replay_returns_the_identical_body_with_the_header() {
-    let server = TestServer::start().await;
+async fn replay_returns_the_identical_body_with_the_header(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     let order = unique("ord");
     let body = payment_body(&order, "pm_card_visa");
     let first = server.create("replay-key", &body).await;
@@ -38,16 +43,19 @@ async fn replay_returns_the_identical_body_with_the_header() {
     assert_eq!(server.total_charges(&order).await, 1);
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_different_body_under_a_used_key_is_refused_and_stores_nothing() {
-    let server = TestServer::start().await;
+async fn a_different_body_under_a_used_key_is_refused_and_stores_nothing(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     let order = unique("ord");
     let first = server
         .create("reused-key", &payment_body(&order, "pm_card_visa"))
         .await;
     assert_eq!(first.status, 201, "{}", first.text);
-    let payments_before = count_rows(&server.database_path(), "payments").await;
-    let events_before = count_rows(&server.database_path(), "payment_events").await;
+    let payments_before = server.count_rows("payments").await;
+    let events_before = server.count_rows("payment_events").await;
 
     let mut changed_amount = payment_body(&order, "pm_card_visa");
     changed_amount["amount"] = Value::from(5000);
@@ -58,21 +66,18 @@ async fn a_different_body_under_a_used_key_is_refused_and_stores_nothing() {
         assert_eq!(reply.json()["error"]["type"], "idempotency_error");
         assert_eq!(reply.error_code(), "idempotency_key_reused");
     }
-    assert_eq!(
-        count_rows(&server.database_path(), "payments").await,
-        payments_before
-    );
-    assert_eq!(
-        count_rows(&server.database_path(), "payment_events").await,
-        events_before
-    );
+    assert_eq!(server.count_rows("payments").await, payments_before);
+    assert_eq!(server.count_rows("payment_events").await, events_before);
     assert_eq!(server.total_charges(&order).await, 1);
     assert_eq!(server.total_charges(&other_order).await, 0);
 }
 
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-async fn hundred_concurrent_identical_requests_charge_once() {
-    let server = std::sync::Arc::new(TestServer::start().await);
+async fn hundred_concurrent_identical_requests_charge_once(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = std::sync::Arc::new(TestServer::start(backend).await);
     let order = unique("ord");
     let body = payment_body(&order, "pm_card_visa");
     let mut tasks = Vec::new();
@@ -99,12 +104,15 @@ async fn hundred_concurrent_identical_requests_charge_once() {
         "every answer is the same payment, byte for byte"
     );
     assert_eq!(server.total_charges(&order).await, 1);
-    assert_eq!(count_rows(&server.database_path(), "payments").await, 1);
+    assert_eq!(server.count_rows("payments").await, 1);
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_second_key_for_a_paid_order_gets_409_naming_the_first_payment() {
-    let server = TestServer::start().await;
+async fn a_second_key_for_a_paid_order_gets_409_naming_the_first_payment(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     let order = unique("ord");
     let first = server
         .create("click-1", &payment_body(&order, "pm_card_visa"))
@@ -127,9 +135,12 @@ async fn a_second_key_for_a_paid_order_gets_409_naming_the_first_payment() {
     assert_eq!(elsewhere.status, 201, "{}", elsewhere.text);
 }
 
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-async fn many_keys_for_one_order_concurrently_charge_once() {
-    let server = std::sync::Arc::new(TestServer::start().await);
+async fn many_keys_for_one_order_concurrently_charge_once(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = std::sync::Arc::new(TestServer::start(backend).await);
     let order = unique("ord");
     let mut tasks = Vec::new();
     for i in 0..20 {
@@ -170,9 +181,12 @@ async fn many_keys_for_one_order_concurrently_charge_once() {
     assert_eq!(server.total_charges(&order).await, 1);
 }
 
+#[rstest]
 #[tokio::test]
-async fn the_order_guard_blocks_live_payments_and_frees_failed_ones() {
-    let server = TestServer::start().await;
+async fn the_order_guard_blocks_live_payments_and_frees_failed_ones(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     // A decline leaves the order payable.
     let order = unique("ord");
     let declined = server
