@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 pub const DEVELOPMENT_API_KEY: &str = "sk_test_default";
 /// The merchant the development key belongs to.
 pub const DEVELOPMENT_MERCHANT: &str = "default";
+/// Slack between the longest time a live instance may go without renewing
+/// an order lease and the lease's lifetime.
+pub const LEASE_MARGIN_MS: u64 = 1_000;
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +33,7 @@ pub struct Config {
     pub api_keys: Vec<ApiKey>,
     pub engine: EngineSettings,
     pub retry: RetryPolicy,
+    pub reconciler: ReconcilerSettings,
     pub providers: Vec<ProviderConfig>,
     pub sandbox: SandboxSettings,
     pub log: LogSettings,
@@ -70,6 +74,32 @@ pub struct EngineSettings {
     pub shutdown_grace_ms: u64,
     /// Names this process in leases; default: host name and process id.
     pub instance_id: Option<String>,
+}
+
+/// The recovery pass: stuck `processing` and `pending` payments are looked
+/// up at their provider and finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconcilerSettings {
+    /// Time between passes (one also runs at startup).
+    pub interval_ms: u64,
+    /// A `pending` payment is looked up once it has been pending this long.
+    pub pending_age_ms: i64,
+    /// Look-ups without a definite answer before a payment goes to `needs_review`.
+    pub max_recovery_attempts: u32,
+    /// Payments looked at per pass.
+    pub batch_limit: u32,
+}
+
+impl Default for ReconcilerSettings {
+    fn default() -> Self {
+        ReconcilerSettings {
+            interval_ms: 60_000,
+            pending_age_ms: 5 * 60_000,
+            max_recovery_attempts: 5,
+            batch_limit: 100,
+        }
+    }
 }
 
 /// The kinds of provider the engine can talk to.
@@ -123,6 +153,7 @@ impl Default for Config {
             api_keys: Vec::new(),
             engine: EngineSettings::default(),
             retry: RetryPolicy::default(),
+            reconciler: ReconcilerSettings::default(),
             providers: vec![
                 ProviderConfig::sandbox("sandbox_a"),
                 ProviderConfig::sandbox("sandbox_b"),
@@ -316,8 +347,32 @@ impl Config {
         if self.engine.worker_threads == 0 || self.engine.worker_threads > 64 {
             return Err(invalid("engine.worker_threads", "must be 1 to 64"));
         }
-        if self.engine.lease_ttl_ms < 1_000 {
-            return Err(invalid("engine.lease_ttl_ms", "must be at least 1000"));
+        // A live instance must renew its lease before it can expire, or
+        // another instance's recovery could take over a payment whose call is
+        // still in flight. Between two renewals lies at most one call with its
+        // same-key retries, and one backoff.
+        let retries = u64::from(self.retry.unknown_retries);
+        for provider in &self.providers {
+            let longest_gap_ms =
+                provider.timeout_ms * (1 + retries) + self.retry.backoff_cap_ms * (1 + retries);
+            if self.engine.lease_ttl_ms < 0
+                || (self.engine.lease_ttl_ms as u64) < longest_gap_ms + LEASE_MARGIN_MS
+            {
+                return Err(invalid(
+                    "engine.lease_ttl_ms",
+                    format!(
+                        "must be at least {} ms: provider {} may take {longest_gap_ms} ms between lease renewals",
+                        longest_gap_ms + LEASE_MARGIN_MS,
+                        provider.name
+                    ),
+                ));
+            }
+        }
+        if self.reconciler.interval_ms == 0 || self.reconciler.batch_limit == 0 {
+            return Err(invalid(
+                "reconciler",
+                "interval_ms and batch_limit must be positive",
+            ));
         }
         if self.engine.idempotency_retention_hours < 24 {
             return Err(invalid(
@@ -396,6 +451,16 @@ mod tests {
         assert_eq!(config.api_keys.len(), 2);
         assert_eq!(config.api_keys[1].merchant, "globex");
         assert_eq!(config.api_keys[1].key, "sk_globex_123456");
+    }
+
+    #[test]
+    fn a_lease_shorter_than_a_call_is_refused() {
+        let mut config = Config::default();
+        config.engine.lease_ttl_ms = 5_000;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("engine.lease_ttl_ms"), "{error}");
+        config.providers.iter_mut().for_each(|p| p.timeout_ms = 300);
+        config.validate().unwrap();
     }
 
     #[test]

@@ -7,13 +7,17 @@
 //! - [`payment`]: one per (merchant, order), the single serialization point
 //!   for everything that touches the order; found or started through the
 //!   [`registry`] and stopped when idle.
+//! - [`reconciler`]: finds payments whose outcome is unknown (left by a
+//!   crash, or pending) and has their order's actor finish them.
 
 pub mod payment;
 pub mod provider;
+pub mod reconciler;
 pub mod registry;
 pub mod supervisor;
 
 pub use payment::{PaymentActor, PaymentDeps};
 pub use provider::{ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings};
+pub use reconciler::Reconciler;
 pub use registry::PaymentRegistry;
 pub use supervisor::Supervisor;

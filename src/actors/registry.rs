@@ -3,8 +3,8 @@
 use super::payment::{ActorMap, PaymentActor, PaymentDeps};
 use crate::domain::OrderKey;
 use crate::error::EngineError;
-use crate::messages::payment::{CreatePayment, CreatedPayment};
-use actix::{Actor, ArbiterHandle, MailboxError};
+use crate::messages::payment::{CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome};
+use actix::{Actor, ArbiterHandle, Handler, MailboxError, Message};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -90,16 +90,18 @@ impl PaymentRegistry {
             .clone()
     }
 
-    /// Delivers `msg` to its order's actor and waits for the answer.
-    pub async fn create_payment(&self, msg: CreatePayment) -> Result<CreatedPayment, EngineError> {
+    /// Delivers `msg` to the actor of `key` and waits for the answer,
+    /// re-sending to a fresh actor if the first was retiring.
+    async fn deliver<M, T>(&self, key: OrderKey, msg: M) -> Result<T, EngineError>
+    where
+        M: Message<Result = Result<T, EngineError>> + Clone + Send + 'static,
+        T: Send + 'static,
+        PaymentActor: Handler<M>,
+    {
         if !self.accepting.load(Ordering::SeqCst) {
             return Err(EngineError::ShuttingDown);
         }
         let _counted = InFlight::enter(&self.in_flight);
-        let key = OrderKey {
-            merchant_id: msg.merchant_id.clone(),
-            order_id: msg.request.order_id.clone(),
-        };
         for _ in 0..MAX_DELIVERY_TRIES {
             match self.actor_for(&key).send(msg.clone()).await {
                 // Not handled by a live actor: nothing happened, send again.
@@ -113,5 +115,26 @@ impl PaymentRegistry {
         Err(EngineError::Internal(
             "no live payment actor for the order".into(),
         ))
+    }
+
+    /// Creates and confirms a payment in its order's actor.
+    pub async fn create_payment(&self, msg: CreatePayment) -> Result<CreatedPayment, EngineError> {
+        let key = OrderKey {
+            merchant_id: msg.merchant_id.clone(),
+            order_id: msg.request.order_id.clone(),
+        };
+        self.deliver(key, msg).await
+    }
+
+    /// Recovers a stuck payment in its order's actor.
+    pub async fn recover_payment(
+        &self,
+        msg: RecoverPayment,
+    ) -> Result<RecoveryOutcome, EngineError> {
+        let key = OrderKey {
+            merchant_id: msg.merchant_id.clone(),
+            order_id: msg.order_id.clone(),
+        };
+        self.deliver(key, msg).await
     }
 }

@@ -1,5 +1,6 @@
 //! Building the engine inside its own actix system.
 
+use crate::actors::Reconciler;
 use crate::actors::{
     PaymentDeps, PaymentRegistry, ProviderActor, ProviderDirectory, ProviderEntry,
     ProviderSettings, Supervisor,
@@ -24,6 +25,7 @@ pub(super) struct Parts {
     pub providers: ProviderDirectory,
     pub sandboxes: HashMap<String, Arc<SandboxProvider>>,
     pub supervisor: Addr<Supervisor>,
+    pub reconciler: Addr<Reconciler>,
     pub arbiter: ArbiterHandle,
     pub system: System,
 }
@@ -96,16 +98,27 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
             .unwrap_or_else(default_instance_id),
         lease_ttl_ms: config.engine.lease_ttl_ms,
         idle_timeout: Duration::from_millis(config.engine.payment_idle_timeout_ms),
+        max_recovery_attempts: config.reconciler.max_recovery_attempts,
     };
     tracing::info!(instance = %deps.instance_id, database = %redact(&config.database_url()), "engine started");
+    let clock = deps.clock.clone();
     let registry = PaymentRegistry::new(Arc::new(deps), arbiters);
     let supervisor = Supervisor::new(registry.clone(), store.clone()).start();
+    let reconciler = Reconciler::new(
+        registry.clone(),
+        store.clone(),
+        clock,
+        config.reconciler.clone(),
+        config.engine.idempotency_retention_hours,
+    )
+    .start();
     Ok(Parts {
         store,
         registry,
         providers,
         sandboxes,
         supervisor,
+        reconciler,
         arbiter: Arbiter::current(),
         system: System::current(),
     })

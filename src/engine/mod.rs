@@ -8,12 +8,13 @@
 mod boot;
 pub mod validate;
 
-use crate::actors::{PaymentRegistry, ProviderDirectory, Supervisor};
+use crate::actors::{PaymentRegistry, ProviderDirectory, Reconciler, Supervisor};
 use crate::config::Config;
 use crate::domain::{MerchantId, Payment, PaymentEvent, PaymentId};
 use crate::error::EngineError;
 use crate::messages::payment::{CreatePayment, CreatedPayment, PaymentRequest};
 use crate::messages::provider::{GetSnapshot, ProviderSnapshot};
+use crate::messages::reconciler::{RecoveryReport, RunRecovery};
 use crate::messages::supervisor::Shutdown;
 use crate::providers::sandbox::{SandboxCharge, SandboxFaults, SandboxProvider};
 use crate::store::{PaymentFilter, Store};
@@ -48,6 +49,7 @@ struct Inner {
     providers: ProviderDirectory,
     sandboxes: HashMap<String, Arc<SandboxProvider>>,
     supervisor: Addr<Supervisor>,
+    reconciler: Addr<Reconciler>,
     /// Runs store reads on the engine's own runtime.
     arbiter: ArbiterHandle,
     system: System,
@@ -95,6 +97,7 @@ impl Engine {
                 providers: parts.providers,
                 sandboxes: parts.sandboxes,
                 supervisor: parts.supervisor,
+                reconciler: parts.reconciler,
                 arbiter: parts.arbiter,
                 system: parts.system,
                 exited: Mutex::new(Some(exit_rx)),
@@ -243,6 +246,15 @@ impl EngineHandle {
     pub async fn ready(&self) -> Result<(), EngineError> {
         let store = self.inner.store.clone();
         Ok(self.on_engine(async move { store.ready().await }).await??)
+    }
+
+    /// Runs a recovery pass now (one also runs at startup and on a timer).
+    pub async fn run_recovery(&self) -> Result<RecoveryReport, EngineError> {
+        self.inner
+            .reconciler
+            .send(RunRecovery)
+            .await
+            .map_err(|_| EngineError::ShuttingDown)
     }
 
     /// Live payment actors (one per order being worked on or recently used).

@@ -5,4 +5,5 @@
 
 pub mod payment;
 pub mod provider;
+pub mod reconciler;
 pub mod supervisor;

@@ -43,3 +43,30 @@ pub struct CreatedPayment {
     /// True when this is a replay of an earlier answer.
     pub replayed: bool,
 }
+
+/// Finish a payment left `processing` by a dead instance, or `pending`
+/// after an unknown outcome, by looking it up at its provider.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<RecoveryOutcome, EngineError>")]
+pub struct RecoverPayment {
+    pub merchant_id: MerchantId,
+    pub order_id: String,
+    pub payment_id: crate::domain::PaymentId,
+}
+
+/// What a [`RecoverPayment`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryOutcome {
+    /// Another live instance holds the order's lease: not ours to touch.
+    Skipped,
+    /// The payment had already come to rest.
+    AlreadyResolved,
+    /// The payment moved to a resting status.
+    Resolved {
+        from: crate::domain::PaymentStatus,
+        to: crate::domain::PaymentStatus,
+    },
+    /// The provider could not say; the payment stays (or becomes) `pending`.
+    Unresolved,
+}

@@ -162,6 +162,7 @@ async fn fixture(providers: &[Arc<FakeProvider>], store: (Arc<dyn Store>, TestDb
         instance_id: "test-instance".into(),
         lease_ttl_ms: 60_000,
         idle_timeout: Duration::from_secs(60),
+        max_recovery_attempts: 3,
     };
     Fixture {
         deps: Arc::new(deps),

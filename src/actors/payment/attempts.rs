@@ -59,8 +59,15 @@ pub(super) async fn run(
                 payment: payment.clone(),
             };
             deps.store.save_payment(write).await?;
+            // A provider's Retry-After is honoured up to the backoff cap, so
+            // the wait stays within what the lease was sized for.
             let backoff = deps.policy.backoff(number);
-            let asked = Duration::from_millis(response.retry_after_ms.unwrap_or(0));
+            let asked = Duration::from_millis(
+                response
+                    .retry_after_ms
+                    .unwrap_or(0)
+                    .min(deps.policy.backoff_cap_ms),
+            );
             tokio::time::sleep(backoff.max(asked)).await;
             // Nothing was charged, so moving on to the next provider is safe.
             provider_index += 1;

@@ -11,12 +11,13 @@
 
 mod attempts;
 mod create;
+mod recover;
 
 use crate::actors::provider::ProviderDirectory;
 use crate::clock::Clock;
 use crate::domain::OrderKey;
 use crate::error::EngineError;
-use crate::messages::payment::{CreatePayment, CreatedPayment};
+use crate::messages::payment::{CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome};
 use crate::retry::RetryPolicy;
 use crate::store::Store;
 use actix::prelude::*;
@@ -41,6 +42,8 @@ pub struct PaymentDeps {
     pub lease_ttl_ms: i64,
     /// An actor with no message for this long stops.
     pub idle_timeout: Duration,
+    /// Inconclusive recovery look-ups before a payment needs review.
+    pub max_recovery_attempts: u32,
 }
 
 /// The live payment actors, by order.
@@ -89,13 +92,29 @@ impl Actor for PaymentActor {
     }
 }
 
+impl PaymentActor {
+    /// Runs `work` with the mailbox blocked until it ends: the per-order
+    /// serialization every handler relies on.
+    fn serialized<T, F>(&mut self, work: F) -> AtomicResponse<Self, Result<T, EngineError>>
+    where
+        T: 'static,
+        F: std::future::Future<Output = Result<T, EngineError>> + 'static,
+    {
+        if self.retired {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(EngineError::ActorRetired))));
+        }
+        self.last_activity = Instant::now();
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|result, act, _ctx| {
+            act.last_activity = Instant::now();
+            result
+        })))
+    }
+}
+
 impl Handler<CreatePayment> for PaymentActor {
     type Result = AtomicResponse<Self, Result<CreatedPayment, EngineError>>;
 
     fn handle(&mut self, msg: CreatePayment, _ctx: &mut Self::Context) -> Self::Result {
-        if self.retired {
-            return AtomicResponse::new(Box::pin(fut::ready(Err(EngineError::ActorRetired))));
-        }
         debug_assert_eq!(
             msg.request.order_id, self.key.order_id,
             "routed to the wrong order"
@@ -104,15 +123,17 @@ impl Handler<CreatePayment> for PaymentActor {
             msg.merchant_id, self.key.merchant_id,
             "routed to the wrong merchant"
         );
-        self.last_activity = Instant::now();
         let deps = self.deps.clone();
-        AtomicResponse::new(Box::pin(
-            async move { create::create(&deps, msg).await }
-                .into_actor(self)
-                .map(|result, act, _ctx| {
-                    act.last_activity = Instant::now();
-                    result
-                }),
-        ))
+        self.serialized(async move { create::create(&deps, msg).await })
+    }
+}
+
+impl Handler<RecoverPayment> for PaymentActor {
+    type Result = AtomicResponse<Self, Result<RecoveryOutcome, EngineError>>;
+
+    fn handle(&mut self, msg: RecoverPayment, _ctx: &mut Self::Context) -> Self::Result {
+        debug_assert_eq!(msg.order_id, self.key.order_id, "routed to the wrong order");
+        let deps = self.deps.clone();
+        self.serialized(async move { recover::recover(&deps, msg).await })
     }
 }

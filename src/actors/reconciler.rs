@@ -1,0 +1,153 @@
+//! The reconciler: finds stuck work and has it finished.
+//!
+//! For now it runs the recovery pass (DESIGN §9 "stuck work"): payments left
+//! `processing` by a dead instance and `pending` ones past their age are
+//! sent to their order's actor as `RecoverPayment`, at startup and then every
+//! `interval_ms`. Each pass also prunes idempotency records past retention.
+//! Comparing against providers' settlement records and the ledger comes with
+//! those features.
+
+use super::registry::PaymentRegistry;
+use crate::clock::Clock;
+use crate::config::ReconcilerSettings;
+use crate::messages::payment::{RecoverPayment, RecoveryOutcome};
+use crate::messages::reconciler::{RecoveryReport, RunRecovery};
+use crate::store::Store;
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Payments recovered at once within a pass: bounds the look-ups in flight.
+const RECOVERY_CONCURRENCY: usize = 8;
+
+/// Runs recovery passes, never two at once.
+pub struct Reconciler {
+    registry: PaymentRegistry,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    settings: ReconcilerSettings,
+    retention_hours: u64,
+    running: bool,
+}
+
+impl Reconciler {
+    pub fn new(
+        registry: PaymentRegistry,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: ReconcilerSettings,
+        retention_hours: u64,
+    ) -> Self {
+        Reconciler {
+            registry,
+            store,
+            clock,
+            settings,
+            retention_hours,
+            running: false,
+        }
+    }
+}
+
+impl Actor for Reconciler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // At startup: attempts a crashed process left behind are found now
+        // (those whose lease already expired) or on a later tick.
+        ctx.notify(RunRecovery);
+        ctx.run_interval(
+            Duration::from_millis(self.settings.interval_ms),
+            |_act, ctx| {
+                ctx.notify(RunRecovery);
+            },
+        );
+    }
+}
+
+/// One pass, outside the actor.
+async fn pass(
+    registry: PaymentRegistry,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    settings: ReconcilerSettings,
+    retention_hours: u64,
+) -> RecoveryReport {
+    let mut report = RecoveryReport::default();
+    let now = clock.now();
+    let pending_before = now.plus_millis(-settings.pending_age_ms);
+    let stuck = match store
+        .stuck_payments(now, pending_before, settings.batch_limit)
+        .await
+    {
+        Ok(stuck) => stuck,
+        Err(error) => {
+            tracing::warn!(%error, "recovery pass could not list stuck payments");
+            report.errors += 1;
+            return report;
+        }
+    };
+    for chunk in stuck.chunks(RECOVERY_CONCURRENCY) {
+        let recoveries = chunk.iter().map(|s| {
+            registry.recover_payment(RecoverPayment {
+                merchant_id: s.merchant_id.clone(),
+                order_id: s.order_id.clone(),
+                payment_id: s.payment_id,
+            })
+        });
+        for result in futures_util::future::join_all(recoveries).await {
+            report.examined += 1;
+            match result {
+                Ok(RecoveryOutcome::Resolved { .. } | RecoveryOutcome::AlreadyResolved) => {
+                    report.resolved += 1
+                }
+                Ok(RecoveryOutcome::Unresolved) => report.unresolved += 1,
+                Ok(RecoveryOutcome::Skipped) => report.skipped += 1,
+                Err(error) => {
+                    tracing::warn!(%error, "recovering a payment failed");
+                    report.errors += 1;
+                }
+            }
+        }
+    }
+    let retention_ms = i64::try_from(retention_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
+    match store
+        .prune_idempotency(now.plus_millis(-retention_ms))
+        .await
+    {
+        Ok(pruned) => report.pruned_keys = pruned,
+        Err(error) => {
+            tracing::warn!(%error, "pruning idempotency keys failed");
+            report.errors += 1;
+        }
+    }
+    if report.examined > 0 || report.pruned_keys > 0 {
+        tracing::info!(?report, "recovery pass");
+    }
+    report
+}
+
+impl Handler<RunRecovery> for Reconciler {
+    type Result = ResponseActFuture<Self, RecoveryReport>;
+
+    fn handle(&mut self, _msg: RunRecovery, _ctx: &mut Self::Context) -> Self::Result {
+        if self.running {
+            return Box::pin(fut::ready(RecoveryReport {
+                overlapped: true,
+                ..RecoveryReport::default()
+            }));
+        }
+        self.running = true;
+        let work = pass(
+            self.registry.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            self.settings.clone(),
+            self.retention_hours,
+        );
+        Box::pin(work.into_actor(self).map(|report, act, _ctx| {
+            act.running = false;
+            report
+        }))
+    }
+}

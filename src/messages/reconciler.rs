@@ -1,0 +1,25 @@
+//! Messages of the reconciler (`actors::reconciler`).
+
+use actix::Message;
+use serde::Serialize;
+
+/// Run one recovery pass now.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "RecoveryReport")]
+pub struct RunRecovery;
+
+/// What one recovery pass found and did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RecoveryReport {
+    /// Stuck payments examined.
+    pub examined: u32,
+    pub resolved: u32,
+    pub unresolved: u32,
+    /// Held by another live instance.
+    pub skipped: u32,
+    pub errors: u32,
+    /// Idempotency records past retention, deleted.
+    pub pruned_keys: u64,
+    /// True when a pass was already running and this one did nothing.
+    pub overlapped: bool,
+}
