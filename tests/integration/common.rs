@@ -274,6 +274,14 @@ impl TestServer {
         }
     }
 
+    /// `kill -9` through a shared reference (the child is reaped on drop).
+    pub fn kill_9(&self) {
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
     /// `kill -9`: no shutdown, no flush.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -378,6 +386,65 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Every payment of the development merchant, newest first, following
+/// the cursor through all pages.
+pub async fn all_payments(server: &TestServer) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(after) => format!("/v1/payments?limit=100&starting_after={after}"),
+            None => "/v1/payments?limit=100".to_string(),
+        };
+        let page = server.get(&path).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        let page = page.json();
+        let data = page["data"].as_array().cloned().unwrap_or_default();
+        cursor = data
+            .last()
+            .and_then(|p| p["id"].as_str())
+            .map(str::to_string);
+        all.extend(data);
+        if page["has_more"] != Value::Bool(true) {
+            return all;
+        }
+    }
+}
+
+/// Every charge both default sandboxes made (at most 10,000 each).
+pub async fn all_sandbox_charges(server: &TestServer) -> Vec<Value> {
+    let mut charges = Vec::new();
+    for provider in ["sandbox_a", "sandbox_b"] {
+        let reply = server.get(&format!("/v1/sandbox/{provider}/charges")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        charges.extend(reply.json()["data"].as_array().cloned().unwrap_or_default());
+    }
+    charges
+}
+
+/// Waits until no payment is `processing` or `pending` (recovery finished),
+/// or panics after `timeout`.
+pub async fn wait_until_settled(server: &TestServer, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut open = 0;
+        for status in ["processing", "pending"] {
+            let reply = server
+                .get(&format!("/v1/payments?status={status}&limit=100"))
+                .await;
+            open += reply.json()["data"].as_array().map_or(0, Vec::len);
+        }
+        if open == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} payments still processing or pending after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

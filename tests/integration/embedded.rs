@@ -138,3 +138,123 @@ fn the_embedded_example_charges_a_payment() {
     );
     assert!(stdout.contains(" is succeeded via sandbox_a"), "{stdout}");
 }
+
+/// A database of its own for one test, dropped afterwards.
+struct ScratchDatabase {
+    name: String,
+    url: String,
+}
+
+impl ScratchDatabase {
+    async fn create() -> ScratchDatabase {
+        use sqlx::Connection;
+        let base = crate::common::postgres_url();
+        let name = format!("host_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(&base)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is required at {base}: {e}"));
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let prefix = base
+            .rsplit_once('/')
+            .map_or(base.as_str(), |(prefix, _)| prefix);
+        ScratchDatabase {
+            url: format!("{prefix}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        let _ = crate::common::block_on(async move {
+            use sqlx::Connection;
+            let mut admin = sqlx::PgConnection::connect(&crate::common::postgres_url()).await?;
+            sqlx::query(&sql).execute(&mut admin).await.map(|_| ())
+        });
+    }
+}
+
+#[tokio::test]
+async fn the_engine_and_a_host_with_its_own_sqlx_migrations_share_a_database() {
+    let database = ScratchDatabase::create().await;
+    // The host: its own sqlx migrations, in the default schema, with tables
+    // named like the engine's.
+    let migrations = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        migrations.path().join("0001_host.sql"),
+        "CREATE TABLE payments (id BIGSERIAL PRIMARY KEY, note TEXT NOT NULL);
+         CREATE TABLE orders (id BIGSERIAL PRIMARY KEY);
+         INSERT INTO payments (note) VALUES ('the host''s row');",
+    )
+    .expect("write migration");
+    let host_pool = sqlx::PgPool::connect(&database.url)
+        .await
+        .expect("host pool");
+    let host_migrator = sqlx::migrate::Migrator::new(migrations.path())
+        .await
+        .expect("host migrator");
+    host_migrator
+        .run(&host_pool)
+        .await
+        .expect("host migrations");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Config {
+        database_url: Some(database.url.clone()),
+        ..config_in(dir.path())
+    };
+    let engine = Engine::start(config.clone())
+        .await
+        .expect("engine on the host's database");
+    let merchant = MerchantId::new("host");
+    let created = engine
+        .create_payment(&merchant, "k", request("o", "pm_card_visa"))
+        .await
+        .expect("create");
+    assert_eq!(created.payment.status, PaymentStatus::Succeeded);
+    engine.shutdown().await;
+    // Both migration histories are intact: the host's runner still accepts
+    // its history, and the engine restarts on its own.
+    host_migrator
+        .run(&host_pool)
+        .await
+        .expect("host migrations rerun cleanly");
+    let engine = Engine::start(config).await.expect("engine restarts");
+    assert_eq!(
+        engine
+            .payment(&merchant, created.payment.id)
+            .await
+            .expect("found")
+            .status,
+        PaymentStatus::Succeeded
+    );
+    engine.shutdown().await;
+
+    use sqlx::Row;
+    let host_migrations: i64 = sqlx::query("SELECT COUNT(*) AS n FROM public._sqlx_migrations")
+        .fetch_one(&host_pool)
+        .await
+        .expect("host history")
+        .get("n");
+    assert_eq!(
+        host_migrations, 1,
+        "the engine wrote nothing into the host's migration history"
+    );
+    let host_note: String = sqlx::query("SELECT note FROM public.payments")
+        .fetch_one(&host_pool)
+        .await
+        .expect("host table")
+        .get("note");
+    assert_eq!(host_note, "the host's row");
+    let engine_payments: i64 = sqlx::query("SELECT COUNT(*) AS n FROM payments.payments")
+        .fetch_one(&host_pool)
+        .await
+        .expect("engine table")
+        .get("n");
+    assert_eq!(engine_payments, 1);
+    host_pool.close().await;
+}

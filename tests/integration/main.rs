@@ -5,6 +5,9 @@ mod common;
 
 mod actors;
 mod bad_input;
+mod cluster;
+mod crash;
 mod embedded;
 mod http_payments;
 mod idempotency;
+mod recovery;

@@ -1,0 +1,298 @@
+//! Unknown outcomes and recovery: `pending` payments resolved by looking
+//! them up at the provider, graceful shutdown on SIGTERM, key retention.
+
+use crate::common::{
+    payment_body, unique, wait_until_settled, Backend, ServerOptions, TestDb, TestServer,
+};
+use payments::domain::{
+    Amount, Currency, MerchantId, Payment, PaymentId, PaymentObject, PaymentStatus, Timestamp,
+};
+use payments::store::{BeginOutcome, LeaseChange, NewPayment, PaymentWrite, StoredResponse};
+use rstest::rstest;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Recovery every 200 ms, pending payments looked up at once, no same-key
+/// retries: an unknown answer leaves the payment pending for the reconciler.
+fn config(faults_a: &str) -> String {
+    format!(
+        r#"
+[retry]
+unknown_retries = 0
+backoff_base_ms = 10
+backoff_cap_ms = 50
+
+[reconciler]
+interval_ms = 200
+pending_age_ms = 0
+
+[[providers]]
+name = "sandbox_a"
+timeout_ms = 200
+[providers.faults]
+{faults_a}
+
+[[providers]]
+name = "sandbox_b"
+timeout_ms = 200
+"#
+    )
+}
+
+async fn wait_for_status(server: &TestServer, id: &str, wanted: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let payment = server.get(&format!("/v1/payments/{id}")).await.json();
+        if payment["status"] == wanted {
+            return payment;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} after 15 s, wanted {wanted}",
+            payment["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_charge_whose_answer_was_lost_ends_succeeded_through_the_reconciler(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start_with(
+        backend,
+        ServerOptions {
+            config_toml: Some(config("timeout_rate = 1.0")),
+            ..Default::default()
+        },
+    )
+    .await;
+    let order = unique("ord");
+    let created = server
+        .create("lost-answer", &payment_body(&order, "pm_card_visa"))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let created = created.json();
+    assert_eq!(
+        created["status"], "pending",
+        "an unknown outcome is never reported failed"
+    );
+    assert_eq!(created["failure_code"], serde_json::Value::Null);
+    let id = created["id"].as_str().expect("id");
+    let resolved = wait_for_status(&server, id, "succeeded").await;
+    assert!(resolved["provider_payment_id"].is_string());
+    assert_eq!(server.total_charges(&order).await, 1, "exactly one charge");
+    assert!(
+        server.sandbox_charges("sandbox_b", &order).await.is_empty(),
+        "never sent to a second provider"
+    );
+    let events = server
+        .get(&format!("/v1/payments/{id}/events"))
+        .await
+        .json();
+    let statuses: Vec<_> = events["data"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["to_status"].as_str())
+        .collect();
+    assert_eq!(statuses, ["processing", "pending", "succeeded"]);
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_pending_payment_the_provider_never_charged_ends_failed(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    // The sandbox answers after 1 s; the engine gives up after 200 ms, and
+    // the abandoned call never charges.
+    let server = TestServer::start_with(
+        backend,
+        ServerOptions {
+            config_toml: Some(config("latency_ms = 1000")),
+            ..Default::default()
+        },
+    )
+    .await;
+    let order = unique("ord");
+    let created = server
+        .create("slow", &payment_body(&order, "pm_card_visa"))
+        .await
+        .json();
+    assert_eq!(created["status"], "pending");
+    let id = created["id"].as_str().expect("id");
+    let resolved = wait_for_status(&server, id, "failed").await;
+    assert_eq!(resolved["failure_code"], "not_charged");
+    assert_eq!(server.total_charges(&order).await, 0);
+    // The order is payable again.
+    let again = server
+        .create("slow-2", &payment_body(&order, "pm_card_declined"))
+        .await;
+    assert_eq!(again.status, 201, "{}", again.text);
+}
+
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_finishes_in_flight_payments_before_exiting(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let db = TestDb::new(backend);
+    let slow = ServerOptions {
+        config_toml: Some(
+            "[[providers]]\nname = \"sandbox_a\"\n[providers.faults]\nlatency_ms = 400\n"
+                .to_string(),
+        ),
+        ..Default::default()
+    };
+    let mut server = TestServer::start_on(&db, slow).await;
+    let client = server.client.clone();
+    let url = server.url("/v1/payments");
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let (client, url) = (client.clone(), url.clone());
+        let body = payment_body(&format!("drain-{i}"), "pm_card_visa");
+        tasks.push(tokio::spawn(async move {
+            let reply = client
+                .post(url)
+                .bearer_auth(crate::common::DEV_KEY)
+                .header("Idempotency-Key", format!("drain-{i}"))
+                .json(&body)
+                .send()
+                .await
+                .expect("in-flight request answered");
+            (
+                reply.status().as_u16(),
+                reply.text().await.unwrap_or_default(),
+            )
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let exited_cleanly = tokio::task::spawn_blocking(move || {
+        let clean = server.terminate();
+        (clean, server)
+    })
+    .await
+    .expect("terminate");
+    for task in tasks {
+        let (status, text) = task.await.expect("task");
+        assert_eq!(status, 201, "{text}");
+        assert!(text.contains("\"status\":\"succeeded\""), "{text}");
+    }
+    assert!(exited_cleanly.0, "the server exits 0 after draining");
+    drop(exited_cleanly.1);
+    let restarted = TestServer::start_on(&db, ServerOptions::default()).await;
+    wait_until_settled(&restarted, Duration::from_secs(5)).await;
+    let succeeded = restarted
+        .get("/v1/payments?status=succeeded&limit=100")
+        .await
+        .json();
+    assert_eq!(succeeded["data"].as_array().map(Vec::len), Some(10));
+}
+
+fn old_payment(created_at: Timestamp, order: &str) -> Payment {
+    Payment {
+        id: PaymentId::new(),
+        object: PaymentObject,
+        merchant_id: MerchantId::new("m"),
+        status: PaymentStatus::Processing,
+        amount: Amount::new(100).expect("amount"),
+        amount_refunded: 0,
+        currency: Currency::parse("usd").expect("usd"),
+        customer_id: "c".into(),
+        order_id: order.into(),
+        payment_method: "pm_card_visa".into(),
+        description: None,
+        provider: None,
+        provider_payment_id: None,
+        failure_code: None,
+        failure_message: None,
+        next_attempt_at: None,
+        attempts: vec![],
+        anomaly_flags: vec![],
+        metadata: BTreeMap::new(),
+        recovery_attempts: 0,
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+#[rstest]
+#[tokio::test]
+async fn answered_keys_are_pruned_after_retention_and_open_ones_kept(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let db = TestDb::new(backend);
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", db.data_dir.join("payments.db").display()),
+        Backend::Postgres => crate::common::postgres_url(),
+    };
+    let store: Arc<dyn payments::store::Store> = payments::store::open(&url, &db.schema)
+        .await
+        .expect("store");
+    let now = Timestamp::from_datetime(chrono::Utc::now());
+    let day_and_hour_ago = now.plus_millis(-25 * 3_600_000);
+    for (key, created_at, answered) in [
+        ("old-answered", day_and_hour_ago, true),
+        ("old-open", day_and_hour_ago, false),
+        ("new-answered", now, true),
+    ] {
+        let payment = old_payment(created_at, key);
+        let begun = store
+            .begin_payment(NewPayment {
+                payment: payment.clone(),
+                idempotency_key: key.into(),
+                fingerprint: "f".into(),
+                lease_owner: "test".into(),
+                lease_expires_at: created_at,
+                events: vec![],
+            })
+            .await
+            .expect("begin");
+        assert_eq!(begun, BeginOutcome::Started);
+        if answered {
+            let mut done = payment.clone();
+            done.status = PaymentStatus::Failed;
+            store
+                .save_payment(PaymentWrite {
+                    payment: done,
+                    expected_status: PaymentStatus::Processing,
+                    attempts: vec![],
+                    events: vec![],
+                    response: Some(StoredResponse {
+                        status: 201,
+                        body: "{}".into(),
+                    }),
+                    lease: LeaseChange::Release,
+                })
+                .await
+                .expect("save");
+        }
+    }
+    let pruned = store
+        .prune_idempotency(now.plus_millis(-24 * 3_600_000))
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 1);
+    let merchant = MerchantId::new("m");
+    assert!(store
+        .idempotency_record(&merchant, "old-answered")
+        .await
+        .expect("read")
+        .is_none());
+    assert!(
+        store
+            .idempotency_record(&merchant, "old-open")
+            .await
+            .expect("read")
+            .is_some(),
+        "an unanswered key waits for recovery"
+    );
+    assert!(store
+        .idempotency_record(&merchant, "new-answered")
+        .await
+        .expect("read")
+        .is_some());
+    store.close().await;
+}
