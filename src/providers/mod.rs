@@ -4,10 +4,14 @@
 //! [`OutcomeClass`] in one place. Nothing outside an adapter looks at a
 //! provider's codes to decide what to do; the engine acts on the class.
 
+pub mod adyen;
+pub mod classify;
 pub mod sandbox;
+pub mod stripe;
 
 use crate::domain::{Amount, Currency, MerchantId, OutcomeClass, PaymentId};
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 /// One charge, as the engine asks a provider for it.
 #[derive(Debug, Clone)]
@@ -54,6 +58,58 @@ impl ProviderResponse {
     }
 }
 
+/// A refund of (part of) a captured charge.
+#[derive(Debug, Clone)]
+pub struct RefundRequest {
+    /// The provider's id of the charge (`provider_payment_id`).
+    pub provider_payment_id: String,
+    pub amount: Amount,
+    pub currency: Currency,
+    /// Derived by the engine (`{refund_id}`); the provider deduplicates on it.
+    pub idempotency_key: String,
+    pub reason: Option<String>,
+}
+
+/// How a refund request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    /// The money is on its way back.
+    Succeeded,
+    /// Accepted; the outcome arrives later (Adyen confirms by webhook).
+    Pending,
+    /// Refused (e.g. already refunded, amount too large): nothing moved.
+    Failed,
+    /// No usable answer: retry with the same key or look it up.
+    Unknown,
+}
+
+/// A provider's answer to a refund request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefundResponse {
+    pub status: RefundStatus,
+    pub provider_refund_id: Option<String>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub raw: String,
+}
+
+/// One line of a provider's settlement report: what it says happened to a
+/// charge, with its fee. The reconciler compares these with the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettlementRecord {
+    pub provider_payment_id: String,
+    /// `charge` or `refund`.
+    pub kind: String,
+    /// Minor units; negative for refunds.
+    pub amount: i64,
+    pub currency: String,
+    /// The provider's fee in minor units.
+    pub fee: i64,
+    pub status: String,
+    pub created_at: crate::domain::Timestamp,
+}
+
 /// What a provider knows about a charge looked up by idempotency key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LookupResult {
@@ -72,6 +128,16 @@ pub enum LookupResult {
 pub enum ProviderError {
     #[error("provider unreachable: {0}")]
     Unreachable(String),
+    /// The provider answered something we cannot read.
+    #[error("unreadable provider answer: {0}")]
+    Malformed(String),
+    /// The provider refused our request (bad credentials, bad parameters).
+    #[error("provider refused the request: {0}")]
+    Refused(String),
+    /// The provider offers no API for this (e.g. Adyen has no look-up by
+    /// idempotency key; its outcomes arrive by webhook).
+    #[error("not supported by this provider: {0}")]
+    Unsupported(&'static str),
     #[error("provider record error: {0}")]
     Record(#[from] sqlx::Error),
 }
@@ -88,4 +154,14 @@ pub trait Provider: Send + Sync + 'static {
 
     /// What the provider did under `idempotency_key`.
     async fn lookup(&self, idempotency_key: &str) -> Result<LookupResult, ProviderError>;
+
+    /// Refunds once per `request.idempotency_key`.
+    async fn refund(&self, request: &RefundRequest) -> RefundResponse;
+
+    /// The provider's settlement records created in `[from, to)`.
+    async fn settlements(
+        &self,
+        from: crate::domain::Timestamp,
+        to: crate::domain::Timestamp,
+    ) -> Result<Vec<SettlementRecord>, ProviderError>;
 }

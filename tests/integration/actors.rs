@@ -16,7 +16,10 @@ use payments::domain::{
 use payments::engine::validate::fingerprint;
 use payments::messages::payment::{CreatePayment, PaymentRequest};
 use payments::messages::provider::{CallRejected, Charge, GetSnapshot, SetEnabled};
-use payments::providers::{ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse};
+use payments::providers::{
+    ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse, RefundRequest,
+    RefundResponse, RefundStatus, SettlementRecord,
+};
 use payments::retry::RetryPolicy;
 use payments::store::Store;
 use rstest::rstest;
@@ -112,6 +115,24 @@ impl Provider for FakeProvider {
 
     async fn lookup(&self, _key: &str) -> Result<LookupResult, ProviderError> {
         Ok(LookupResult::NotFound)
+    }
+
+    async fn refund(&self, _request: &RefundRequest) -> RefundResponse {
+        RefundResponse {
+            status: RefundStatus::Failed,
+            provider_refund_id: None,
+            code: Some("unsupported".into()),
+            message: None,
+            raw: "{}".into(),
+        }
+    }
+
+    async fn settlements(
+        &self,
+        _from: Timestamp,
+        _to: Timestamp,
+    ) -> Result<Vec<SettlementRecord>, ProviderError> {
+        Ok(Vec::new())
     }
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 mod actors;
+mod adyen;
 mod bad_input;
 mod cluster;
 mod crash;
@@ -11,3 +12,4 @@ mod embedded;
 mod http_payments;
 mod idempotency;
 mod recovery;
+mod stripe;

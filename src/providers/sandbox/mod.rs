@@ -9,7 +9,10 @@ mod record;
 
 pub use record::{SandboxCharge, SandboxRecord, MAX_LISTED_CHARGES};
 
-use super::{ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse};
+use super::{
+    ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse, RefundRequest,
+    RefundResponse, RefundStatus, SettlementRecord,
+};
 use crate::domain::{OutcomeClass, Timestamp};
 use async_trait::async_trait;
 use rand::Rng;
@@ -312,5 +315,63 @@ impl Provider for SandboxProvider {
             },
             None => LookupResult::NotFound,
         })
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> RefundResponse {
+        let now = Timestamp::from_datetime(chrono::Utc::now()).to_string();
+        let refunded = self
+            .record
+            .refund_once(
+                &self.name,
+                &request.idempotency_key,
+                &request.provider_payment_id,
+                request.amount.minor_units(),
+                request.currency.code(),
+                &now,
+            )
+            .await;
+        let (status, id, code) = match refunded {
+            Ok(Some(id)) => (RefundStatus::Succeeded, Some(id), None),
+            Ok(None) => (RefundStatus::Failed, None, Some("refund_exceeds_charge")),
+            Err(error) => {
+                tracing::warn!(provider = %self.name, %error, "sandbox refund record failed");
+                (RefundStatus::Unknown, None, Some("api_error"))
+            }
+        };
+        RefundResponse {
+            status,
+            provider_refund_id: id.clone(),
+            code: code.map(str::to_string),
+            message: None,
+            raw: serde_json::json!({ "id": id, "status": status, "code": code }).to_string(),
+        }
+    }
+
+    async fn settlements(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<SettlementRecord>, ProviderError> {
+        let charges = self
+            .record
+            .charges_between(&self.name, &from.to_string(), &to.to_string())
+            .await?;
+        charges
+            .into_iter()
+            .map(|charge| {
+                let created_at = Timestamp::parse_rfc3339(&charge.created_at).ok_or_else(|| {
+                    ProviderError::Malformed(format!("charge {} has no valid time", charge.id))
+                })?;
+                Ok(SettlementRecord {
+                    provider_payment_id: charge.id,
+                    kind: "charge".into(),
+                    amount: charge.amount,
+                    currency: charge.currency,
+                    fee: 0,
+                    status: charge.status,
+                    created_at,
+                })
+            })
+            .collect()
     }
 }

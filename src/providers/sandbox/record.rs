@@ -81,6 +81,19 @@ impl SandboxRecord {
         sqlx::query("CREATE INDEX IF NOT EXISTS sandbox_charges_by_order ON sandbox_charges (provider, order_id)")
             .execute(&pool)
             .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS sandbox_refunds (
+                id TEXT PRIMARY KEY,
+                provider TEXT NOT NULL,
+                idempotency_key TEXT NOT NULL,
+                charge_id TEXT NOT NULL,
+                amount INTEGER NOT NULL,
+                currency TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                UNIQUE (provider, idempotency_key))",
+        )
+        .execute(&pool)
+        .await?;
         Ok(SandboxRecord { pool })
     }
 
@@ -116,6 +129,69 @@ impl SandboxRecord {
             .await?
             .ok_or(sqlx::Error::RowNotFound)?;
         Ok((stored, inserted))
+    }
+
+    /// Records a refund of `amount` against `charge_id` unless one exists
+    /// under the key, and only while refunds stay within the charge: one
+    /// statement, so concurrent refunds cannot overdraw it. Returns the
+    /// refund id, or `None` if it would exceed the charge (or no charge).
+    pub async fn refund_once(
+        &self,
+        provider: &str,
+        idempotency_key: &str,
+        charge_id: &str,
+        amount: i64,
+        currency: &str,
+        created_at: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let id = format!("re_{}", uuid::Uuid::now_v7().simple());
+        sqlx::query(
+            "INSERT INTO sandbox_refunds (id, provider, idempotency_key, charge_id, amount, currency, created_at)
+             SELECT ?, ?, ?, c.id, ?, ?, ? FROM sandbox_charges c
+             WHERE c.provider = ? AND c.id = ? AND c.currency = ?
+               AND (SELECT COALESCE(SUM(r.amount), 0) FROM sandbox_refunds r WHERE r.charge_id = c.id) + ? <= c.amount
+             ON CONFLICT (provider, idempotency_key) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(provider)
+        .bind(idempotency_key)
+        .bind(amount)
+        .bind(currency)
+        .bind(created_at)
+        .bind(provider)
+        .bind(charge_id)
+        .bind(currency)
+        .bind(amount)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query_scalar(
+            "SELECT id FROM sandbox_refunds WHERE provider = ? AND idempotency_key = ?",
+        )
+        .bind(provider)
+        .bind(idempotency_key)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Charges of `provider` created in `[from, to)` (RFC 3339 strings in
+    /// the record's fixed UTC format sort as time).
+    pub async fn charges_between(
+        &self,
+        provider: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<SandboxCharge>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM sandbox_charges WHERE provider = ? AND created_at >= ? AND created_at < ?
+             ORDER BY created_at, id LIMIT ?",
+        )
+        .bind(provider)
+        .bind(from)
+        .bind(to)
+        .bind(MAX_LISTED_CHARGES)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
     }
 
     pub async fn find(

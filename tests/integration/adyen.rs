@@ -1,0 +1,1 @@
+//! Adyen adapter tests (in progress).

@@ -1,0 +1,1 @@
+//! Stripe adapter tests (in progress).
