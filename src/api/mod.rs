@@ -80,9 +80,18 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.handle.ready().await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
+/// 200 when the database answers and every migration is applied; 503
+/// otherwise, so a load balancer stops sending traffic here.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.handle.ready().await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Err(error) => {
+            tracing::warn!(%error, "not ready");
+            HttpResponse::ServiceUnavailable().json(json!({
+                "error": { "type": "api_error", "code": "not_ready", "message": error.to_string(), "param": null }
+            }))
+        }
+    }
 }
 
 /// Why the server cannot start.
