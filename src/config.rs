@@ -4,9 +4,13 @@
 //! Every default is usable: with no configuration at all the engine runs on
 //! a SQLite file under `./data/` with two sandbox providers.
 
+use crate::actors::breaker::BreakerSettings;
+use crate::actors::Fee;
 use crate::providers::sandbox::SandboxFaults;
 use crate::retry::RetryPolicy;
+use crate::routing::Strategy;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The development key accepted for merchant `default` when no keys are
@@ -34,6 +38,7 @@ pub struct Config {
     pub engine: EngineSettings,
     pub retry: RetryPolicy,
     pub reconciler: ReconcilerSettings,
+    pub routing: RoutingSettings,
     pub providers: Vec<ProviderConfig>,
     pub sandbox: SandboxSettings,
     pub log: LogSettings,
@@ -102,11 +107,20 @@ impl Default for ReconcilerSettings {
     }
 }
 
+/// How payments are routed to providers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingSettings {
+    pub strategy: Strategy,
+}
+
 /// The kinds of provider the engine can talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     Sandbox,
+    Stripe,
+    Adyen,
 }
 
 /// One configured provider.
@@ -120,8 +134,24 @@ pub struct ProviderConfig {
     pub currencies: Vec<String>,
     pub max_in_flight: u32,
     pub timeout_ms: u64,
+    /// Lower is tried first under the `priority` strategy and on ties;
+    /// default: the provider's position in the list.
+    pub priority: Option<u32>,
+    /// Share of traffic under the `weighted` strategy.
+    pub weight: u32,
+    /// Fees by lowercase currency code (`*` for the others), for `cost`
+    /// routing: `{ fixed = 30, percent_bps = 290 }`.
+    pub fees: BTreeMap<String, Fee>,
+    pub breaker: BreakerSettings,
     /// Initial fault knobs (sandbox only).
     pub faults: SandboxFaults,
+    /// The provider's API base URL (Stripe, Adyen); default: the public one.
+    pub base_url: Option<String>,
+    /// The environment variable holding the API key (Stripe, Adyen):
+    /// credentials never live in the configuration file.
+    pub api_key_env: Option<String>,
+    /// Adyen's merchant account.
+    pub merchant_account: Option<String>,
 }
 
 /// Where the sandbox keeps its record of charges.
@@ -154,6 +184,7 @@ impl Default for Config {
             engine: EngineSettings::default(),
             retry: RetryPolicy::default(),
             reconciler: ReconcilerSettings::default(),
+            routing: RoutingSettings::default(),
             providers: vec![
                 ProviderConfig::sandbox("sandbox_a"),
                 ProviderConfig::sandbox("sandbox_b"),
@@ -202,7 +233,14 @@ impl ProviderConfig {
             currencies: Vec::new(),
             max_in_flight: 256,
             timeout_ms: 10_000,
+            priority: None,
+            weight: 1,
+            fees: BTreeMap::new(),
+            breaker: BreakerSettings::default(),
             faults: SandboxFaults::default(),
+            base_url: None,
+            api_key_env: None,
+            merchant_account: None,
         }
     }
 }
@@ -351,10 +389,13 @@ impl Config {
         // another instance's recovery could take over a payment whose call is
         // still in flight. Between two renewals lies at most one call with its
         // same-key retries, and one backoff.
-        let retries = u64::from(self.retry.unknown_retries);
+        let unknown = self.retry.unknown;
+        let transient = self.retry.transient_not_charged;
         for provider in &self.providers {
-            let longest_gap_ms =
-                provider.timeout_ms * (1 + retries) + self.retry.backoff_cap_ms * (1 + retries);
+            let calls = u64::from(unknown.max_attempts);
+            let longest_gap_ms = provider.timeout_ms * calls
+                + unknown.max_wait_ms() * calls.saturating_sub(1)
+                + transient.max_wait_ms();
             if self.engine.lease_ttl_ms < 0
                 || (self.engine.lease_ttl_ms as u64) < longest_gap_ms + LEASE_MARGIN_MS
             {
@@ -365,6 +406,25 @@ impl Config {
                         longest_gap_ms + LEASE_MARGIN_MS,
                         provider.name
                     ),
+                ));
+            }
+            provider
+                .breaker
+                .validate()
+                .map_err(|field| invalid(&format!("providers.breaker.{field}"), "out of range"))?;
+            if provider.kind != ProviderKind::Sandbox && provider.api_key_env.is_none() {
+                return Err(invalid(
+                    "providers.api_key_env",
+                    format!(
+                        "{} needs the name of the variable holding its API key",
+                        provider.name
+                    ),
+                ));
+            }
+            if provider.kind == ProviderKind::Adyen && provider.merchant_account.is_none() {
+                return Err(invalid(
+                    "providers.merchant_account",
+                    format!("{} needs its Adyen merchant account", provider.name),
                 ));
             }
         }

@@ -27,7 +27,10 @@
 //! - [`store`]: durable state: the [`store::Store`] trait, shaped around the
 //!   engine's atomic units, with a SQLite backend that batches concurrent
 //!   writes into one transaction (group commit).
-//! - [`retry`]: the retry policy, as data.
+//! - [`retry`]: the retry policy per outcome class, as data, and the retry
+//!   budget that keeps retries from amplifying an outage.
+//! - [`routing`]: ordering the providers for a payment (cost, priority,
+//!   success rate, weighted).
 //! - [`api`]: the HTTP/JSON API (actix-web): routing, authentication, input
 //!   parsing, and the one place errors become status codes.
 //! - [`config`]: TOML file, environment and flags, with sane defaults.
@@ -52,6 +55,7 @@ pub mod error;
 pub mod messages;
 pub mod providers;
 pub mod retry;
+pub mod routing;
 pub mod store;
 
 pub use config::Config;

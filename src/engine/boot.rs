@@ -1,10 +1,10 @@
 //! Building the engine inside its own actix system.
 
-use crate::actors::Reconciler;
 use crate::actors::{
     PaymentDeps, PaymentRegistry, ProviderActor, ProviderDirectory, ProviderEntry,
     ProviderSettings, Supervisor,
 };
+use crate::actors::{ProviderHealth, Reconciler};
 use crate::clock::SystemClock;
 use crate::config::{Config, ProviderKind};
 use crate::domain::Currency;
@@ -12,6 +12,7 @@ use crate::error::EngineError;
 use crate::messages::provider::SetEnabled;
 use crate::providers::sandbox::{SandboxProvider, SandboxRecord};
 use crate::providers::Provider;
+use crate::retry::RetryBudget;
 use crate::store::{self, Store};
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, System};
 use std::collections::HashMap;
@@ -36,7 +37,8 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
     let mut sandboxes = HashMap::new();
     let mut entries = Vec::new();
     let mut record = None;
-    for provider_config in &config.providers {
+    let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
+    for (position, provider_config) in config.providers.iter().enumerate() {
         let provider: Arc<dyn Provider> = match provider_config.kind {
             ProviderKind::Sandbox => {
                 if record.is_none() {
@@ -56,12 +58,18 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
                 sandboxes.insert(provider_config.name.clone(), sandbox.clone());
                 sandbox
             }
+            ProviderKind::Stripe | ProviderKind::Adyen => external_provider(provider_config)?,
         };
         let settings = ProviderSettings {
             max_in_flight: provider_config.max_in_flight,
             call_timeout_ms: provider_config.timeout_ms,
+            breaker: provider_config.breaker,
         };
-        let addr = actix::Supervisor::start(move |_ctx| ProviderActor::new(provider, settings));
+        let health = Arc::new(ProviderHealth::default());
+        let (actor_clock, actor_health) = (clock.clone(), health.clone());
+        let addr = actix::Supervisor::start(move |_ctx| {
+            ProviderActor::new(provider, settings, actor_clock, actor_health)
+        });
         if !provider_config.enabled {
             addr.do_send(SetEnabled(false));
         }
@@ -76,6 +84,10 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
             name: provider_config.name.clone(),
             addr,
             currencies,
+            priority: provider_config.priority.unwrap_or(position as u32),
+            weight: provider_config.weight,
+            fees: provider_config.fees.clone(),
+            health,
         });
     }
     let providers = ProviderDirectory::new(entries);
@@ -89,8 +101,10 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
     let deps = PaymentDeps {
         store: store.clone(),
         providers: providers.clone(),
-        clock: Arc::new(SystemClock),
+        clock,
         policy: config.retry,
+        strategy: config.routing.strategy,
+        retry_budget: Arc::new(RetryBudget::new(config.retry.budget)),
         instance_id: config
             .engine
             .instance_id
@@ -122,6 +136,17 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
         arbiter: Arbiter::current(),
         system: System::current(),
     })
+}
+
+/// A provider reached over the network, its API key read from the
+/// environment variable the configuration names.
+fn external_provider(
+    config: &crate::config::ProviderConfig,
+) -> Result<Arc<dyn Provider>, EngineError> {
+    Err(EngineError::Config(format!(
+        "provider {}: the {:?} adapter is not wired into the engine yet",
+        config.name, config.kind
+    )))
 }
 
 /// Host name, process id and a random suffix: unique per process start, so a

@@ -105,7 +105,7 @@ pub fn payment_request(
                 format!("{pinned} does not support {}", request.currency),
             ));
         }
-    } else if providers.candidates(request.currency, None).is_empty() {
+    } else if providers.supporting(request.currency, None).is_empty() {
         return Err(EngineError::invalid(
             "currency",
             format!("no provider supports {}", request.currency),

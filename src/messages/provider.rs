@@ -1,5 +1,6 @@
 //! Messages of the provider actor (`actors::provider`).
 
+use crate::actors::breaker::{CircuitChange, CircuitState};
 use crate::providers::{ChargeRequest, LookupResult, ProviderError, ProviderResponse};
 use actix::Message;
 use serde::Serialize;
@@ -7,8 +8,21 @@ use serde::Serialize;
 /// Charge through this provider. Admission is decided synchronously; the
 /// call itself runs outside the actor's mailbox.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<ProviderResponse, CallRejected>")]
+#[rtype(result = "Result<ChargeReply, CallRejected>")]
 pub struct Charge(pub ChargeRequest);
+
+/// The provider's answer, and the breaker change it caused (if any), so the
+/// payment's audit trail can show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChargeReply {
+    pub response: ProviderResponse,
+    pub circuit_change: Option<CircuitChange>,
+}
+
+/// Force the circuit open (drain the provider) or release it.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct ForceOpen(pub bool);
 
 /// Ask the provider what happened under a provider idempotency key.
 #[derive(Debug, Clone, Message)]
@@ -35,6 +49,8 @@ pub enum CallRejected {
     Disabled,
     #[error("too many calls in flight")]
     BulkheadFull,
+    #[error("circuit {}", .0.as_str())]
+    CircuitOpen(CircuitState),
 }
 
 impl CallRejected {
@@ -42,6 +58,7 @@ impl CallRejected {
         match self {
             CallRejected::Disabled => "provider_disabled",
             CallRejected::BulkheadFull => "bulkhead_full",
+            CallRejected::CircuitOpen(_) => "circuit_open",
         }
     }
 }
@@ -51,6 +68,12 @@ impl CallRejected {
 pub struct ProviderSnapshot {
     pub name: String,
     pub enabled: bool,
+    pub circuit_state: CircuitState,
+    /// Breaker state changes since start.
+    pub circuit_transitions: u64,
+    /// Percent of failed / slow calls in the breaker's window.
+    pub window_failure_rate: f64,
+    pub window_slow_call_rate: f64,
     pub in_flight: u32,
     pub max_in_flight: u32,
     pub calls: u64,
@@ -61,6 +84,8 @@ pub struct ProviderSnapshot {
     /// Share of completed calls that were provider failures (transient,
     /// unknown); declines are the customer's, not the provider's.
     pub failure_rate: f64,
+    /// Share of the last calls that succeeded (routing's `success_rate`).
+    pub success_rate: f64,
     pub latency_p50_ms: Option<u64>,
     pub latency_p99_ms: Option<u64>,
 }

@@ -7,8 +7,10 @@ use actix::prelude::*;
 use async_trait::async_trait;
 use payments::actors::payment::ActorMap;
 use payments::actors::{
-    PaymentActor, PaymentDeps, ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings,
+    PaymentActor, PaymentDeps, ProviderActor, ProviderDirectory, ProviderEntry, ProviderHealth,
+    ProviderSettings,
 };
+use payments::clock::Clock;
 use payments::clock::ManualClock;
 use payments::domain::{
     Amount, AttemptOutcome, Currency, MerchantId, OrderKey, OutcomeClass, PaymentStatus, Timestamp,
@@ -20,7 +22,8 @@ use payments::providers::{
     ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse, RefundRequest,
     RefundResponse, RefundStatus, SettlementRecord,
 };
-use payments::retry::RetryPolicy;
+use payments::retry::{BackoffKind, BudgetSettings, ClassPolicy, RetryBudget, RetryPolicy};
+use payments::routing::Strategy;
 use payments::store::Store;
 use rstest::rstest;
 use std::collections::{BTreeMap, VecDeque};
@@ -155,12 +158,28 @@ async fn open_store(backend: Backend) -> (Arc<dyn Store>, TestDb) {
     (store, db)
 }
 
+/// Default attempts per class, no waiting.
 fn policy() -> RetryPolicy {
+    let no_wait = ClassPolicy {
+        backoff: BackoffKind::None,
+        ..ClassPolicy::default()
+    };
     RetryPolicy {
-        backoff_base_ms: 0,
-        backoff_cap_ms: 0,
+        transient_not_charged: no_wait,
+        unknown: no_wait,
         ..RetryPolicy::default()
     }
+}
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(ManualClock::new(
+        Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").expect("ts"),
+    ))
+}
+
+/// A provider actor on `fake` with default limits.
+fn provider_actor(fake: Arc<FakeProvider>, settings: ProviderSettings) -> Addr<ProviderActor> {
+    ProviderActor::new(fake, settings, clock(), Arc::new(ProviderHealth::default())).start()
 }
 
 async fn fixture(providers: &[Arc<FakeProvider>], store: (Arc<dyn Store>, TestDb)) -> Fixture {
@@ -169,21 +188,29 @@ async fn fixture(providers: &[Arc<FakeProvider>], store: (Arc<dyn Store>, TestDb
         .iter()
         .map(|fake| ProviderEntry {
             name: fake.name.clone(),
-            addr: ProviderActor::new(fake.clone(), ProviderSettings::default()).start(),
+            addr: provider_actor(fake.clone(), ProviderSettings::default()),
             currencies: None,
+            priority: 0,
+            weight: 1,
+            fees: Default::default(),
+            health: Arc::new(ProviderHealth::default()),
         })
         .collect();
     let deps = PaymentDeps {
         store,
         providers: ProviderDirectory::new(entries),
-        clock: Arc::new(ManualClock::new(
-            Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").expect("ts"),
-        )),
+        clock: clock(),
         policy: policy(),
         instance_id: "test-instance".into(),
         lease_ttl_ms: 60_000,
         idle_timeout: Duration::from_secs(60),
         max_recovery_attempts: 3,
+        strategy: Strategy::Priority,
+        retry_budget: Arc::new(RetryBudget::new(BudgetSettings {
+            ratio: 1.0,
+            min_retries_per_sec: 1_000,
+            max_banked_retries: 1_000,
+        })),
     };
     Fixture {
         deps: Arc::new(deps),
@@ -338,7 +365,7 @@ async fn an_outcome_that_stays_unknown_leaves_the_payment_pending_never_failed(
         .expect("create");
     assert_eq!(created.payment.status, PaymentStatus::Pending);
     assert_eq!(created.payment.failure_code, None);
-    assert_eq!(a.calls().len(), 1 + policy().unknown_retries as usize);
+    assert_eq!(a.calls().len(), policy().unknown.max_attempts as usize);
     assert!(
         b.calls().is_empty(),
         "a payment that may have charged is never sent to a second provider"
@@ -455,14 +482,14 @@ async fn an_idle_actor_retires_and_refuses_further_work(
 #[actix::test]
 async fn provider_calls_run_outside_the_mailbox() {
     let slow = FakeProvider::slow("a", OutcomeClass::Succeeded, Duration::from_millis(200));
-    let actor = ProviderActor::new(slow.clone(), ProviderSettings::default()).start();
+    let actor = provider_actor(slow.clone(), ProviderSettings::default());
     let started = Instant::now();
     let requests: Vec<_> = (0..10)
         .map(|i| actor.send(Charge(charge_request(i))))
         .collect();
     for reply in futures_util::future::join_all(requests).await {
         assert_eq!(
-            reply.expect("mailbox").expect("admitted").class,
+            reply.expect("mailbox").expect("admitted").response.class,
             OutcomeClass::Succeeded
         );
     }
@@ -482,8 +509,9 @@ async fn the_bulkhead_refuses_calls_beyond_max_in_flight() {
     let settings = ProviderSettings {
         max_in_flight: 2,
         call_timeout_ms: 5_000,
+        ..ProviderSettings::default()
     };
-    let actor = ProviderActor::new(slow.clone(), settings).start();
+    let actor = provider_actor(slow.clone(), settings);
     let replies =
         futures_util::future::join_all((0..5).map(|i| actor.send(Charge(charge_request(i))))).await;
     let rejected = replies
@@ -506,15 +534,16 @@ async fn a_disabled_provider_refuses_and_a_slow_one_times_out_as_unknown() {
     let settings = ProviderSettings {
         max_in_flight: 10,
         call_timeout_ms: 50,
+        ..ProviderSettings::default()
     };
-    let actor = ProviderActor::new(slow.clone(), settings).start();
+    let actor = provider_actor(slow.clone(), settings);
     let timed_out = actor
         .send(Charge(charge_request(1)))
         .await
         .expect("mailbox")
         .expect("admitted");
     assert_eq!(
-        timed_out.class,
+        timed_out.response.class,
         OutcomeClass::Unknown,
         "a call that times out may have charged"
     );

@@ -23,10 +23,14 @@ const CRASH_CONFIG: &str = r#"
 [engine]
 lease_ttl_ms = 2000
 
-[retry]
-unknown_retries = 1
-backoff_base_ms = 10
-backoff_cap_ms = 50
+[retry.unknown]
+max_attempts = 2
+base_ms = 10
+cap_ms = 50
+
+[retry.transient_not_charged]
+base_ms = 10
+cap_ms = 50
 
 [reconciler]
 interval_ms = 200

@@ -18,10 +18,12 @@ use std::time::Duration;
 fn config(faults_a: &str) -> String {
     format!(
         r#"
-[retry]
-unknown_retries = 0
-backoff_base_ms = 10
-backoff_cap_ms = 50
+[retry.unknown]
+max_attempts = 1
+
+[retry.transient_not_charged]
+base_ms = 10
+cap_ms = 50
 
 [reconciler]
 interval_ms = 200

@@ -7,9 +7,11 @@
 //!   same idempotency key, never another provider, and the payment is never
 //!   reported `failed` (it becomes `pending` if the answer stays unknown);
 //! - only `transient_not_charged` moves on to a new attempt, possibly on the
-//!   next provider.
+//!   next provider;
+//! - every retry, of either kind, is paid for from the shared retry budget.
 
 use super::PaymentDeps;
+use crate::actors::breaker::CircuitChange;
 use crate::actors::provider::ProviderEntry;
 use crate::domain::{
     Attempt, AttemptId, AttemptOutcome, OutcomeClass, Payment, PaymentEvent, PaymentStatus,
@@ -24,58 +26,109 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// The HTTP status of a created payment, whatever its outcome.
-const CREATED_STATUS: u16 = 201;
+pub(super) const CREATED_STATUS: u16 = 201;
 /// Stored provider answers are cut to this size.
 const MAX_RAW_RESPONSE_BYTES: usize = 8 * 1024;
 
+/// One provider answer and what came with it.
+struct Answer {
+    response: ProviderResponse,
+    /// Breaker state changes the calls caused, for the audit trail.
+    circuit_changes: Vec<(String, CircuitChange)>,
+    /// The budget refused a retry that the policy allowed.
+    budget_exhausted: bool,
+}
+
 /// Makes attempts until the payment reaches a resting status, then stores
-/// the idempotent response with that final state.
+/// the idempotent response with that final state. Attempt numbers continue
+/// after the payment's existing attempts (a scheduled retry).
 pub(super) async fn run(
     deps: &PaymentDeps,
     mut payment: Payment,
     candidates: &[ProviderEntry],
 ) -> Result<CreatedPayment, EngineError> {
     assert!(!candidates.is_empty(), "routing produced no candidate");
-    let max_attempts = deps.policy.max_attempts;
+    let policy = deps.policy.transient_not_charged;
     let mut provider_index = 0;
-    for number in 1..=max_attempts {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let number = u32::try_from(payment.attempts.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        if number == 1 {
+            deps.retry_budget.record_first_attempt();
+        }
         let entry = &candidates[provider_index % candidates.len()];
         let (request, started) = start_attempt(deps, &mut payment, entry, number).await?;
-        let response = call_with_unknown_retries(deps, entry, &request).await;
+        let mut answer = call_with_unknown_retries(deps, entry, &request).await;
         let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        let completed = complete_attempt(&mut payment, &response, latency_ms, deps.clock.now());
+        let now = deps.clock.now();
+        let mut events = complete_attempt(&mut payment, &answer.response, latency_ms, now);
+        events.extend(circuit_events(payment.id, &answer.circuit_changes, now));
 
-        if response.class == OutcomeClass::TransientNotCharged && number < max_attempts {
-            let now = deps.clock.now();
-            payment.updated_at = now;
-            let write = PaymentWrite {
-                expected_status: payment.status,
-                attempts: vec![completed.0],
-                events: vec![completed.1],
-                response: None,
-                lease: LeaseChange::Renew {
-                    expires_at: now.plus_millis(deps.lease_ttl_ms),
-                },
-                payment: payment.clone(),
-            };
-            deps.store.save_payment(write).await?;
-            // A provider's Retry-After is honoured up to the backoff cap, so
-            // the wait stays within what the lease was sized for.
-            let backoff = deps.policy.backoff(number);
-            let asked = Duration::from_millis(
-                response
-                    .retry_after_ms
-                    .unwrap_or(0)
-                    .min(deps.policy.backoff_cap_ms),
-            );
-            tokio::time::sleep(backoff.max(asked)).await;
-            // Nothing was charged, so moving on to the next provider is safe.
-            provider_index += 1;
-            continue;
+        let transient = answer.response.class == OutcomeClass::TransientNotCharged;
+        if transient && tries < policy.max_attempts {
+            if deps.retry_budget.try_spend() {
+                payment.updated_at = now;
+                let attempt = payment.attempts.last().cloned().into_iter().collect();
+                save(
+                    deps,
+                    &payment,
+                    payment.status,
+                    attempt,
+                    events,
+                    None,
+                    renew(deps, now),
+                )
+                .await?;
+                // A provider's Retry-After is honoured up to the backoff cap,
+                // so the wait stays within what the lease was sized for.
+                let asked = Duration::from_millis(
+                    answer
+                        .response
+                        .retry_after_ms
+                        .unwrap_or(0)
+                        .min(policy.cap_ms),
+                );
+                tokio::time::sleep(policy.backoff(tries).max(asked)).await;
+                // Nothing was charged, so moving on to the next provider is safe.
+                provider_index += 1;
+                continue;
+            }
+            answer.budget_exhausted = true;
         }
-        return finish(deps, payment, &response, completed).await;
+        return finish(deps, payment, &answer, events).await;
     }
-    unreachable!("the last attempt always finishes the payment")
+}
+
+fn renew(deps: &PaymentDeps, now: Timestamp) -> LeaseChange {
+    LeaseChange::Renew {
+        expires_at: now.plus_millis(deps.lease_ttl_ms),
+    }
+}
+
+/// One atomic write of the payment's current state.
+async fn save(
+    deps: &PaymentDeps,
+    payment: &Payment,
+    expected_status: PaymentStatus,
+    attempts: Vec<Attempt>,
+    events: Vec<PaymentEvent>,
+    response: Option<StoredResponse>,
+    lease: LeaseChange,
+) -> Result<(), EngineError> {
+    deps.store
+        .save_payment(PaymentWrite {
+            payment: payment.clone(),
+            expected_status,
+            attempts,
+            events,
+            response,
+            lease,
+        })
+        .await?;
+    Ok(())
 }
 
 /// Writes the attempt `processing` (durably) and builds its request.
@@ -109,18 +162,16 @@ async fn start_attempt(
     payment.provider = Some(entry.name.clone());
     payment.updated_at = now;
     payment.attempts.push(attempt.clone());
-    deps.store
-        .save_payment(PaymentWrite {
-            expected_status: payment.status,
-            attempts: vec![attempt],
-            events: vec![event],
-            response: None,
-            lease: LeaseChange::Renew {
-                expires_at: now.plus_millis(deps.lease_ttl_ms),
-            },
-            payment: payment.clone(),
-        })
-        .await?;
+    save(
+        deps,
+        payment,
+        payment.status,
+        vec![attempt],
+        vec![event],
+        None,
+        renew(deps, now),
+    )
+    .await?;
     let request = ChargeRequest {
         payment_id: payment.id,
         attempt_number: number,
@@ -139,52 +190,94 @@ async fn start_attempt(
 /// One provider call through the provider actor. A refusal before the call
 /// is `transient_not_charged`; a lost actor is `unknown` (the call may have
 /// gone out).
-async fn call(entry: &ProviderEntry, request: &ChargeRequest) -> ProviderResponse {
+async fn call(
+    entry: &ProviderEntry,
+    request: &ChargeRequest,
+) -> (ProviderResponse, Option<CircuitChange>) {
     match entry.addr.send(Charge(request.clone())).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(rejected)) => ProviderResponse::synthetic(
-            OutcomeClass::TransientNotCharged,
-            rejected.code(),
-            &rejected.to_string(),
+        Ok(Ok(reply)) => (reply.response, reply.circuit_change),
+        Ok(Err(rejected)) => (
+            ProviderResponse::synthetic(
+                OutcomeClass::TransientNotCharged,
+                rejected.code(),
+                &rejected.to_string(),
+            ),
+            None,
         ),
-        Err(error) => ProviderResponse::synthetic(
-            OutcomeClass::Unknown,
-            "provider_actor_unavailable",
-            &error.to_string(),
+        Err(error) => (
+            ProviderResponse::synthetic(
+                OutcomeClass::Unknown,
+                "provider_actor_unavailable",
+                &error.to_string(),
+            ),
+            None,
         ),
     }
 }
 
-/// Retries an `unknown` answer on the same provider with the same key.
+/// Retries an `unknown` answer on the same provider with the same key, as
+/// the `unknown` policy and the budget allow.
 async fn call_with_unknown_retries(
     deps: &PaymentDeps,
     entry: &ProviderEntry,
     request: &ChargeRequest,
-) -> ProviderResponse {
-    let mut response = call(entry, request).await;
-    let mut retry = 0;
-    while response.class == OutcomeClass::Unknown && retry < deps.policy.unknown_retries {
-        retry += 1;
-        tokio::time::sleep(deps.policy.backoff(retry)).await;
-        tracing::info!(payment_id = %request.payment_id, provider = %entry.name, retry, "retrying unknown outcome with the same key");
-        response = call(entry, request).await;
+) -> Answer {
+    let policy = deps.policy.unknown;
+    let (mut response, change) = call(entry, request).await;
+    let mut circuit_changes: Vec<_> = change
+        .map(|c| (entry.name.clone(), c))
+        .into_iter()
+        .collect();
+    let mut tries = 1;
+    let mut budget_exhausted = false;
+    while response.class == OutcomeClass::Unknown && tries < policy.max_attempts {
+        if !deps.retry_budget.try_spend() {
+            budget_exhausted = true;
+            break;
+        }
+        tokio::time::sleep(policy.backoff(tries)).await;
+        tries += 1;
+        tracing::info!(payment_id = %request.payment_id, provider = %entry.name, tries, "retrying unknown outcome with the same key");
+        let (next, change) = call(entry, request).await;
+        response = next;
+        circuit_changes.extend(change.map(|c| (entry.name.clone(), c)));
     }
-    response
+    Answer {
+        response,
+        circuit_changes,
+        budget_exhausted,
+    }
 }
 
-/// Records the answer on the payment's last attempt; returns the attempt and
-/// its audit event.
+fn circuit_events(
+    payment_id: crate::domain::PaymentId,
+    changes: &[(String, CircuitChange)],
+    now: Timestamp,
+) -> Vec<PaymentEvent> {
+    changes
+        .iter()
+        .map(|(provider, change)| {
+            PaymentEvent::new(
+                payment_id,
+                "provider.circuit_changed",
+                now,
+                json!({ "provider": provider, "from": change.from.as_str(), "to": change.to.as_str() }),
+            )
+        })
+        .collect()
+}
+
+/// Records the answer on the payment's last attempt; returns its audit event.
 fn complete_attempt(
     payment: &mut Payment,
     response: &ProviderResponse,
     latency_ms: i64,
     now: Timestamp,
-) -> (Attempt, PaymentEvent) {
+) -> Vec<PaymentEvent> {
     let payment_id = payment.id;
-    let attempt = payment
-        .attempts
-        .last_mut()
-        .expect("an attempt was started before the call");
+    let Some(attempt) = payment.attempts.last_mut() else {
+        unreachable!("an attempt is always started before its call");
+    };
     attempt.outcome = AttemptOutcome::Completed(response.class);
     attempt.code = response.code.clone();
     attempt.latency_ms = Some(latency_ms);
@@ -203,7 +296,7 @@ fn complete_attempt(
         }),
     );
     event.attempt_id = Some(attempt.id);
-    (attempt.clone(), event)
+    vec![event]
 }
 
 fn truncate(text: &str, max_bytes: usize) -> String {
@@ -222,14 +315,18 @@ fn truncate(text: &str, max_bytes: usize) -> String {
 async fn finish(
     deps: &PaymentDeps,
     mut payment: Payment,
-    response: &ProviderResponse,
-    (attempt, attempt_event): (Attempt, PaymentEvent),
+    answer: &Answer,
+    mut events: Vec<PaymentEvent>,
 ) -> Result<CreatedPayment, EngineError> {
+    let response = &answer.response;
     let now = deps.clock.now();
     let from = payment.status;
     let to = match response.class {
         OutcomeClass::Succeeded => {
             payment.provider_payment_id = response.provider_payment_id.clone();
+            payment.failure_code = None;
+            payment.failure_message = None;
+            payment.next_attempt_at = None;
             PaymentStatus::Succeeded
         }
         OutcomeClass::HardDecline | OutcomeClass::Invalid => {
@@ -243,21 +340,38 @@ async fn finish(
                     .unwrap_or_else(|| "card_declined".into()),
             );
             payment.failure_message = response.message.clone();
+            payment.next_attempt_at = None;
             PaymentStatus::Failed
         }
         OutcomeClass::SoftDecline => {
             payment.failure_code = response.code.clone();
             payment.failure_message = response.message.clone();
-            payment.next_attempt_at =
-                Some(now.plus_millis(deps.policy.soft_decline_delay_secs.saturating_mul(1000)));
-            PaymentStatus::RetryScheduled
+            let soft_declines = payment
+                .attempts
+                .iter()
+                .filter(|a| a.outcome == AttemptOutcome::Completed(OutcomeClass::SoftDecline))
+                .count();
+            if soft_declines >= deps.policy.soft_decline.max_attempts as usize {
+                payment.next_attempt_at = None;
+                PaymentStatus::Failed
+            } else {
+                payment.next_attempt_at =
+                    Some(now.plus_millis(deps.policy.soft_decline.delay_secs.saturating_mul(1000)));
+                PaymentStatus::RetryScheduled
+            }
         }
         OutcomeClass::TransientNotCharged => {
             payment.failure_code = Some("provider_unavailable".into());
+            let why = if answer.budget_exhausted {
+                "the retry budget is spent"
+            } else {
+                "every try was refused"
+            };
             payment.failure_message = Some(format!(
-                "no provider could take the payment; last answer: {}",
+                "no provider could take the payment ({why}); last answer: {}",
                 response.code.as_deref().unwrap_or("none")
             ));
+            payment.next_attempt_at = None;
             PaymentStatus::Failed
         }
         OutcomeClass::Unknown => PaymentStatus::Pending,
@@ -266,28 +380,33 @@ async fn finish(
         .transition(to)
         .map_err(|e| EngineError::Internal(e.to_string()))?;
     payment.updated_at = now;
-    let status_event = PaymentEvent::status_change(
+    let last = payment.attempts.last().cloned();
+    events.push(PaymentEvent::status_change(
         payment.id,
         Some(from),
         to,
         now,
-        json!({ "attempt": attempt.number, "provider": attempt.provider, "code": response.code }),
-    );
+        json!({
+            "attempt": last.as_ref().map(|a| a.number),
+            "provider": last.as_ref().map(|a| a.provider.clone()),
+            "code": response.code,
+        }),
+    ));
     let body = serde_json::to_string(&payment).map_err(|e| EngineError::Internal(e.to_string()))?;
     let stored = StoredResponse {
         status: CREATED_STATUS,
         body: body.clone(),
     };
-    deps.store
-        .save_payment(PaymentWrite {
-            expected_status: from,
-            attempts: vec![attempt],
-            events: vec![attempt_event, status_event],
-            response: Some(stored),
-            lease: LeaseChange::Release,
-            payment: payment.clone(),
-        })
-        .await?;
+    save(
+        deps,
+        &payment,
+        from,
+        last.into_iter().collect(),
+        events,
+        Some(stored),
+        LeaseChange::Release,
+    )
+    .await?;
     tracing::info!(payment_id = %payment.id, status = %payment.status, provider = ?payment.provider, "payment finished");
     Ok(CreatedPayment {
         payment,

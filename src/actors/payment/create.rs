@@ -22,10 +22,14 @@ pub(super) async fn create(
         return replay(record, &msg);
     }
     let request = &msg.request;
-    let candidates = deps
-        .providers
-        .candidates(request.currency, request.provider.as_deref());
-    if candidates.is_empty() {
+    let route = crate::routing::route(
+        &deps.providers,
+        deps.strategy,
+        request.amount,
+        request.currency,
+        request.provider.as_deref(),
+    );
+    if route.candidates.is_empty() {
         // Validated at the edge; reaching here means configuration changed.
         return Err(EngineError::invalid(
             "currency",
@@ -57,7 +61,6 @@ pub(super) async fn create(
         created_at: now,
         updated_at: now,
     };
-    let names: Vec<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
     let events = vec![
         PaymentEvent::status_change(
             payment.id,
@@ -66,20 +69,7 @@ pub(super) async fn create(
             now,
             json!({ "amount": payment.amount, "currency": payment.currency }),
         ),
-        PaymentEvent::new(
-            payment.id,
-            "payment.routed",
-            now,
-            json!({
-                "strategy": if request.provider.is_some() { "pinned" } else { "priority" },
-                "candidates": names,
-                "reason": if request.provider.is_some() {
-                    "the merchant pinned the provider"
-                } else {
-                    "enabled providers supporting the currency, in configured priority order"
-                },
-            }),
-        ),
+        PaymentEvent::new(payment.id, "payment.routed", now, route.reason.clone()),
     ];
     let begin = NewPayment {
         payment: payment.clone(),
@@ -102,7 +92,7 @@ pub(super) async fn create(
         }
     }
     tracing::info!(payment_id = %payment.id, order_id = %payment.order_id, merchant = %payment.merchant_id, "payment created");
-    attempts::run(deps, payment, &candidates).await
+    attempts::run(deps, payment, &route.candidates).await
 }
 
 /// The answer for a key that was used before.

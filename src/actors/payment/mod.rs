@@ -44,6 +44,11 @@ pub struct PaymentDeps {
     pub idle_timeout: Duration,
     /// Inconclusive recovery look-ups before a payment needs review.
     pub max_recovery_attempts: u32,
+    /// How providers are ordered for a payment.
+    pub strategy: crate::routing::Strategy,
+    /// Shared by every payment: retries may not exceed a share of first
+    /// attempts, so they never amplify an outage.
+    pub retry_budget: std::sync::Arc<crate::retry::RetryBudget>,
 }
 
 /// The live payment actors, by order.
