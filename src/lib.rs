@@ -59,6 +59,6 @@ pub mod routing;
 pub mod store;
 
 pub use config::Config;
-pub use engine::{Engine, EngineHandle, PaymentPage};
+pub use engine::{Engine, EngineHandle, PaymentPage, ProviderView};
 pub use error::EngineError;
 pub use messages::payment::{CreatedPayment, PaymentRequest};

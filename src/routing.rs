@@ -53,11 +53,13 @@ pub fn route(
     amount: Amount,
     currency: Currency,
     pinned: Option<&str>,
+    now: crate::domain::Timestamp,
 ) -> Route {
+    let now_ms = u64::try_from(now.as_micros() / 1000).unwrap_or(0);
     let supporting = directory.supporting(currency, pinned);
     let (mut healthy, excluded): (Vec<_>, Vec<_>) = supporting
         .into_iter()
-        .partition(|entry| entry.health.admits_calls());
+        .partition(|entry| entry.health.admits_calls(now_ms));
     let mut excluded_reasons: Vec<Value> = excluded
         .iter()
         .map(|e| {

@@ -249,6 +249,11 @@ impl CircuitBreaker {
         self.state
     }
 
+    /// While OPEN, the instant (ms) from which a probe may go through.
+    pub fn open_until_ms(&self) -> u64 {
+        self.open_until_ms
+    }
+
     pub fn settings(&self) -> &BreakerSettings {
         &self.settings
     }

@@ -18,7 +18,7 @@ use crate::providers::{LookupResult, Provider, ProviderError, ProviderResponse};
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +53,8 @@ impl Default for ProviderSettings {
 pub struct ProviderHealth {
     enabled: AtomicBool,
     circuit: AtomicU8,
+    /// While OPEN: from when (ms) a probe may go through.
+    open_until_ms: AtomicU64,
     /// Rolling success rate in basis points (10,000 = all calls succeeded).
     success_rate_bps: AtomicU32,
 }
@@ -62,6 +64,7 @@ impl Default for ProviderHealth {
         ProviderHealth {
             enabled: AtomicBool::new(true),
             circuit: AtomicU8::new(0),
+            open_until_ms: AtomicU64::new(0),
             success_rate_bps: AtomicU32::new(10_000),
         }
     }
@@ -81,22 +84,25 @@ impl ProviderHealth {
         }
     }
 
-    /// Whether routing should offer this provider calls at all. HALF_OPEN
-    /// counts: the actor itself limits the probes.
-    pub fn admits_calls(&self) -> bool {
+    /// Whether routing should offer this provider calls at `now_ms`.
+    /// HALF_OPEN counts, and so does OPEN once its wait is over: the probes
+    /// must reach the actor, which itself limits how many go through.
+    pub fn admits_calls(&self, now_ms: u64) -> bool {
         self.enabled()
-            && matches!(
-                self.circuit(),
-                CircuitState::Closed | CircuitState::HalfOpen
-            )
+            && match self.circuit() {
+                CircuitState::Closed | CircuitState::HalfOpen => true,
+                CircuitState::Open => now_ms >= self.open_until_ms.load(Ordering::Relaxed),
+                CircuitState::ForcedOpen => false,
+            }
     }
 
     pub fn success_rate(&self) -> f64 {
         f64::from(self.success_rate_bps.load(Ordering::Relaxed)) / 10_000.0
     }
 
-    fn publish(&self, enabled: bool, circuit: CircuitState, success_rate: f64) {
+    fn publish(&self, enabled: bool, circuit: CircuitState, open_until_ms: u64, success_rate: f64) {
         self.enabled.store(enabled, Ordering::Relaxed);
+        self.open_until_ms.store(open_until_ms, Ordering::Relaxed);
         let code = match circuit {
             CircuitState::Closed => 0,
             CircuitState::Open => 1,
@@ -200,6 +206,7 @@ impl ProviderActor {
         self.health.publish(
             self.enabled,
             self.breaker.state(),
+            self.breaker.open_until_ms(),
             self.stats.success_rate(),
         );
     }

@@ -3,14 +3,15 @@
 //! For now it runs the recovery pass (DESIGN §9 "stuck work"): payments left
 //! `processing` by a dead instance and `pending` ones past their age are
 //! sent to their order's actor as `RecoverPayment`, at startup and then every
-//! `interval_ms`. Each pass also prunes idempotency records past retention.
+//! `interval_ms`. Each pass also fires scheduled retries that came due
+//! (`RetryDue`) and prunes idempotency records past retention.
 //! Comparing against providers' settlement records and the ledger comes with
 //! those features.
 
 use super::registry::PaymentRegistry;
 use crate::clock::Clock;
 use crate::config::ReconcilerSettings;
-use crate::messages::payment::{RecoverPayment, RecoveryOutcome};
+use crate::messages::payment::{RecoverPayment, RecoveryOutcome, RetryDue};
 use crate::messages::reconciler::{RecoveryReport, RunRecovery};
 use crate::store::Store;
 use actix::prelude::*;
@@ -110,6 +111,33 @@ async fn pass(
             }
         }
     }
+    match store.due_retries(now, settings.batch_limit).await {
+        Ok(due) => {
+            for chunk in due.chunks(RECOVERY_CONCURRENCY) {
+                let retries = chunk.iter().map(|s| {
+                    registry.retry_due(RetryDue {
+                        merchant_id: s.merchant_id.clone(),
+                        order_id: s.order_id.clone(),
+                        payment_id: s.payment_id,
+                    })
+                });
+                for result in futures_util::future::join_all(retries).await {
+                    match result {
+                        Ok(Some(_)) => report.retried += 1,
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, "scheduled retry failed");
+                            report.errors += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not list due retries");
+            report.errors += 1;
+        }
+    }
     let retention_ms = i64::try_from(retention_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
     match store
         .prune_idempotency(now.plus_millis(-retention_ms))
@@ -121,7 +149,7 @@ async fn pass(
             report.errors += 1;
         }
     }
-    if report.examined > 0 || report.pruned_keys > 0 {
+    if report.examined > 0 || report.retried > 0 || report.pruned_keys > 0 {
         tracing::info!(?report, "recovery pass");
     }
     report

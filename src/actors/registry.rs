@@ -3,7 +3,9 @@
 use super::payment::{ActorMap, PaymentActor, PaymentDeps};
 use crate::domain::OrderKey;
 use crate::error::EngineError;
-use crate::messages::payment::{CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome};
+use crate::messages::payment::{
+    CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome, RetryDue,
+};
 use actix::{Actor, ArbiterHandle, Handler, MailboxError, Message};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -131,6 +133,18 @@ impl PaymentRegistry {
         &self,
         msg: RecoverPayment,
     ) -> Result<RecoveryOutcome, EngineError> {
+        let key = OrderKey {
+            merchant_id: msg.merchant_id.clone(),
+            order_id: msg.order_id.clone(),
+        };
+        self.deliver(key, msg).await
+    }
+
+    /// Makes the due attempt of a scheduled retry in its order's actor.
+    pub async fn retry_due(
+        &self,
+        msg: RetryDue,
+    ) -> Result<Option<crate::domain::PaymentStatus>, EngineError> {
         let key = OrderKey {
             merchant_id: msg.merchant_id.clone(),
             order_id: msg.order_id.clone(),

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod input;
 mod payments;
+mod providers;
 mod sandbox;
 
 pub use payments::REPLAYED_HEADER;
@@ -56,7 +57,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, with_sandbox: bool) {
         .route("/v1/payments", web::post().to(payments::create))
         .route("/v1/payments", web::get().to(payments::list))
         .route("/v1/payments/{id}", web::get().to(payments::get))
-        .route("/v1/payments/{id}/events", web::get().to(payments::events));
+        .route("/v1/payments/{id}/events", web::get().to(payments::events))
+        .route("/v1/providers", web::get().to(providers::list))
+        .route("/v1/providers/{name}", web::patch().to(providers::update));
     if with_sandbox {
         cfg.route(
             "/v1/sandbox/{provider}/charges",

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::domain::{MerchantId, Payment, PaymentEvent, PaymentId};
 use crate::error::EngineError;
 use crate::messages::payment::{CreatePayment, CreatedPayment, PaymentRequest};
-use crate::messages::provider::{GetSnapshot, ProviderSnapshot};
+use crate::messages::provider::{ForceOpen, GetSnapshot, ProviderSnapshot, SetEnabled};
 use crate::messages::reconciler::{RecoveryReport, RunRecovery};
 use crate::messages::supervisor::Shutdown;
 use crate::providers::sandbox::{SandboxCharge, SandboxFaults, SandboxProvider};
@@ -33,6 +33,20 @@ pub struct Engine;
 pub struct PaymentPage {
     pub data: Vec<Payment>,
     pub has_more: bool,
+}
+
+/// A provider as `GET /v1/providers` shows it: configuration and live state.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderView {
+    pub object: &'static str,
+    pub kind: crate::config::ProviderKind,
+    /// `None`: every currency.
+    pub currencies: Option<Vec<&'static str>>,
+    pub priority: u32,
+    pub weight: u32,
+    pub fees: std::collections::BTreeMap<String, crate::actors::Fee>,
+    #[serde(flatten)]
+    pub snapshot: ProviderSnapshot,
 }
 
 /// A cheap, cloneable handle to a running engine.
@@ -192,18 +206,76 @@ impl EngineHandle {
             })
     }
 
-    /// Each provider's state, in routing priority order.
-    pub async fn providers(&self) -> Result<Vec<ProviderSnapshot>, EngineError> {
-        let mut snapshots = Vec::new();
+    /// Each provider's configuration and live state, in configuration order.
+    pub async fn providers(&self) -> Result<Vec<ProviderView>, EngineError> {
+        let mut views = Vec::new();
         for entry in self.inner.providers.entries() {
-            let snapshot = entry
+            views.push(self.provider_view(entry).await?);
+        }
+        Ok(views)
+    }
+
+    async fn provider_view(
+        &self,
+        entry: &crate::actors::ProviderEntry,
+    ) -> Result<ProviderView, EngineError> {
+        let snapshot = entry
+            .addr
+            .send(GetSnapshot)
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        let kind = self
+            .inner
+            .config
+            .providers
+            .iter()
+            .find(|p| p.name == entry.name)
+            .map(|p| p.kind)
+            .unwrap_or(crate::config::ProviderKind::Sandbox);
+        Ok(ProviderView {
+            object: "provider",
+            kind,
+            currencies: entry
+                .currencies
+                .as_ref()
+                .map(|list| list.iter().map(|c| c.code()).collect()),
+            priority: entry.priority,
+            weight: entry.weight,
+            fees: entry.fees.clone(),
+            snapshot,
+        })
+    }
+
+    /// Enables or disables a provider, or forces its circuit open (drain
+    /// without a deploy) or releases it. Returns its new state.
+    pub async fn update_provider(
+        &self,
+        name: &str,
+        enabled: Option<bool>,
+        force_open: Option<bool>,
+    ) -> Result<ProviderView, EngineError> {
+        let entry = self
+            .inner
+            .providers
+            .get(name)
+            .ok_or(EngineError::NotFound {
+                resource: "provider",
+            })?;
+        if let Some(enabled) = enabled {
+            entry
                 .addr
-                .send(GetSnapshot)
+                .send(SetEnabled(enabled))
                 .await
                 .map_err(|_| EngineError::ShuttingDown)?;
-            snapshots.push(snapshot);
         }
-        Ok(snapshots)
+        if let Some(forced) = force_open {
+            entry
+                .addr
+                .send(ForceOpen(forced))
+                .await
+                .map_err(|_| EngineError::ShuttingDown)?;
+        }
+        self.provider_view(entry).await
     }
 
     /// The sandbox provider called `name`, if one is configured.

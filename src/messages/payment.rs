@@ -70,3 +70,12 @@ pub enum RecoveryOutcome {
     /// The provider could not say; the payment stays (or becomes) `pending`.
     Unresolved,
 }
+
+/// Make the next attempt of a `retry_scheduled` payment whose time has come.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Option<crate::domain::PaymentStatus>, EngineError>")]
+pub struct RetryDue {
+    pub merchant_id: MerchantId,
+    pub order_id: String,
+    pub payment_id: crate::domain::PaymentId,
+}

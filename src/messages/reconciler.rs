@@ -18,6 +18,8 @@ pub struct RecoveryReport {
     /// Held by another live instance.
     pub skipped: u32,
     pub errors: u32,
+    /// Scheduled retries that came due and were attempted.
+    pub retried: u32,
     /// Idempotency records past retention, deleted.
     pub pruned_keys: u64,
     /// True when a pass was already running and this one did nothing.

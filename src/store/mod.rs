@@ -196,6 +196,13 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<StuckPayment>, StoreError>;
 
+    /// `retry_scheduled` payments due at `now`, at most `limit`.
+    async fn due_retries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<StuckPayment>, StoreError>;
+
     /// Takes the order lease of `payment_id` for `owner` unless another
     /// owner holds a live one; true if taken.
     async fn claim_lease(

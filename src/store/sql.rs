@@ -452,22 +452,7 @@ pub(crate) async fn stuck_payments<C: Conn>(
             vec![int(now.as_micros()), int(pending_before.as_micros()), int(i64::from(limit))],
         )
         .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(StuckPayment {
-                payment_id: row
-                    .text("id")?
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt("payment id".into()))?,
-                merchant_id: MerchantId::new(row.text("merchant_id")?),
-                order_id: row.text("order_id")?,
-                status: row
-                    .text("status")?
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt("status".into()))?,
-            })
-        })
-        .collect()
+    rows.iter().map(stuck_payment).collect()
 }
 
 /// Takes the order's lease for `owner` if nobody holds a live one. The
@@ -509,4 +494,36 @@ pub(crate) async fn prune_idempotency<C: Conn>(
         vec![int(before.as_micros())],
     )
     .await
+}
+
+/// `retry_scheduled` payments whose `next_attempt_at` has come, oldest first.
+pub(crate) async fn due_retries<C: Conn>(
+    conn: &mut C,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<StuckPayment>, StoreError> {
+    let rows = conn
+        .fetch_all(
+            "SELECT id, merchant_id, order_id, status FROM payments
+             WHERE status = 'retry_scheduled' AND next_attempt_at <= $1
+             ORDER BY next_attempt_at LIMIT $2",
+            vec![int(now.as_micros()), int(i64::from(limit))],
+        )
+        .await?;
+    rows.iter().map(stuck_payment).collect()
+}
+
+fn stuck_payment<R: RowExt>(row: &R) -> Result<StuckPayment, StoreError> {
+    Ok(StuckPayment {
+        payment_id: row
+            .text("id")?
+            .parse()
+            .map_err(|_| StoreError::Corrupt("payment id".into()))?,
+        merchant_id: MerchantId::new(row.text("merchant_id")?),
+        order_id: row.text("order_id")?,
+        status: row
+            .text("status")?
+            .parse()
+            .map_err(|_| StoreError::Corrupt("status".into()))?,
+    })
 }

@@ -239,6 +239,14 @@ impl Store for SqliteStore {
         sql::stuck_payments(&mut *self.read().await?, now, pending_before, limit).await
     }
 
+    async fn due_retries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<StuckPayment>, StoreError> {
+        sql::due_retries(&mut *self.read().await?, now, limit).await
+    }
+
     async fn claim_lease(
         &self,
         merchant: &MerchantId,

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A provider that answers from a script and remembers every call.
-struct FakeProvider {
+pub(crate) struct FakeProvider {
     name: String,
     script: Mutex<VecDeque<OutcomeClass>>,
     /// Answer when the script is exhausted.
@@ -45,7 +45,7 @@ struct FakeProvider {
 }
 
 impl FakeProvider {
-    fn new(name: &str, script: &[OutcomeClass], otherwise: OutcomeClass) -> Arc<Self> {
+    pub(crate) fn new(name: &str, script: &[OutcomeClass], otherwise: OutcomeClass) -> Arc<Self> {
         Arc::new(Self::build(name, script, otherwise))
     }
 
@@ -69,7 +69,7 @@ impl FakeProvider {
         }
     }
 
-    fn calls(&self) -> Vec<ChargeRequest> {
+    pub(crate) fn calls(&self) -> Vec<ChargeRequest> {
         self.calls.lock().expect("lock").clone()
     }
 }
@@ -146,7 +146,7 @@ struct Fixture {
 }
 
 /// A fresh store of `backend` (the `TestDb` owns its files or schema).
-async fn open_store(backend: Backend) -> (Arc<dyn Store>, TestDb) {
+pub(crate) async fn open_store(backend: Backend) -> (Arc<dyn Store>, TestDb) {
     let db = TestDb::new(backend);
     let url = match backend {
         Backend::Sqlite => format!("sqlite://{}", db.data_dir.join("payments.db").display()),
@@ -159,7 +159,7 @@ async fn open_store(backend: Backend) -> (Arc<dyn Store>, TestDb) {
 }
 
 /// Default attempts per class, no waiting.
-fn policy() -> RetryPolicy {
+pub(crate) fn policy() -> RetryPolicy {
     let no_wait = ClassPolicy {
         backoff: BackoffKind::None,
         ..ClassPolicy::default()
@@ -232,7 +232,7 @@ fn request(order: &str) -> PaymentRequest {
     }
 }
 
-fn create(order: &str, key: &str) -> CreatePayment {
+pub(crate) fn create(order: &str, key: &str) -> CreatePayment {
     let request = request(order);
     CreatePayment {
         merchant_id: MerchantId::new("m"),
@@ -559,7 +559,7 @@ async fn a_disabled_provider_refuses_and_a_slow_one_times_out_as_unknown() {
     assert_eq!(snapshot.failed, 1);
 }
 
-fn charge_request(n: u32) -> ChargeRequest {
+pub(crate) fn charge_request(n: u32) -> ChargeRequest {
     ChargeRequest {
         payment_id: payments::domain::PaymentId::new(),
         attempt_number: n,

@@ -12,4 +12,5 @@ mod embedded;
 mod http_payments;
 mod idempotency;
 mod recovery;
+mod resilience;
 mod stripe;

@@ -28,6 +28,7 @@ pub(super) async fn create(
         request.amount,
         request.currency,
         request.provider.as_deref(),
+        deps.clock.now(),
     );
     if route.candidates.is_empty() {
         // Validated at the edge; reaching here means configuration changed.

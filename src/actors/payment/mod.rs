@@ -12,12 +12,15 @@
 mod attempts;
 mod create;
 mod recover;
+mod scheduled;
 
 use crate::actors::provider::ProviderDirectory;
 use crate::clock::Clock;
 use crate::domain::OrderKey;
 use crate::error::EngineError;
-use crate::messages::payment::{CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome};
+use crate::messages::payment::{
+    CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome, RetryDue,
+};
 use crate::retry::RetryPolicy;
 use crate::store::Store;
 use actix::prelude::*;
@@ -140,5 +143,15 @@ impl Handler<RecoverPayment> for PaymentActor {
         debug_assert_eq!(msg.order_id, self.key.order_id, "routed to the wrong order");
         let deps = self.deps.clone();
         self.serialized(async move { recover::recover(&deps, msg).await })
+    }
+}
+
+impl Handler<RetryDue> for PaymentActor {
+    type Result = AtomicResponse<Self, Result<Option<crate::domain::PaymentStatus>, EngineError>>;
+
+    fn handle(&mut self, msg: RetryDue, _ctx: &mut Self::Context) -> Self::Result {
+        debug_assert_eq!(msg.order_id, self.key.order_id, "routed to the wrong order");
+        let deps = self.deps.clone();
+        self.serialized(async move { scheduled::retry(&deps, msg).await })
     }
 }

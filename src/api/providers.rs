@@ -1,0 +1,48 @@
+//! `/v1/providers`: each provider's health, and draining one without a deploy.
+
+use super::auth::Merchant;
+use super::error::ApiError;
+use super::{input, AppState, ListBody};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::Value;
+
+/// `GET /v1/providers`.
+pub async fn list(
+    state: web::Data<AppState>,
+    _merchant: Merchant,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(ListBody::complete(state.handle.providers().await?)))
+}
+
+fn optional_bool(
+    body: &serde_json::Map<String, Value>,
+    param: &str,
+) -> Result<Option<bool>, ApiError> {
+    match body.get(param) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(value)) => Ok(Some(*value)),
+        Some(_) => Err(ApiError::invalid(
+            param,
+            format!("{param} must be true or false"),
+        )),
+    }
+}
+
+/// `PATCH /v1/providers/{name}` with `enabled` and/or `force_open`.
+pub async fn update(
+    state: web::Data<AppState>,
+    _merchant: Merchant,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = input::read_body(&req, payload).await?;
+    let body = input::json_object(&body)?;
+    let enabled = optional_bool(&body, "enabled")?;
+    let force_open = optional_bool(&body, "force_open")?;
+    let view = state
+        .handle
+        .update_provider(&path, enabled, force_open)
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
