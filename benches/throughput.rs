@@ -323,36 +323,34 @@ async fn durable_inserts(path: &Path, params: &Params) -> Sample {
     .await
     .expect("create baseline table");
     let mut n: u64 = 0;
-    let mut run = |seconds: u64| {
-        let conn = &mut conn;
-        let n = &mut n;
-        async move {
-            let mut sample = Sample::default();
-            let start = Instant::now();
-            let deadline = start + Duration::from_secs(seconds);
-            while Instant::now() < deadline {
-                *n += 1;
-                let t0 = Instant::now();
-                let outcome = sqlx::query("INSERT INTO bench (k, amount, created_at) VALUES (?, ?, ?)")
-                    .bind(format!("key_{n}"))
-                    .bind(1000_i64)
-                    .bind("2025-01-01T00:00:00Z")
-                    .execute(&mut *conn)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("sqlite: {e}"));
-                sample.record(outcome, t0.elapsed());
-            }
-            sample.elapsed = start.elapsed();
-            sample.latencies_ns.sort_unstable();
-            sample
-        }
-    };
     if params.warmup_seconds > 0 {
-        run(params.warmup_seconds).await;
+        timed_inserts(&mut conn, &mut n, params.warmup_seconds).await;
     }
-    let sample = run(params.seconds).await;
+    let sample = timed_inserts(&mut conn, &mut n, params.seconds).await;
     let _ = conn.close().await;
+    sample
+}
+
+/// One autocommit INSERT after another for `seconds`.
+async fn timed_inserts(conn: &mut sqlx::SqliteConnection, n: &mut u64, seconds: u64) -> Sample {
+    let mut sample = Sample::default();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        *n += 1;
+        let t0 = Instant::now();
+        let outcome = sqlx::query("INSERT INTO bench (k, amount, created_at) VALUES (?, ?, ?)")
+            .bind(format!("key_{n}"))
+            .bind(1000_i64)
+            .bind("2025-01-01T00:00:00Z")
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("sqlite: {e}"));
+        sample.record(outcome, t0.elapsed());
+    }
+    sample.elapsed = start.elapsed();
+    sample.latencies_ns.sort_unstable();
     sample
 }
 
@@ -372,6 +370,14 @@ async fn count(path: &Path, sql: &str) -> i64 {
         .get(0);
     let _ = conn.close().await;
     n
+}
+
+/// The 1-minute load average (Linux), to show how busy the machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn print_table(rows: &[(&str, &Sample)]) {
@@ -427,6 +433,7 @@ async fn bench(params: &Params) -> bool {
     let data_dir = temp.path().join("server");
     std::fs::create_dir_all(&data_dir).expect("data dir");
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load_before = load_average();
 
     eprintln!(
         "throughput bench: concurrency {}, {} s measured after {} s warm-up per scenario, {} cores, data in {}",
@@ -452,7 +459,10 @@ async fn bench(params: &Params) -> bool {
             _ if Instant::now() < ready_deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await
             }
-            other => panic!("server at {} never became ready: {other:?}", server.base_url),
+            other => panic!(
+                "server at {} never became ready: {other:?}",
+                server.base_url
+            ),
         }
     }
     eprintln!(
@@ -490,13 +500,19 @@ async fn bench(params: &Params) -> bool {
     let client_succeeded = (pay_warmup.ok + payments.ok) as i64;
     let client_errors = pay_warmup.errors + payments.errors;
     drop(server);
+    let load_after = load_average();
 
     println!();
     println!(
         "concurrency {}, {} s measured (after {} s warm-up, discarded), {} cores shared by server and load generator",
         params.concurrency, params.seconds, params.warmup_seconds, cores
     );
-    println!("(percentiles over successful operations; durable insert is sequential, one connection)");
+    println!(
+        "1-min load average: {load_before} before, {load_after} after (other work on the machine skews every row)"
+    );
+    println!(
+        "(percentiles over successful operations; durable insert is sequential, one connection)"
+    );
     println!();
     print_table(&[
         ("http floor (GET /healthz)", &http),

@@ -152,6 +152,11 @@ pub struct ProviderConfig {
     pub api_key_env: Option<String>,
     /// Adyen's merchant account.
     pub merchant_account: Option<String>,
+    /// How long after a call the provider's look-up may still miss the
+    /// charge (Stripe's search is eventually consistent). Until then "not
+    /// found" is not taken to mean "not charged". Default: 0 for the
+    /// sandbox, one hour for Stripe.
+    pub lookup_consistency_ms: Option<u64>,
 }
 
 /// Where the sandbox keeps its record of charges.
@@ -224,7 +229,18 @@ impl Default for ProviderConfig {
     }
 }
 
+/// Stripe's search index may lag a new charge by up to an hour in outages.
+pub const STRIPE_LOOKUP_CONSISTENCY_MS: u64 = 3_600_000;
+
 impl ProviderConfig {
+    /// The look-up consistency window in effect.
+    pub fn lookup_consistency_ms(&self) -> u64 {
+        self.lookup_consistency_ms.unwrap_or(match self.kind {
+            ProviderKind::Stripe => STRIPE_LOOKUP_CONSISTENCY_MS,
+            ProviderKind::Sandbox | ProviderKind::Adyen => 0,
+        })
+    }
+
     pub fn sandbox(name: &str) -> Self {
         ProviderConfig {
             name: name.into(),
@@ -241,6 +257,7 @@ impl ProviderConfig {
             base_url: None,
             api_key_env: None,
             merchant_account: None,
+            lookup_consistency_ms: None,
         }
     }
 }

@@ -61,6 +61,8 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (merchant_id, idempotency_key)
 );
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+-- The final answer is stored by payment (recovery does not know the key).
+CREATE INDEX idempotency_keys_by_payment ON idempotency_keys (merchant_id, payment_id);
 
 -- One row per order: which payment currently holds it (the order-level guard)
 -- and which instance is working on it (the lease).

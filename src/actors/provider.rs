@@ -415,6 +415,8 @@ pub struct ProviderEntry {
     /// By lowercase currency code; `*` applies to the others.
     pub fees: BTreeMap<String, Fee>,
     pub health: Arc<ProviderHealth>,
+    /// A look-up younger than this after the call may miss the charge.
+    pub lookup_consistency_ms: u64,
 }
 
 impl ProviderEntry {

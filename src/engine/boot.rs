@@ -10,7 +10,9 @@ use crate::config::{Config, ProviderKind};
 use crate::domain::Currency;
 use crate::error::EngineError;
 use crate::messages::provider::SetEnabled;
+use crate::providers::adyen::{AdyenConfig, AdyenProvider};
 use crate::providers::sandbox::{SandboxProvider, SandboxRecord};
+use crate::providers::stripe::{StripeConfig, StripeProvider};
 use crate::providers::Provider;
 use crate::retry::RetryBudget;
 use crate::store::{self, Store};
@@ -88,6 +90,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
             weight: provider_config.weight,
             fees: provider_config.fees.clone(),
             health,
+            lookup_consistency_ms: provider_config.lookup_consistency_ms(),
         });
     }
     let providers = ProviderDirectory::new(entries);
@@ -138,15 +141,60 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
     })
 }
 
+/// Public API base URLs, used when the configuration names none.
+const STRIPE_BASE_URL: &str = "https://api.stripe.com";
+const ADYEN_BASE_URL: &str = "https://checkout-test.adyen.com/v71";
+
 /// A provider reached over the network, its API key read from the
 /// environment variable the configuration names.
 fn external_provider(
     config: &crate::config::ProviderConfig,
 ) -> Result<Arc<dyn Provider>, EngineError> {
-    Err(EngineError::Config(format!(
-        "provider {}: the {:?} adapter is not wired into the engine yet",
-        config.name, config.kind
-    )))
+    let fail = |what: String| EngineError::Config(format!("provider {}: {what}", config.name));
+    let variable = config
+        .api_key_env
+        .as_deref()
+        .ok_or_else(|| fail("api_key_env is required".into()))?;
+    let api_key = std::env::var(variable)
+        .ok()
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| fail(format!("environment variable {variable} holds no API key")))?;
+    let provider: Arc<dyn Provider> = match config.kind {
+        ProviderKind::Stripe => Arc::new(
+            StripeProvider::new(
+                &config.name,
+                StripeConfig {
+                    base_url: config
+                        .base_url
+                        .clone()
+                        .unwrap_or_else(|| STRIPE_BASE_URL.into()),
+                    api_key,
+                    timeout_ms: config.timeout_ms,
+                },
+            )
+            .map_err(|e| fail(e.to_string()))?,
+        ),
+        ProviderKind::Adyen => Arc::new(
+            AdyenProvider::new(
+                &config.name,
+                AdyenConfig {
+                    base_url: config
+                        .base_url
+                        .clone()
+                        .unwrap_or_else(|| ADYEN_BASE_URL.into()),
+                    api_key,
+                    merchant_account: config
+                        .merchant_account
+                        .clone()
+                        .ok_or_else(|| fail("merchant_account is required".into()))?,
+                    timeout_ms: config.timeout_ms,
+                },
+            )
+            .map_err(|e| fail(e.to_string()))?,
+        ),
+        ProviderKind::Sandbox => unreachable!("sandboxes are built in boot"),
+    };
+    Ok(provider)
 }
 
 /// Host name, process id and a random suffix: unique per process start, so a

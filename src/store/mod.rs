@@ -10,15 +10,20 @@
 //! Backends batch concurrent writes into one transaction (group commit) and
 //! answer each caller only once its batch is durable (DESIGN §12).
 
+mod backend;
 mod migrate;
 mod ops;
 mod postgres;
 mod rows;
+pub use rows::RowExt;
 mod sql;
 mod sqlite;
 
+pub use backend::SqlBackend;
 pub use migrate::MIGRATIONS_TABLE;
+pub use ops::{WriteOp, WriteReply};
 pub use postgres::{valid_schema_name, PostgresStore};
+pub use sql::{Arg, Conn};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{

@@ -8,7 +8,7 @@ use super::{BeginOutcome, NewPayment, PaymentWrite, StoreError};
 use crate::domain::{MerchantId, PaymentId, Timestamp};
 
 /// One atomic write.
-pub(crate) enum WriteOp {
+pub enum WriteOp {
     Begin(Box<NewPayment>),
     Save(Box<PaymentWrite>),
     ClaimLease {
@@ -27,7 +27,7 @@ pub(crate) enum WriteOp {
 }
 
 /// What a write answers.
-pub(crate) enum WriteReply {
+pub enum WriteReply {
     Begun(BeginOutcome),
     Claimed(bool),
     Count(u64),
@@ -37,7 +37,7 @@ pub(crate) enum WriteReply {
 impl WriteReply {
     /// Whether the writes made for this answer are to be committed: a
     /// refused begin (key or order already taken) leaves nothing behind.
-    pub(crate) fn keeps_writes(&self) -> bool {
+    pub fn keeps_writes(&self) -> bool {
         match self {
             WriteReply::Begun(outcome) => *outcome == BeginOutcome::Started,
             _ => true,

@@ -9,14 +9,13 @@
 //! database aborted to break a deadlock is retried. No transaction is ever
 //! held across a provider call: the engine writes before and after it.
 
+use super::backend::SqlBackend;
 use super::ops::{self, WriteOp, WriteReply};
-use super::sql::{self, Arg, Conn};
-use super::{
-    is_transient, migrate, BeginOutcome, IdempotencyRecord, NewPayment, PaymentFilter,
-    PaymentWrite, Store, StoreError, StuckPayment,
-};
-use crate::domain::{MerchantId, Payment, PaymentEvent, PaymentId, Timestamp};
+use super::sql::{Arg, Conn};
+use super::{is_transient, migrate, StoreError};
 use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::{Connection, Postgres};
@@ -103,6 +102,15 @@ impl PostgresStore {
             .await?;
         Ok(PostgresStore { pool })
     }
+}
+
+#[async_trait]
+impl SqlBackend for PostgresStore {
+    type Read = PoolConnection<Postgres>;
+
+    async fn read(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
 
     /// Runs `op` in its own transaction, retrying it if the database aborted
     /// it to resolve a conflict. A failed `COMMIT` is not retried: whether it
@@ -130,103 +138,11 @@ impl PostgresStore {
         }
     }
 
-    async fn read(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, StoreError> {
-        Ok(self.pool.acquire().await?)
-    }
-}
-
-#[async_trait]
-impl Store for PostgresStore {
-    async fn begin_payment(&self, new: NewPayment) -> Result<BeginOutcome, StoreError> {
-        self.write(WriteOp::Begin(Box::new(new))).await?.begun()
+    fn migrations(&self) -> &'static Migrator {
+        &migrate::POSTGRES_MIGRATIONS
     }
 
-    async fn save_payment(&self, write: PaymentWrite) -> Result<(), StoreError> {
-        self.write(WriteOp::Save(Box::new(write))).await.map(|_| ())
-    }
-
-    async fn idempotency_record(
-        &self,
-        merchant: &MerchantId,
-        key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        sql::idempotency_record(&mut *self.read().await?, merchant, key).await
-    }
-
-    async fn payment(
-        &self,
-        merchant: &MerchantId,
-        id: PaymentId,
-    ) -> Result<Option<Payment>, StoreError> {
-        sql::payment(&mut *self.read().await?, merchant, id).await
-    }
-
-    async fn list_payments(
-        &self,
-        merchant: &MerchantId,
-        filter: &PaymentFilter,
-    ) -> Result<Vec<Payment>, StoreError> {
-        sql::list_payments(&mut *self.read().await?, merchant, filter).await
-    }
-
-    async fn payment_events(
-        &self,
-        merchant: &MerchantId,
-        id: PaymentId,
-    ) -> Result<Option<Vec<PaymentEvent>>, StoreError> {
-        sql::payment_events(&mut *self.read().await?, merchant, id).await
-    }
-
-    async fn stuck_payments(
-        &self,
-        now: Timestamp,
-        pending_before: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<StuckPayment>, StoreError> {
-        sql::stuck_payments(&mut *self.read().await?, now, pending_before, limit).await
-    }
-
-    async fn due_retries(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<StuckPayment>, StoreError> {
-        sql::due_retries(&mut *self.read().await?, now, limit).await
-    }
-
-    async fn claim_lease(
-        &self,
-        merchant: &MerchantId,
-        order_id: &str,
-        payment_id: PaymentId,
-        owner: &str,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let op = WriteOp::ClaimLease {
-            merchant: merchant.clone(),
-            order_id: order_id.to_string(),
-            payment_id,
-            owner: owner.to_string(),
-            now,
-            expires_at,
-        };
-        self.write(op).await?.claimed()
-    }
-
-    async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.write(WriteOp::Prune { before }).await?.count()
-    }
-
-    async fn ready(&self) -> Result<(), StoreError> {
-        if migrate::all_applied(&mut *self.read().await?, &migrate::POSTGRES_MIGRATIONS).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Migration("migrations not applied".into()))
-        }
-    }
-
-    async fn close(&self) {
+    async fn shutdown(&self) {
         // Every write answered before this point is committed already.
         self.pool.close().await;
     }

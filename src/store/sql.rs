@@ -20,7 +20,7 @@ use std::fmt::Write;
 
 /// A value bound to a placeholder.
 #[derive(Debug, Clone)]
-pub(crate) enum Arg {
+pub enum Arg {
     Text(Option<String>),
     Int(Option<i64>),
 }
@@ -43,7 +43,7 @@ fn opt_int(value: Option<i64>) -> Arg {
 
 /// How a backend runs one statement.
 #[async_trait]
-pub(crate) trait Conn: Send {
+pub trait Conn: Send {
     type Row: RowExt + Send + Sync;
     async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, StoreError>;
     async fn fetch_all(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<Self::Row>, StoreError>;

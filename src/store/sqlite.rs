@@ -10,15 +10,14 @@
 //! Reads use a separate pool of read-only connections, which WAL lets run
 //! beside the writer.
 
+use super::backend::SqlBackend;
 use super::migrate;
 use super::ops::{self, WriteOp, WriteReply};
-use super::sql::{self, Arg, Conn};
-use super::{
-    BeginOutcome, IdempotencyRecord, NewPayment, PaymentFilter, PaymentWrite, Store, StoreError,
-    StuckPayment,
-};
-use crate::domain::{MerchantId, Payment, PaymentEvent, PaymentId, Timestamp};
+use super::sql::{Arg, Conn};
+use super::StoreError;
 use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
@@ -116,19 +115,6 @@ impl SqliteStore {
         tokio::spawn(writer_loop(writer_conn, queue));
         Ok(SqliteStore { reads, writer })
     }
-
-    async fn write(&self, op: WriteOp) -> Result<WriteReply, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.writer
-            .send(WriteJob { op, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
-    }
-
-    async fn read(&self) -> Result<sqlx::pool::PoolConnection<Sqlite>, StoreError> {
-        Ok(self.reads.acquire().await?)
-    }
 }
 
 async fn writer_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<WriteJob>) {
@@ -189,98 +175,27 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteJob>) {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
-    async fn begin_payment(&self, new: NewPayment) -> Result<BeginOutcome, StoreError> {
-        self.write(WriteOp::Begin(Box::new(new))).await?.begun()
+impl SqlBackend for SqliteStore {
+    type Read = PoolConnection<Sqlite>;
+
+    async fn read(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
+        Ok(self.reads.acquire().await?)
     }
 
-    async fn save_payment(&self, write: PaymentWrite) -> Result<(), StoreError> {
-        self.write(WriteOp::Save(Box::new(write))).await.map(|_| ())
+    async fn write(&self, op: WriteOp) -> Result<WriteReply, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteJob { op, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn idempotency_record(
-        &self,
-        merchant: &MerchantId,
-        key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        sql::idempotency_record(&mut *self.read().await?, merchant, key).await
+    fn migrations(&self) -> &'static Migrator {
+        &migrate::SQLITE_MIGRATIONS
     }
 
-    async fn payment(
-        &self,
-        merchant: &MerchantId,
-        id: PaymentId,
-    ) -> Result<Option<Payment>, StoreError> {
-        sql::payment(&mut *self.read().await?, merchant, id).await
-    }
-
-    async fn list_payments(
-        &self,
-        merchant: &MerchantId,
-        filter: &PaymentFilter,
-    ) -> Result<Vec<Payment>, StoreError> {
-        sql::list_payments(&mut *self.read().await?, merchant, filter).await
-    }
-
-    async fn payment_events(
-        &self,
-        merchant: &MerchantId,
-        id: PaymentId,
-    ) -> Result<Option<Vec<PaymentEvent>>, StoreError> {
-        sql::payment_events(&mut *self.read().await?, merchant, id).await
-    }
-
-    async fn stuck_payments(
-        &self,
-        now: Timestamp,
-        pending_before: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<StuckPayment>, StoreError> {
-        sql::stuck_payments(&mut *self.read().await?, now, pending_before, limit).await
-    }
-
-    async fn due_retries(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<StuckPayment>, StoreError> {
-        sql::due_retries(&mut *self.read().await?, now, limit).await
-    }
-
-    async fn claim_lease(
-        &self,
-        merchant: &MerchantId,
-        order_id: &str,
-        payment_id: PaymentId,
-        owner: &str,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let op = WriteOp::ClaimLease {
-            merchant: merchant.clone(),
-            order_id: order_id.to_string(),
-            payment_id,
-            owner: owner.to_string(),
-            now,
-            expires_at,
-        };
-        self.write(op).await?.claimed()
-    }
-
-    async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.write(WriteOp::Prune { before }).await?.count()
-    }
-
-    async fn ready(&self) -> Result<(), StoreError> {
-        let mut conn = self.read().await?;
-        if migrate::all_applied(&mut *conn, &migrate::SQLITE_MIGRATIONS).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Migration("migrations not applied".into()))
-        }
-    }
-
-    async fn close(&self) {
+    async fn shutdown(&self) {
         // Everything queued before the barrier is durable once it answers.
         let _ = self.write(WriteOp::Barrier).await;
         self.reads.close().await;

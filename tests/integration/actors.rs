@@ -194,6 +194,7 @@ async fn fixture(providers: &[Arc<FakeProvider>], store: (Arc<dyn Store>, TestDb
             weight: 1,
             fees: Default::default(),
             health: Arc::new(ProviderHealth::default()),
+            lookup_consistency_ms: 0,
         })
         .collect();
     let deps = PaymentDeps {

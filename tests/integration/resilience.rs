@@ -165,6 +165,15 @@ fn process(
     fake: Arc<FakeProvider>,
     clock: Arc<ManualClock>,
 ) -> (PaymentRegistry, Addr<Reconciler>) {
+    process_with(store, fake, clock, 0)
+}
+
+fn process_with(
+    store: Arc<dyn payments::store::Store>,
+    fake: Arc<FakeProvider>,
+    clock: Arc<ManualClock>,
+    lookup_consistency_ms: u64,
+) -> (PaymentRegistry, Addr<Reconciler>) {
     let entry = ProviderEntry {
         name: "a".into(),
         addr: ProviderActor::new(
@@ -179,6 +188,7 @@ fn process(
         weight: 1,
         fees: Default::default(),
         health: Arc::new(ProviderHealth::default()),
+        lookup_consistency_ms,
     };
     let deps = Arc::new(PaymentDeps {
         store: store.clone(),
@@ -257,6 +267,50 @@ async fn a_scheduled_retry_survives_a_restart_and_runs_when_due(
     assert_eq!(
         statuses,
         ["processing", "retry_scheduled", "processing", "succeeded"]
+    );
+}
+
+#[rstest]
+#[actix::test]
+async fn a_not_found_look_up_too_soon_after_the_call_does_not_fail_the_payment(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let (store, _db) = open_store(backend).await;
+    let clock = Arc::new(ManualClock::new(start()));
+    // Every call times out; the provider's look-up says "no such charge",
+    // but like Stripe's search it may lag a real charge by up to an hour.
+    let fake = FakeProvider::new("a", &[], OutcomeClass::Unknown);
+    let (registry, reconciler) = process_with(store.clone(), fake, clock.clone(), 3_600_000);
+    let created = registry
+        .create_payment(create("o1", "k1"))
+        .await
+        .expect("create");
+    assert_eq!(created.payment.status, PaymentStatus::Pending);
+    let merchant = MerchantId::new("m");
+    let id = created.payment.id;
+    clock.advance_ms(10 * 60_000);
+    reconciler.send(RunRecovery).await.expect("pass");
+    let payment = store
+        .payment(&merchant, id)
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(
+        payment.status,
+        PaymentStatus::Pending,
+        "ten minutes: the look-up is not trusted yet"
+    );
+    clock.advance_ms(3_600_000);
+    reconciler.send(RunRecovery).await.expect("pass");
+    let payment = store
+        .payment(&merchant, id)
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(
+        payment.status,
+        PaymentStatus::Failed,
+        "an hour on, not found means not charged"
     );
 }
 

@@ -23,9 +23,13 @@ const CREATED_STATUS: u16 = 201;
 
 /// What the provider said about the last attempt.
 enum Finding {
-    Charged { provider_payment_id: String },
+    Charged {
+        provider_payment_id: String,
+    },
     NotCharged,
     Unknown(String),
+    /// "Not found", but from a look-up that may still lag the charge.
+    TooEarly,
 }
 
 pub(super) async fn recover(
@@ -91,6 +95,8 @@ async fn lookup(deps: &PaymentDeps, payment: &Payment, attempt: &Attempt) -> Fin
         ));
     };
     let key = Attempt::provider_idempotency_key(payment.id, attempt.number);
+    let since_call_ms = (deps.clock.now().as_micros() - attempt.created_at.as_micros()) / 1000;
+    let settled = since_call_ms >= i64::try_from(entry.lookup_consistency_ms).unwrap_or(i64::MAX);
     match entry
         .addr
         .send(Lookup {
@@ -104,7 +110,8 @@ async fn lookup(deps: &PaymentDeps, payment: &Payment, attempt: &Attempt) -> Fin
         })) => Finding::Charged {
             provider_payment_id,
         },
-        Ok(Ok(LookupResult::NotFound)) => Finding::NotCharged,
+        Ok(Ok(LookupResult::NotFound)) if settled => Finding::NotCharged,
+        Ok(Ok(LookupResult::NotFound)) => Finding::TooEarly,
         Ok(Err(error)) => Finding::Unknown(error.to_string()),
         Err(error) => Finding::Unknown(error.to_string()),
     }
@@ -141,6 +148,11 @@ async fn apply(
                 "the provider has no such charge".to_string(),
             )
         }
+        Finding::TooEarly => (
+            PaymentStatus::Pending,
+            OutcomeClass::Unknown,
+            "the provider's look-up may still lag the charge; asking again later".to_string(),
+        ),
         Finding::Unknown(reason) => {
             payment.recovery_attempts = payment.recovery_attempts.saturating_add(1);
             let to = if payment.recovery_attempts >= deps.max_recovery_attempts
