@@ -7,7 +7,7 @@
 use crate::actors::breaker::BreakerSettings;
 use crate::actors::Fee;
 use crate::providers::sandbox::SandboxFaults;
-use crate::retry::RetryPolicy;
+use crate::retry::{ClassPolicy, RetryPolicy};
 use crate::routing::Strategy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -143,6 +143,9 @@ pub struct ProviderConfig {
     /// routing: `{ fixed = 30, percent_bps = 290 }`.
     pub fees: BTreeMap<String, Fee>,
     pub breaker: BreakerSettings,
+    /// Retries after this provider's `transient_not_charged` and `unknown`
+    /// answers; unset classes use the engine-wide `[retry]` table.
+    pub retry: ProviderRetry,
     /// Initial fault knobs (sandbox only).
     pub faults: SandboxFaults,
     /// The provider's API base URL (Stripe, Adyen); default: the public one.
@@ -229,10 +232,30 @@ impl Default for ProviderConfig {
     }
 }
 
+/// A provider's own retry rows, overriding the engine-wide table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderRetry {
+    pub transient_not_charged: Option<ClassPolicy>,
+    pub unknown: Option<ClassPolicy>,
+}
+
 /// Stripe's search index may lag a new charge by up to an hour in outages.
 pub const STRIPE_LOOKUP_CONSISTENCY_MS: u64 = 3_600_000;
 
 impl ProviderConfig {
+    /// The retry rows in effect for this provider.
+    pub fn retry_policy(&self, engine: &RetryPolicy) -> RetryPolicy {
+        RetryPolicy {
+            transient_not_charged: self
+                .retry
+                .transient_not_charged
+                .unwrap_or(engine.transient_not_charged),
+            unknown: self.retry.unknown.unwrap_or(engine.unknown),
+            ..*engine
+        }
+    }
+
     /// The look-up consistency window in effect.
     pub fn lookup_consistency_ms(&self) -> u64 {
         self.lookup_consistency_ms.unwrap_or(match self.kind {
@@ -253,6 +276,7 @@ impl ProviderConfig {
             weight: 1,
             fees: BTreeMap::new(),
             breaker: BreakerSettings::default(),
+            retry: ProviderRetry::default(),
             faults: SandboxFaults::default(),
             base_url: None,
             api_key_env: None,
@@ -406,9 +430,12 @@ impl Config {
         // another instance's recovery could take over a payment whose call is
         // still in flight. Between two renewals lies at most one call with its
         // same-key retries, and one backoff.
-        let unknown = self.retry.unknown;
-        let transient = self.retry.transient_not_charged;
         for provider in &self.providers {
+            let policy = provider.retry_policy(&self.retry);
+            policy
+                .validate()
+                .map_err(|field| invalid(&format!("providers.{field}"), "out of range"))?;
+            let (unknown, transient) = (policy.unknown, policy.transient_not_charged);
             let calls = u64::from(unknown.max_attempts);
             let longest_gap_ms = provider.timeout_ms * calls
                 + unknown.max_wait_ms() * calls.saturating_sub(1)

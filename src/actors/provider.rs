@@ -417,6 +417,8 @@ pub struct ProviderEntry {
     pub health: Arc<ProviderHealth>,
     /// A look-up younger than this after the call may miss the charge.
     pub lookup_consistency_ms: u64,
+    /// Retries after this provider's answers (its own rows, or the engine's).
+    pub retry: crate::retry::RetryPolicy,
 }
 
 impl ProviderEntry {

@@ -91,6 +91,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
             fees: provider_config.fees.clone(),
             health,
             lookup_consistency_ms: provider_config.lookup_consistency_ms(),
+            retry: provider_config.retry_policy(&config.retry),
         });
     }
     let providers = ProviderDirectory::new(entries);

@@ -195,6 +195,7 @@ async fn fixture(providers: &[Arc<FakeProvider>], store: (Arc<dyn Store>, TestDb
             fees: Default::default(),
             health: Arc::new(ProviderHealth::default()),
             lookup_consistency_ms: 0,
+            retry: policy(),
         })
         .collect();
     let deps = PaymentDeps {

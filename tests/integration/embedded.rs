@@ -258,3 +258,118 @@ async fn the_engine_and_a_host_with_its_own_sqlx_migrations_share_a_database() {
     assert_eq!(engine_payments, 1);
     host_pool.close().await;
 }
+
+#[tokio::test]
+async fn a_configured_stripe_provider_is_wired_through_the_engine() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let stripe = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payment_intents"))
+        .and(header("Authorization", "Bearer sk_test_wired"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": "pi_wired",
+            "object": "payment_intent",
+            "amount": 700,
+            "currency": "gbp",
+            "status": "succeeded",
+            "latest_charge": "ch_wired",
+        })))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    // The key comes from the environment variable the configuration names.
+    let variable = format!("TEST_STRIPE_KEY_{}", uuid::Uuid::now_v7().simple());
+    std::env::set_var(&variable, "sk_test_wired");
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = config_in(dir.path());
+    config.providers = vec![payments::config::ProviderConfig {
+        kind: payments::config::ProviderKind::Stripe,
+        base_url: Some(stripe.uri()),
+        api_key_env: Some(variable),
+        timeout_ms: 2_000,
+        ..payments::config::ProviderConfig::sandbox("stripe")
+    }];
+    let engine = Engine::start(config).await.expect("engine with stripe");
+    let merchant = MerchantId::new("host");
+    let created = engine
+        .create_payment(&merchant, "k", request("o", "pm_card_visa"))
+        .await
+        .expect("create");
+    assert_eq!(created.payment.status, PaymentStatus::Succeeded);
+    assert_eq!(created.payment.provider.as_deref(), Some("stripe"));
+    assert_eq!(
+        created.payment.provider_payment_id.as_deref(),
+        Some("pi_wired")
+    );
+    let received = stripe.received_requests().await.expect("recorded");
+    let key = received[0]
+        .headers
+        .get("Idempotency-Key")
+        .and_then(|v| v.to_str().ok());
+    assert_eq!(
+        key,
+        Some(format!("{}-1", created.payment.id).as_str()),
+        "the derived key, not the client's"
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stripe_provider_without_its_key_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = config_in(dir.path());
+    config.providers = vec![payments::config::ProviderConfig {
+        kind: payments::config::ProviderKind::Stripe,
+        api_key_env: Some("TEST_STRIPE_KEY_THAT_IS_NOT_SET".into()),
+        ..payments::config::ProviderConfig::sandbox("stripe")
+    }];
+    match Engine::start(config).await {
+        Err(EngineError::Config(message)) => assert!(
+            message.contains("TEST_STRIPE_KEY_THAT_IS_NOT_SET"),
+            "{message}"
+        ),
+        Err(other) => panic!("expected a configuration error, got {other}"),
+        Ok(_) => panic!("an engine without its provider key must not start"),
+    }
+}
+
+#[test]
+fn the_development_key_is_refused_off_loopback() {
+    let dir = tempfile::tempdir().expect("dir");
+    let output = Command::new(crate::common::binary())
+        .args(["serve", "--host", "0.0.0.0", "--port", "0"])
+        .env("PAYMENTS_DATA_DIR", dir.path())
+        .env_remove("PAYMENTS_API_KEYS")
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run payments");
+    assert!(
+        !output.status.success(),
+        "serve must refuse the development key on 0.0.0.0"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("sk_test_default") && stderr.contains("PAYMENTS_API_KEYS"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn migrate_applies_the_schema_and_is_idempotent() {
+    let dir = tempfile::tempdir().expect("dir");
+    for _ in 0..2 {
+        let output = Command::new(crate::common::binary())
+            .arg("migrate")
+            .env("PAYMENTS_DATA_DIR", dir.path())
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("run payments migrate");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(dir.path().join("payments.db").exists());
+}

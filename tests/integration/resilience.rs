@@ -189,6 +189,7 @@ fn process_with(
         fees: Default::default(),
         health: Arc::new(ProviderHealth::default()),
         lookup_consistency_ms,
+        retry: policy(),
     };
     let deps = Arc::new(PaymentDeps {
         store: store.clone(),
@@ -679,4 +680,45 @@ async fn providers_can_be_drained_and_disabled_at_runtime(
             "GET /v1/providers lacks {field}: {listed}"
         );
     }
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_provider_can_carry_its_own_retry_rows(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    // sandbox_a never retries a refusal; the engine-wide table allows three tries.
+    let config = r#"
+[[providers]]
+name = "sandbox_a"
+[providers.retry.transient_not_charged]
+max_attempts = 1
+
+[[providers]]
+name = "sandbox_b"
+"#;
+    let server = TestServer::start_with(
+        backend,
+        ServerOptions {
+            config_toml: Some(config.into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut body = payment_body(&unique("own-rows"), "pm_card_provider_error");
+    body["provider"] = json!("sandbox_a");
+    let pinned_a = server.create(&unique("k"), &body).await.json();
+    assert_eq!(
+        pinned_a["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "{pinned_a}"
+    );
+    body["provider"] = json!("sandbox_b");
+    body["order_id"] = json!(unique("own-rows"));
+    let pinned_b = server.create(&unique("k"), &body).await.json();
+    assert_eq!(
+        pinned_b["attempts"].as_array().map(Vec::len),
+        Some(3),
+        "{pinned_b}"
+    );
 }

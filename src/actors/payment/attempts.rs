@@ -48,7 +48,6 @@ pub(super) async fn run(
     candidates: &[ProviderEntry],
 ) -> Result<CreatedPayment, EngineError> {
     assert!(!candidates.is_empty(), "routing produced no candidate");
-    let policy = deps.policy.transient_not_charged;
     let mut provider_index = 0;
     let mut tries = 0;
     loop {
@@ -67,6 +66,8 @@ pub(super) async fn run(
         let mut events = complete_attempt(&mut payment, &answer.response, latency_ms, now);
         events.extend(circuit_events(payment.id, &answer.circuit_changes, now));
 
+        // The provider that refused decides how (and whether) to retry.
+        let policy = entry.retry.transient_not_charged;
         let transient = answer.response.class == OutcomeClass::TransientNotCharged;
         if transient && tries < policy.max_attempts {
             if deps.retry_budget.try_spend() {
@@ -222,7 +223,7 @@ async fn call_with_unknown_retries(
     entry: &ProviderEntry,
     request: &ChargeRequest,
 ) -> Answer {
-    let policy = deps.policy.unknown;
+    let policy = entry.retry.unknown;
     let (mut response, change) = call(entry, request).await;
     let mut circuit_changes: Vec<_> = change
         .map(|c| (entry.name.clone(), c))
