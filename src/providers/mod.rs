@@ -134,6 +134,10 @@ pub enum ProviderError {
     /// The provider refused our request (bad credentials, bad parameters).
     #[error("provider refused the request: {0}")]
     Refused(String),
+    /// The provider is still processing a request under this key: ask again
+    /// later. Not a failure of the look-up.
+    #[error("still in progress at the provider: {0}")]
+    InProgress(String),
     /// The provider offers no API for this (e.g. Adyen has no look-up by
     /// idempotency key; its outcomes arrive by webhook).
     #[error("not supported by this provider: {0}")]

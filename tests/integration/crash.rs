@@ -35,6 +35,9 @@ cap_ms = 50
 [reconciler]
 interval_ms = 200
 pending_age_ms = 0
+# Passes are 200 ms apart here: allow look-ups that time out under load
+# to be retried for ~10 s before a payment is handed to a human.
+max_recovery_attempts = 50
 
 [[providers]]
 name = "sandbox_a"
@@ -132,7 +135,7 @@ async fn kill_nine_loses_nothing_and_charges_nothing_twice(
     for payment in &payments {
         let status = payment["status"].as_str().unwrap_or_default();
         assert!(
-            status != "processing" && status != "pending",
+            status != "processing" && status != "pending" && status != "needs_review",
             "{} left {status}",
             payment["id"]
         );
@@ -166,9 +169,16 @@ async fn kill_nine_loses_nothing_and_charges_nothing_twice(
             "order {order} charged {} times",
             order_charges.len()
         );
-        let paid = succeeded_by_order
-            .get(order)
-            .unwrap_or_else(|| panic!("order {order} charged but no payment succeeded"));
+        let paid = succeeded_by_order.get(order).unwrap_or_else(|| {
+            let of_order: Vec<&Value> = payments
+                .iter()
+                .filter(|p| p["order_id"] == *order)
+                .collect();
+            panic!(
+                "order {order} charged ({:?}) but no payment succeeded: {of_order:#?}",
+                order_charges
+            )
+        });
         assert_eq!(
             paid.len(),
             1,

@@ -14,7 +14,7 @@ use crate::domain::{Attempt, AttemptOutcome, OutcomeClass, Payment, PaymentEvent
 use crate::error::EngineError;
 use crate::messages::payment::{RecoverPayment, RecoveryOutcome};
 use crate::messages::provider::Lookup;
-use crate::providers::LookupResult;
+use crate::providers::{LookupResult, ProviderError};
 use crate::store::{LeaseChange, PaymentWrite, StoredResponse};
 use serde_json::json;
 
@@ -28,7 +28,9 @@ enum Finding {
     },
     NotCharged,
     Unknown(String),
-    /// "Not found", but from a look-up that may still lag the charge.
+    /// "Not found" from a look-up that may still lag the charge, or the
+    /// provider is still processing the call: ask again, without counting
+    /// it as an inconclusive look-up.
     TooEarly,
 }
 
@@ -112,6 +114,7 @@ async fn lookup(deps: &PaymentDeps, payment: &Payment, attempt: &Attempt) -> Fin
         },
         Ok(Ok(LookupResult::NotFound)) if settled => Finding::NotCharged,
         Ok(Ok(LookupResult::NotFound)) => Finding::TooEarly,
+        Ok(Err(ProviderError::InProgress(_))) => Finding::TooEarly,
         Ok(Err(error)) => Finding::Unknown(error.to_string()),
         Err(error) => Finding::Unknown(error.to_string()),
     }

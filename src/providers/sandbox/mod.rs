@@ -307,6 +307,11 @@ impl Provider for SandboxProvider {
     }
 
     async fn lookup(&self, idempotency_key: &str) -> Result<LookupResult, ProviderError> {
+        if self.record.in_flight(&self.name, idempotency_key) {
+            return Err(ProviderError::InProgress(
+                "a charge under this key is still being processed".into(),
+            ));
+        }
         Ok(match self.record.find(&self.name, idempotency_key).await? {
             Some(charge) => LookupResult::Charged {
                 provider_payment_id: charge.id,

@@ -6,14 +6,17 @@
 //! Crash and concurrency tests count charges here and compare them with what
 //! the engine recorded. Several engine processes may share one file.
 
+use dashmap::DashMap;
 use serde::Serialize;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 /// Connections to the record; writes serialize on SQLite's lock anyway.
 const RECORD_POOL_SIZE: u32 = 4;
@@ -38,10 +41,136 @@ pub struct SandboxCharge {
     pub created_at: String,
 }
 
+/// Charges waiting for the record's writer; callers wait when it is full.
+const CHARGE_QUEUE_CAPACITY: usize = 4096;
+/// Most charges committed in one transaction.
+const MAX_CHARGE_BATCH: usize = 256;
+
+/// A charge to record, and where the stored charge goes.
+struct ChargeJob {
+    charge: SandboxCharge,
+    reply: oneshot::Sender<Result<(SandboxCharge, bool), sqlx::Error>>,
+    /// Marks the key in flight until the writer is done with the job, even
+    /// if the caller gave up waiting (a timed-out call still lands, as at a
+    /// real provider).
+    _in_flight: InFlight,
+}
+
+/// Charges being processed, by (provider, idempotency key).
+type InFlightKeys = Arc<DashMap<(String, String), u32>>;
+
+/// Counts one charge in flight under its key for as long as it lives.
+struct InFlight {
+    keys: InFlightKeys,
+    key: (String, String),
+}
+
+impl InFlight {
+    fn enter(keys: &InFlightKeys, provider: &str, idempotency_key: &str) -> Self {
+        let key = (provider.to_string(), idempotency_key.to_string());
+        *keys.entry(key.clone()).or_insert(0) += 1;
+        InFlight {
+            keys: keys.clone(),
+            key,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.keys.remove_if_mut(&self.key, |_, count| {
+            *count -= 1;
+            *count == 0
+        });
+    }
+}
+
 /// Handle to the sandbox record file.
-#[derive(Debug, Clone)]
+///
+/// Charges are written by one task that batches concurrent ones into a
+/// single transaction, like a provider's own ledger would: one fsync for
+/// many charges, no connections fighting over SQLite's write lock, and
+/// still every charge durable before the sandbox answers.
+#[derive(Clone)]
 pub struct SandboxRecord {
     pool: SqlitePool,
+    charges: mpsc::Sender<ChargeJob>,
+    in_flight: InFlightKeys,
+}
+
+async fn charge_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<ChargeJob>) {
+    let mut batch = Vec::with_capacity(MAX_CHARGE_BATCH);
+    while let Some(job) = queue.recv().await {
+        batch.push(job);
+        while batch.len() < MAX_CHARGE_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut stored = Vec::with_capacity(batch.len());
+        let committed: Result<(), sqlx::Error> = async {
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
+            for job in &batch {
+                stored.push(insert_charge(&mut conn, &job.charge).await?);
+            }
+            sqlx::query("COMMIT").execute(&mut conn).await?;
+            Ok(())
+        }
+        .await;
+        match committed {
+            Ok(()) => {
+                for (job, result) in batch.drain(..).zip(stored) {
+                    let _ = job.reply.send(Ok(result));
+                }
+            }
+            Err(error) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+                let message = error.to_string();
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(sqlx::Error::Protocol(format!(
+                        "charge not recorded: {message}"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+/// Inserts `charge` unless its key exists; returns the stored charge and
+/// whether it is new.
+async fn insert_charge(
+    conn: &mut SqliteConnection,
+    charge: &SandboxCharge,
+) -> Result<(SandboxCharge, bool), sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO sandbox_charges (id, provider, idempotency_key, merchant_id, order_id, customer_id,
+            amount, currency, payment_method, status, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (provider, idempotency_key) DO NOTHING",
+    )
+    .bind(&charge.id)
+    .bind(&charge.provider)
+    .bind(&charge.idempotency_key)
+    .bind(&charge.merchant_id)
+    .bind(&charge.order_id)
+    .bind(&charge.customer_id)
+    .bind(charge.amount)
+    .bind(&charge.currency)
+    .bind(&charge.payment_method)
+    .bind(&charge.status)
+    .bind(&charge.created_at)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    let row =
+        sqlx::query("SELECT * FROM sandbox_charges WHERE provider = ? AND idempotency_key = ?")
+            .bind(&charge.provider)
+            .bind(&charge.idempotency_key)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok((decode(&row)?, inserted))
 }
 
 impl SandboxRecord {
@@ -59,7 +188,7 @@ impl SandboxRecord {
             .busy_timeout(Duration::from_millis(RECORD_BUSY_TIMEOUT_MS));
         let pool = SqlitePoolOptions::new()
             .max_connections(RECORD_POOL_SIZE)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS sandbox_charges (
@@ -94,41 +223,34 @@ impl SandboxRecord {
         )
         .execute(&pool)
         .await?;
-        Ok(SandboxRecord { pool })
+        let writer = SqliteConnection::connect_with(&options).await?;
+        let (charges, queue) = mpsc::channel(CHARGE_QUEUE_CAPACITY);
+        tokio::spawn(charge_writer(writer, queue));
+        Ok(SandboxRecord {
+            pool,
+            charges,
+            in_flight: InFlightKeys::default(),
+        })
     }
 
     /// Records `charge` unless one exists under its (provider, idempotency
-    /// key); returns the stored charge and whether it is new.
+    /// key); returns the stored charge and whether it is new. Answers only
+    /// once the charge is durable.
     pub async fn charge_once(
         &self,
         charge: &SandboxCharge,
     ) -> Result<(SandboxCharge, bool), sqlx::Error> {
-        let inserted = sqlx::query(
-            "INSERT INTO sandbox_charges (id, provider, idempotency_key, merchant_id, order_id, customer_id,
-                amount, currency, payment_method, status, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (provider, idempotency_key) DO NOTHING",
-        )
-        .bind(&charge.id)
-        .bind(&charge.provider)
-        .bind(&charge.idempotency_key)
-        .bind(&charge.merchant_id)
-        .bind(&charge.order_id)
-        .bind(&charge.customer_id)
-        .bind(charge.amount)
-        .bind(&charge.currency)
-        .bind(&charge.payment_method)
-        .bind(&charge.status)
-        .bind(&charge.created_at)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1;
-        let stored = self
-            .find(&charge.provider, &charge.idempotency_key)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)?;
-        Ok((stored, inserted))
+        let (reply, answer) = oneshot::channel();
+        let job = ChargeJob {
+            charge: charge.clone(),
+            reply,
+            _in_flight: InFlight::enter(&self.in_flight, &charge.provider, &charge.idempotency_key),
+        };
+        self.charges
+            .send(job)
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
 
     /// Records a refund of `amount` against `charge_id` unless one exists
@@ -192,6 +314,13 @@ impl SandboxRecord {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(decode).collect()
+    }
+
+    /// Whether a charge under this key is still being processed in this
+    /// process: until it is, "not found" would not mean "not charged".
+    pub fn in_flight(&self, provider: &str, idempotency_key: &str) -> bool {
+        self.in_flight
+            .contains_key(&(provider.to_string(), idempotency_key.to_string()))
     }
 
     pub async fn find(
