@@ -437,9 +437,11 @@ impl Config {
                 .map_err(|field| invalid(&format!("providers.{field}"), "out of range"))?;
             let (unknown, transient) = (policy.unknown, policy.transient_not_charged);
             let calls = u64::from(unknown.max_attempts);
+            // A provider's Retry-After is honoured up to `cap_ms`, whatever
+            // the backoff kind, so the wait between attempts can reach it.
             let longest_gap_ms = provider.timeout_ms * calls
                 + unknown.max_wait_ms() * calls.saturating_sub(1)
-                + transient.max_wait_ms();
+                + transient.max_wait_ms().max(transient.cap_ms);
             if self.engine.lease_ttl_ms < 0
                 || (self.engine.lease_ttl_ms as u64) < longest_gap_ms + LEASE_MARGIN_MS
             {
@@ -451,6 +453,17 @@ impl Config {
                         provider.name
                     ),
                 ));
+            }
+            for currency in provider.fees.keys() {
+                let known = currency == "*"
+                    || crate::domain::Currency::parse(currency)
+                        .is_some_and(|c| c.code() == currency);
+                if !known {
+                    return Err(invalid(
+                        "providers.fees",
+                        format!("{currency:?} is not a lowercase ISO 4217 code or \"*\""),
+                    ));
+                }
             }
             provider
                 .breaker

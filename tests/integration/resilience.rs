@@ -329,7 +329,9 @@ name = "sandbox_a"
 [providers.breaker]
 sliding_window_size = 10
 minimum_number_of_calls = 5
-wait_duration_in_open_ms = 500
+# Long enough that the 30 payments of the outage phase finish inside one
+# open window even on a loaded machine, so no half-open probe interleaves.
+wait_duration_in_open_ms = 3000
 open_backoff_multiplier = 1.0
 permitted_calls_in_half_open = 2
 
@@ -411,7 +413,7 @@ async fn an_outage_opens_the_breaker_traffic_fails_over_and_it_closes_after_prob
     assert_eq!(provider(&server, "sandbox_b").await["succeeded"], 30);
     // Lift the outage; after the wait, probes go to sandbox_a and close it.
     set_faults(&server, "sandbox_a", json!({ "outage": false })).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
     for _ in 0..4 {
         let reply = server
             .create(
@@ -720,5 +722,111 @@ name = "sandbox_b"
         pinned_b["attempts"].as_array().map(Vec::len),
         Some(3),
         "{pinned_b}"
+    );
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_retry_refused_after_an_unknown_answer_never_fails_over(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    // sandbox_a charges and loses the answer; the unknown outcome opens its
+    // breaker at once, so the same-key retry is refused by the breaker. That
+    // refusal says nothing about the first call: the payment must stay
+    // pending (then resolve by look-up), never move to sandbox_b.
+    let config = r#"
+[retry.unknown]
+max_attempts = 3
+base_ms = 1
+cap_ms = 5
+
+[reconciler]
+interval_ms = 200
+pending_age_ms = 0
+
+[[providers]]
+name = "sandbox_a"
+[providers.faults]
+timeout_rate = 1.0
+[providers.breaker]
+minimum_number_of_calls = 1
+sliding_window_size = 1
+
+[[providers]]
+name = "sandbox_b"
+"#;
+    let server = TestServer::start_with(
+        backend,
+        ServerOptions {
+            config_toml: Some(config.into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let order = unique("refused-retry");
+    let created = server
+        .create(&unique("k"), &payment_body(&order, "pm_card_visa"))
+        .await
+        .json();
+    assert_eq!(created["status"], "pending", "{created}");
+    assert_eq!(
+        created["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "no second attempt: {created}"
+    );
+    let id = created["id"].as_str().expect("id").to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = server.get(&format!("/v1/payments/{id}")).await.json();
+        if now["status"] == "succeeded" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not resolved: {now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.sandbox_charges("sandbox_a", &order).await.len(), 1);
+    assert!(
+        server.sandbox_charges("sandbox_b", &order).await.is_empty(),
+        "sandbox_b must never be called"
+    );
+}
+
+#[rstest]
+#[tokio::test]
+async fn when_every_provider_refuses_the_payment_fails_fast_without_retrying_into_them(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
+    for name in ["sandbox_a", "sandbox_b"] {
+        let reply = server
+            .send(
+                server
+                    .client
+                    .patch(server.url(&format!("/v1/providers/{name}")))
+                    .bearer_auth(crate::common::DEV_KEY)
+                    .json(&json!({ "force_open": true })),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    let payment = server
+        .create(
+            &unique("k"),
+            &payment_body(&unique("drained"), "pm_card_visa"),
+        )
+        .await
+        .json();
+    assert_eq!(payment["status"], "failed");
+    assert_eq!(payment["failure_code"], "provider_unavailable");
+    let codes: Vec<_> = payment["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["code"].clone())
+        .collect();
+    assert_eq!(
+        codes,
+        [json!("circuit_open"), json!("circuit_open")],
+        "one refused attempt per provider, none repeated"
     );
 }

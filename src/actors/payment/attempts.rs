@@ -30,6 +30,14 @@ pub(super) const CREATED_STATUS: u16 = 201;
 /// Stored provider answers are cut to this size.
 const MAX_RAW_RESPONSE_BYTES: usize = 8 * 1024;
 
+/// One call through the provider actor.
+struct Call {
+    response: ProviderResponse,
+    change: Option<CircuitChange>,
+    /// The actor refused it (disabled, bulkhead, circuit): it never left.
+    refused: bool,
+}
+
 /// One provider answer and what came with it.
 struct Answer {
     response: ProviderResponse,
@@ -37,6 +45,9 @@ struct Answer {
     circuit_changes: Vec<(String, CircuitChange)>,
     /// The budget refused a retry that the policy allowed.
     budget_exhausted: bool,
+    /// The provider actor refused the first call: the provider is not
+    /// taking calls now, so it is not retried into.
+    refused: bool,
 }
 
 /// Makes attempts until the payment reaches a resting status, then stores
@@ -50,6 +61,9 @@ pub(super) async fn run(
     assert!(!candidates.is_empty(), "routing produced no candidate");
     let mut provider_index = 0;
     let mut tries = 0;
+    // Providers whose actor refused a call (circuit open, disabled): an open
+    // circuit is not retried into.
+    let mut refusing: Vec<&str> = Vec::new();
     loop {
         tries += 1;
         let number = u32::try_from(payment.attempts.len())
@@ -66,10 +80,17 @@ pub(super) async fn run(
         let mut events = complete_attempt(&mut payment, &answer.response, latency_ms, now);
         events.extend(circuit_events(payment.id, &answer.circuit_changes, now));
 
+        if answer.refused {
+            refusing.push(&entry.name);
+        }
+        // The next provider down the list that is still taking calls.
+        let next = (1..=candidates.len())
+            .map(|step| (provider_index + step) % candidates.len())
+            .find(|&i| !refusing.contains(&candidates[i].name.as_str()));
         // The provider that refused decides how (and whether) to retry.
         let policy = entry.retry.transient_not_charged;
         let transient = answer.response.class == OutcomeClass::TransientNotCharged;
-        if transient && tries < policy.max_attempts {
+        if let (true, true, Some(next)) = (transient, tries < policy.max_attempts, next) {
             if deps.retry_budget.try_spend() {
                 payment.updated_at = now;
                 let attempt = payment.attempts.last().cloned().into_iter().collect();
@@ -94,7 +115,7 @@ pub(super) async fn run(
                 );
                 tokio::time::sleep(policy.backoff(tries).max(asked)).await;
                 // Nothing was charged, so moving on to the next provider is safe.
-                provider_index += 1;
+                provider_index = next;
                 continue;
             }
             answer.budget_exhausted = true;
@@ -191,28 +212,31 @@ async fn start_attempt(
 /// One provider call through the provider actor. A refusal before the call
 /// is `transient_not_charged`; a lost actor is `unknown` (the call may have
 /// gone out).
-async fn call(
-    entry: &ProviderEntry,
-    request: &ChargeRequest,
-) -> (ProviderResponse, Option<CircuitChange>) {
+async fn call(entry: &ProviderEntry, request: &ChargeRequest) -> Call {
     match entry.addr.send(Charge(request.clone())).await {
-        Ok(Ok(reply)) => (reply.response, reply.circuit_change),
-        Ok(Err(rejected)) => (
-            ProviderResponse::synthetic(
+        Ok(Ok(reply)) => Call {
+            response: reply.response,
+            change: reply.circuit_change,
+            refused: false,
+        },
+        Ok(Err(rejected)) => Call {
+            response: ProviderResponse::synthetic(
                 OutcomeClass::TransientNotCharged,
                 rejected.code(),
                 &rejected.to_string(),
             ),
-            None,
-        ),
-        Err(error) => (
-            ProviderResponse::synthetic(
+            change: None,
+            refused: true,
+        },
+        Err(error) => Call {
+            response: ProviderResponse::synthetic(
                 OutcomeClass::Unknown,
                 "provider_actor_unavailable",
                 &error.to_string(),
             ),
-            None,
-        ),
+            change: None,
+            refused: false,
+        },
     }
 }
 
@@ -224,8 +248,11 @@ async fn call_with_unknown_retries(
     request: &ChargeRequest,
 ) -> Answer {
     let policy = entry.retry.unknown;
-    let (mut response, change) = call(entry, request).await;
-    let mut circuit_changes: Vec<_> = change
+    let first = call(entry, request).await;
+    let refused = first.refused;
+    let mut response = first.response;
+    let mut circuit_changes: Vec<_> = first
+        .change
         .map(|c| (entry.name.clone(), c))
         .into_iter()
         .collect();
@@ -239,14 +266,22 @@ async fn call_with_unknown_retries(
         tokio::time::sleep(policy.backoff(tries)).await;
         tries += 1;
         tracing::info!(payment_id = %request.payment_id, provider = %entry.name, tries, "retrying unknown outcome with the same key");
-        let (next, change) = call(entry, request).await;
-        response = next;
-        circuit_changes.extend(change.map(|c| (entry.name.clone(), c)));
+        let next = call(entry, request).await;
+        circuit_changes.extend(next.change.map(|c| (entry.name.clone(), c)));
+        // The first call may have charged: a retry that was refused or not
+        // processed says nothing about it, so the outcome stays unknown
+        // (and the payment is never failed over or failed on that basis).
+        if next.response.class == OutcomeClass::TransientNotCharged {
+            tracing::warn!(payment_id = %request.payment_id, provider = %entry.name, code = ?next.response.code, "same-key retry not processed; outcome stays unknown");
+            continue;
+        }
+        response = next.response;
     }
     Answer {
         response,
         circuit_changes,
         budget_exhausted,
+        refused,
     }
 }
 
