@@ -66,6 +66,20 @@ impl Actor for Reconciler {
     }
 }
 
+/// Runs `work` on every item, at most [`RECOVERY_CONCURRENCY`] at a time,
+/// and returns the results in order.
+async fn in_chunks<T, R, F, Fut>(items: &[T], work: F) -> Vec<R>
+where
+    F: Fn(&T) -> Fut,
+    Fut: std::future::Future<Output = R>,
+{
+    let mut results = Vec::with_capacity(items.len());
+    for chunk in items.chunks(RECOVERY_CONCURRENCY) {
+        results.extend(futures_util::future::join_all(chunk.iter().map(&work)).await);
+    }
+    results
+}
+
 /// One pass, outside the actor.
 async fn pass(
     registry: PaymentRegistry,
@@ -88,54 +102,52 @@ async fn pass(
             return report;
         }
     };
-    for chunk in stuck.chunks(RECOVERY_CONCURRENCY) {
-        let recoveries = chunk.iter().map(|s| {
-            registry.recover_payment(RecoverPayment {
-                merchant_id: s.merchant_id.clone(),
-                order_id: s.order_id.clone(),
-                payment_id: s.payment_id,
-            })
-        });
-        for result in futures_util::future::join_all(recoveries).await {
-            report.examined += 1;
-            match result {
-                Ok(RecoveryOutcome::Resolved { .. } | RecoveryOutcome::AlreadyResolved) => {
-                    report.resolved += 1
-                }
-                Ok(RecoveryOutcome::Unresolved) => report.unresolved += 1,
-                Ok(RecoveryOutcome::Skipped) => report.skipped += 1,
-                Err(error) => {
-                    tracing::warn!(%error, "recovering a payment failed");
-                    report.errors += 1;
-                }
+    let recovered = in_chunks(&stuck, |s| {
+        registry.recover_payment(RecoverPayment {
+            merchant_id: s.merchant_id.clone(),
+            order_id: s.order_id.clone(),
+            payment_id: s.payment_id,
+        })
+    })
+    .await;
+    for result in recovered {
+        report.examined += 1;
+        match result {
+            Ok(RecoveryOutcome::Resolved { .. } | RecoveryOutcome::AlreadyResolved) => {
+                report.resolved += 1
+            }
+            Ok(RecoveryOutcome::Unresolved) => report.unresolved += 1,
+            Ok(RecoveryOutcome::Skipped) => report.skipped += 1,
+            Err(error) => {
+                tracing::warn!(%error, "recovering a payment failed");
+                report.errors += 1;
             }
         }
     }
-    match store.due_retries(now, settings.batch_limit).await {
-        Ok(due) => {
-            for chunk in due.chunks(RECOVERY_CONCURRENCY) {
-                let retries = chunk.iter().map(|s| {
-                    registry.retry_due(RetryDue {
-                        merchant_id: s.merchant_id.clone(),
-                        order_id: s.order_id.clone(),
-                        payment_id: s.payment_id,
-                    })
-                });
-                for result in futures_util::future::join_all(retries).await {
-                    match result {
-                        Ok(Some(_)) => report.retried += 1,
-                        Ok(None) => {}
-                        Err(error) => {
-                            tracing::warn!(%error, "scheduled retry failed");
-                            report.errors += 1;
-                        }
-                    }
-                }
-            }
-        }
+    let due = match store.due_retries(now, settings.batch_limit).await {
+        Ok(due) => due,
         Err(error) => {
             tracing::warn!(%error, "could not list due retries");
             report.errors += 1;
+            Vec::new()
+        }
+    };
+    let retried = in_chunks(&due, |s| {
+        registry.retry_due(RetryDue {
+            merchant_id: s.merchant_id.clone(),
+            order_id: s.order_id.clone(),
+            payment_id: s.payment_id,
+        })
+    })
+    .await;
+    for result in retried {
+        match result {
+            Ok(Some(_)) => report.retried += 1,
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "scheduled retry failed");
+                report.errors += 1;
+            }
         }
     }
     let retention_ms = i64::try_from(retention_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
