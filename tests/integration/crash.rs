@@ -147,6 +147,32 @@ async fn kill_nine_loses_nothing_and_charges_nothing_twice(
             );
         }
     }
+    // Invariant 4: every status change, recovery's included, is in the
+    // audit trail, each one starting where the previous one ended.
+    for payment in &payments {
+        let id = payment["id"].as_str().unwrap_or_default();
+        let events = server
+            .get(&format!("/v1/payments/{id}/events"))
+            .await
+            .json();
+        let mut current: Option<String> = None;
+        for event in events["data"].as_array().into_iter().flatten() {
+            let Some(to) = event["to_status"].as_str() else {
+                continue;
+            };
+            assert_eq!(
+                event["from_status"].as_str().map(str::to_string),
+                current,
+                "{id}: status change out of sequence: {event}"
+            );
+            current = Some(to.to_string());
+        }
+        assert_eq!(
+            current.as_deref(),
+            payment["status"].as_str(),
+            "{id}: audit trail ends elsewhere than the status"
+        );
+    }
     let charges = all_sandbox_charges(&server).await;
     let mut charges_by_order: HashMap<&str, Vec<&Value>> = HashMap::new();
     for charge in &charges {
