@@ -57,6 +57,18 @@ fn id_field(param: &str, value: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// Free text may hold any character but NUL, which PostgreSQL's text type
+/// cannot store (and no legitimate description needs).
+fn no_nul(param: &str, value: &str) -> Result<(), EngineError> {
+    if value.contains('\0') {
+        return Err(EngineError::invalid(
+            param,
+            format!("{param} must not contain NUL characters"),
+        ));
+    }
+    Ok(())
+}
+
 pub fn payment_request(
     request: &PaymentRequest,
     providers: &ProviderDirectory,
@@ -65,6 +77,7 @@ pub fn payment_request(
     id_field("order_id", &request.order_id)?;
     id_field("payment_method", &request.payment_method)?;
     if let Some(description) = &request.description {
+        no_nul("description", description)?;
         if description.chars().count() > MAX_DESCRIPTION_CHARS {
             return Err(EngineError::invalid(
                 "description",
@@ -79,6 +92,8 @@ pub fn payment_request(
         ));
     }
     for (key, value) in &request.metadata {
+        no_nul("metadata", key)?;
+        no_nul(&format!("metadata[{key}]"), value)?;
         if key.is_empty() || key.chars().count() > MAX_METADATA_KEY_CHARS {
             return Err(EngineError::invalid(
                 "metadata",
@@ -124,6 +139,35 @@ pub fn fingerprint(request: &PaymentRequest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_is_refused_in_free_text() {
+        use crate::domain::{Amount, Currency};
+        let request = PaymentRequest {
+            amount: Amount::new(100).unwrap(),
+            currency: Currency::parse("usd").unwrap(),
+            customer_id: "c".into(),
+            order_id: "o".into(),
+            payment_method: "pm_card_visa".into(),
+            description: Some("a\0b".into()),
+            metadata: Default::default(),
+            provider: None,
+        };
+        let directory = ProviderDirectory::default();
+        match payment_request(&request, &directory) {
+            Err(EngineError::InvalidParam { param, .. }) => assert_eq!(param, "description"),
+            other => panic!("expected a 400 on description, got {other:?}"),
+        }
+        let with_metadata = PaymentRequest {
+            description: None,
+            metadata: [("k".to_string(), "v\0".to_string())].into(),
+            ..request
+        };
+        match payment_request(&with_metadata, &directory) {
+            Err(EngineError::InvalidParam { param, .. }) => assert_eq!(param, "metadata[k]"),
+            other => panic!("expected a 400 on metadata[k], got {other:?}"),
+        }
+    }
 
     #[test]
     fn idempotency_key_bounds() {
