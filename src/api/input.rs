@@ -162,6 +162,18 @@ fn timestamp(param: &str, value: &str) -> Result<Timestamp, ApiError> {
         .ok_or_else(|| ApiError::invalid(param, format!("{param} must be an RFC 3339 timestamp")))
 }
 
+/// A free-text filter. NUL cannot be stored (creation refuses it), and
+/// PostgreSQL cannot even compare with it: refuse it by name.
+fn text_filter(param: &str, value: String) -> Result<String, ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::invalid(
+            param,
+            format!("{param} must not contain NUL characters"),
+        ));
+    }
+    Ok(value)
+}
+
 /// The filters of `GET /v1/payments`. Unknown parameters are ignored.
 pub fn payment_filter(req: &HttpRequest) -> Result<PaymentFilter, ApiError> {
     let mut filter = PaymentFilter {
@@ -187,8 +199,8 @@ pub fn payment_filter(req: &HttpRequest) -> Result<PaymentFilter, ApiError> {
                     ApiError::invalid("starting_after", "starting_after must be a payment id")
                 })?);
             }
-            "customer_id" => filter.customer_id = Some(value),
-            "order_id" => filter.order_id = Some(value),
+            "customer_id" => filter.customer_id = Some(text_filter("customer_id", value)?),
+            "order_id" => filter.order_id = Some(text_filter("order_id", value)?),
             "status" => {
                 filter.status = Some(value.parse::<PaymentStatus>().map_err(|_| {
                     ApiError::invalid("status", format!("unknown status {value:?}"))
