@@ -12,6 +12,10 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use std::fmt;
 
+/// What `Retry-After` says on answers that mean "try again shortly" (a key
+/// in flight elsewhere, an instance shutting down).
+const RETRY_AFTER_SECS: u64 = 1;
+
 /// An error of the HTTP layer.
 #[derive(Debug)]
 pub enum ApiError {
@@ -225,6 +229,18 @@ impl ResponseError for ApiError {
             // The client gets a generic message; the details go to the log.
             tracing::error!(error = ?self, "request failed");
         }
-        HttpResponse::build(status).json(Envelope { error: self.body() })
+        let mut response = HttpResponse::build(status);
+        // Answers that mean "try again shortly" say when.
+        let retryable = matches!(
+            self,
+            ApiError::Engine(EngineError::IdempotencyKeyInUse | EngineError::ShuttingDown)
+        ) || status == StatusCode::SERVICE_UNAVAILABLE;
+        if retryable {
+            response.insert_header((
+                actix_web::http::header::RETRY_AFTER,
+                RETRY_AFTER_SECS.to_string(),
+            ));
+        }
+        response.json(Envelope { error: self.body() })
     }
 }

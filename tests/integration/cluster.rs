@@ -157,9 +157,14 @@ async fn a_key_in_flight_on_one_instance_is_409_on_the_other_then_replays(
         tokio::spawn(async move { post(&servers[0], "shared-key", &body).await })
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (status, text) = post(&servers[1], "shared-key", &body).await;
-    assert_eq!(status, 409, "{text}");
-    assert!(text.contains("idempotency_key_in_use"), "{text}");
+    let in_use = servers[1].create("shared-key", &body).await;
+    assert_eq!(in_use.status, 409, "{}", in_use.text);
+    assert_eq!(in_use.error_code(), "idempotency_key_in_use");
+    assert_eq!(
+        in_use.header("Retry-After").as_deref(),
+        Some("1"),
+        "the client is told when to retry"
+    );
     let (first_status, first_text) = first.await.expect("first request");
     assert_eq!(first_status, 201, "{first_text}");
     let (status, text) = post(&servers[1], "shared-key", &body).await;
