@@ -17,16 +17,19 @@
 //!   currencies, typed prefixed ids, timestamps, the payment status machine
 //!   as an explicit transition table, payments, attempts and events.
 //! - [`actors`]: the actix actors: a supervisor (shutdown), one provider actor
-//!   per provider (admission, statistics; calls run outside its mailbox), one
-//!   payment actor per order (the serialization point), and the registry
-//!   that finds or starts them.
+//!   per provider (circuit breaker, bulkhead, statistics; calls run outside
+//!   its mailbox), one payment actor per order (the serialization point), the
+//!   registry that finds or starts them, and the reconciler (crash recovery,
+//!   scheduled retries, key pruning).
 //! - [`messages`]: the typed messages each actor accepts, one module per
 //!   actor; tests drive actors through them.
 //! - [`providers`]: the [`providers::Provider`] trait and its adapters (the
-//!   built-in sandbox so far), each mapping its answers to outcome classes.
+//!   built-in sandbox, Stripe, Adyen), each mapping its answers to outcome
+//!   classes through tables of codes.
 //! - [`store`]: durable state: the [`store::Store`] trait, shaped around the
-//!   engine's atomic units, with a SQLite backend that batches concurrent
-//!   writes into one transaction (group commit).
+//!   engine's atomic units, implemented once over a small backend seam: SQLite
+//!   (one writer batching concurrent writes into one transaction: group
+//!   commit) and PostgreSQL (several instances on one database).
 //! - [`retry`]: the retry policy per outcome class, as data, and the retry
 //!   budget that keeps retries from amplifying an outage.
 //! - [`routing`]: ordering the providers for a payment (cost, priority,

@@ -7,15 +7,16 @@
 //! idempotent response in one transaction. A backend is therefore a second
 //! file implementing two writes and a handful of reads, not a rewrite.
 //!
-//! Backends batch concurrent writes into one transaction (group commit) and
-//! answer each caller only once its batch is durable (DESIGN §12).
+//! Every write is answered only once it is durable. SQLite batches
+//! concurrent writes into one transaction (group commit, DESIGN §12);
+//! PostgreSQL runs each as a short transaction and relies on the server
+//! merging concurrent commits' WAL flushes.
 
 mod backend;
 mod migrate;
 mod ops;
 mod postgres;
 mod rows;
-pub use rows::RowExt;
 mod sql;
 mod sqlite;
 
@@ -23,6 +24,7 @@ pub use backend::SqlBackend;
 pub use migrate::MIGRATIONS_TABLE;
 pub use ops::{WriteOp, WriteReply};
 pub use postgres::{valid_schema_name, PostgresStore};
+pub use rows::RowExt;
 pub use sql::{Arg, Conn};
 pub use sqlite::SqliteStore;
 
