@@ -36,6 +36,8 @@ pub enum ApiError {
     },
     /// No such route.
     RouteNotFound,
+    /// The path exists, the method does not; `allow` lists the methods.
+    MethodNotAllowed { allow: String },
 }
 
 impl ApiError {
@@ -115,6 +117,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Engine(error) => match error {
                 EngineError::InvalidParam { .. } => StatusCode::BAD_REQUEST,
                 EngineError::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -151,6 +154,12 @@ impl ApiError {
             ApiError::Unauthenticated { code, message } => {
                 body("authentication_error", code, message.to_string(), None)
             }
+            ApiError::MethodNotAllowed { allow } => body(
+                INVALID,
+                "method_not_allowed",
+                format!("this path accepts {allow}"),
+                None,
+            ),
             ApiError::RouteNotFound => {
                 body("not_found", "route_not_found", "no such route".into(), None)
             }
@@ -235,6 +244,9 @@ impl ResponseError for ApiError {
             self,
             ApiError::Engine(EngineError::IdempotencyKeyInUse | EngineError::ShuttingDown)
         ) || status == StatusCode::SERVICE_UNAVAILABLE;
+        if let ApiError::MethodNotAllowed { allow } = self {
+            response.insert_header((actix_web::http::header::ALLOW, allow.clone()));
+        }
         if retryable {
             response.insert_header((
                 actix_web::http::header::RETRY_AFTER,

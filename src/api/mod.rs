@@ -52,27 +52,67 @@ impl AppState {
 
 /// Registers every route on `cfg`.
 pub fn routes(cfg: &mut web::ServiceConfig, with_sandbox: bool) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/v1/payments", web::post().to(payments::create))
-        .route("/v1/payments", web::get().to(payments::list))
-        .route("/v1/payments/{id}", web::get().to(payments::get))
-        .route("/v1/payments/{id}/events", web::get().to(payments::events))
-        .route("/v1/providers", web::get().to(providers::list))
-        .route("/v1/providers/{name}", web::patch().to(providers::update));
+    use actix_web::http::Method;
+    // Each path is a resource whose other methods answer 405 with `Allow`.
+    let resource = |path: &str, routes: Vec<(Method, actix_web::Route)>| {
+        let allowed: Vec<String> = routes
+            .iter()
+            .map(|(method, _)| method.to_string())
+            .collect();
+        let allow = allowed.join(", ");
+        routes
+            .into_iter()
+            .fold(web::resource(path.to_string()), |resource, (_, route)| {
+                resource.route(route)
+            })
+            .default_service(web::to(move || {
+                let allow = allow.clone();
+                async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) }
+            }))
+    };
+    cfg.service(resource(
+        "/healthz",
+        vec![(Method::GET, web::get().to(healthz))],
+    ))
+    .service(resource(
+        "/readyz",
+        vec![(Method::GET, web::get().to(readyz))],
+    ))
+    .service(resource(
+        "/v1/payments",
+        vec![
+            (Method::POST, web::post().to(payments::create)),
+            (Method::GET, web::get().to(payments::list)),
+        ],
+    ))
+    .service(resource(
+        "/v1/payments/{id}",
+        vec![(Method::GET, web::get().to(payments::get))],
+    ))
+    .service(resource(
+        "/v1/payments/{id}/events",
+        vec![(Method::GET, web::get().to(payments::events))],
+    ))
+    .service(resource(
+        "/v1/providers",
+        vec![(Method::GET, web::get().to(providers::list))],
+    ))
+    .service(resource(
+        "/v1/providers/{name}",
+        vec![(Method::PATCH, web::patch().to(providers::update))],
+    ));
     if with_sandbox {
-        cfg.route(
+        cfg.service(resource(
             "/v1/sandbox/{provider}/charges",
-            web::get().to(sandbox::charges),
-        )
-        .route(
+            vec![(Method::GET, web::get().to(sandbox::charges))],
+        ))
+        .service(resource(
             "/v1/sandbox/{provider}/faults",
-            web::get().to(sandbox::get_faults),
-        )
-        .route(
-            "/v1/sandbox/{provider}/faults",
-            web::put().to(sandbox::put_faults),
-        );
+            vec![
+                (Method::GET, web::get().to(sandbox::get_faults)),
+                (Method::PUT, web::put().to(sandbox::put_faults)),
+            ],
+        ));
     }
     cfg.default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::RouteNotFound)

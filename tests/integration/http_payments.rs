@@ -2,8 +2,8 @@
 //! listing and pagination, the audit trail, tenant isolation and the
 //! operational routes.
 
-use crate::common::Backend;
 use crate::common::{payment_body, unique, Reply, ServerOptions, TestServer};
+use crate::common::{Backend, DEV_KEY};
 use rstest::rstest;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -815,4 +815,35 @@ async fn health_readiness_and_unknown_routes(
         "the envelope always has param: {}",
         unknown.text
     );
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_known_path_with_the_wrong_method_is_405_with_allow(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
+    let delete = server
+        .send(
+            server
+                .client
+                .delete(server.url("/v1/payments"))
+                .bearer_auth(DEV_KEY),
+        )
+        .await;
+    assert_eq!(delete.status, 405, "{}", delete.text);
+    assert_eq!(delete.header("Allow").as_deref(), Some("POST, GET"));
+    assert_eq!(delete.json()["error"]["code"], "method_not_allowed");
+    let put = server
+        .send(
+            server
+                .client
+                .put(server.url("/v1/providers/sandbox_a"))
+                .bearer_auth(DEV_KEY),
+        )
+        .await;
+    assert_eq!(put.status, 405);
+    assert_eq!(put.header("Allow").as_deref(), Some("PATCH"));
+    let unknown = server.get("/v1/nothing-here").await;
+    assert_eq!(unknown.status, 404);
 }
