@@ -581,6 +581,41 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_up_to_the_cap_counts_in_the_lease_check() {
+        let mut config = Config::default();
+        config
+            .providers
+            .iter_mut()
+            .for_each(|p| p.timeout_ms = 1_000);
+        config.engine.lease_ttl_ms = 10_000;
+        config.validate().unwrap();
+        // A fixed 10 ms backoff whose cap lets Retry-After ask for 20 s.
+        config.retry.transient_not_charged.backoff = crate::retry::BackoffKind::Fixed;
+        config.retry.transient_not_charged.base_ms = 10;
+        config.retry.transient_not_charged.cap_ms = 20_000;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("engine.lease_ttl_ms"), "{error}");
+    }
+
+    #[test]
+    fn fee_keys_are_validated() {
+        let mut config = Config::default();
+        config.providers[0]
+            .fees
+            .insert("usd".into(), Fee::default());
+        config.providers[0].fees.insert("*".into(), Fee::default());
+        config.validate().unwrap();
+        config.providers[0]
+            .fees
+            .insert("USD".into(), Fee::default());
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("providers.fees"));
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let mut config = Config::default();
         let err = config.apply_env(|name| (name == "PAYMENTS_PORT").then(|| "eighty".to_string()));
