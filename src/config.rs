@@ -94,6 +94,9 @@ pub struct ReconcilerSettings {
     pub max_recovery_attempts: u32,
     /// Payments looked at per pass.
     pub batch_limit: u32,
+    /// Run a pass as soon as the engine starts (crash recovery). The
+    /// `reconcile` command turns it off to run exactly one pass itself.
+    pub run_at_startup: bool,
 }
 
 impl Default for ReconcilerSettings {
@@ -103,6 +106,7 @@ impl Default for ReconcilerSettings {
             pending_age_ms: 5 * 60_000,
             max_recovery_attempts: 5,
             batch_limit: 100,
+            run_at_startup: true,
         }
     }
 }

@@ -20,6 +20,9 @@ enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(CommonArgs),
+    /// Run one recovery pass now (stuck and pending payments, due scheduled
+    /// retries, key pruning), print its report as JSON, and exit.
+    Reconcile(CommonArgs),
 }
 
 #[derive(Args)]
@@ -104,12 +107,28 @@ async fn migrate(args: CommonArgs) -> Result<(), String> {
     Ok(())
 }
 
+async fn reconcile(args: CommonArgs) -> Result<(), String> {
+    let mut config = load(&args)?;
+    init_tracing(&config);
+    // Exactly one pass, ours, so the report covers everything it did.
+    config.reconciler.run_at_startup = false;
+    let handle = Engine::start(config).await.map_err(|e| e.to_string())?;
+    let report = handle.run_recovery().await.map_err(|e| e.to_string());
+    handle.shutdown().await;
+    println!(
+        "{}",
+        serde_json::to_string(&report?).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Migrate(args) => migrate(args).await,
+        Command::Reconcile(args) => reconcile(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

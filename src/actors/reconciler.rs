@@ -56,7 +56,9 @@ impl Actor for Reconciler {
     fn started(&mut self, ctx: &mut Self::Context) {
         // At startup: attempts a crashed process left behind are found now
         // (those whose lease already expired) or on a later tick.
-        ctx.notify(RunRecovery);
+        if self.settings.run_at_startup {
+            ctx.notify(RunRecovery);
+        }
         ctx.run_interval(
             Duration::from_millis(self.settings.interval_ms),
             |_act, ctx| {

@@ -298,3 +298,60 @@ async fn answered_keys_are_pruned_after_retention_and_open_ones_kept(
         .is_some());
     store.close().await;
 }
+
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconcile_command_resolves_what_a_stopped_server_left_pending(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let db = TestDb::new(backend);
+    // The server never reconciles on its own (one pass a day) and loses
+    // every answer, so its payment stays pending.
+    let lossy = ServerOptions {
+        config_toml: Some(
+            "[retry.unknown]\nmax_attempts = 1\n[reconciler]\ninterval_ms = 86400000\nrun_at_startup = false\n\
+             [[providers]]\nname = \"sandbox_a\"\n[providers.faults]\ntimeout_rate = 1.0\n"
+                .into(),
+        ),
+        ..Default::default()
+    };
+    let mut server = TestServer::start_on(&db, lossy).await;
+    let order = unique("ord");
+    let created = server
+        .create("cli-key", &payment_body(&order, "pm_card_visa"))
+        .await
+        .json();
+    assert_eq!(created["status"], "pending");
+    let id = created["id"].as_str().expect("id").to_string();
+    let stopped = tokio::task::spawn_blocking(move || {
+        let clean = server.terminate();
+        drop(server);
+        clean
+    })
+    .await
+    .expect("stop");
+    assert!(stopped);
+    // One pass from the command line, with pending payments due at once.
+    let config = db.data_dir.join("reconcile.toml");
+    std::fs::write(&config, "[reconciler]\npending_age_ms = 0\n").expect("config");
+    let output = std::process::Command::new(crate::common::binary())
+        .arg("reconcile")
+        .arg("--config")
+        .arg(&config)
+        .envs(db.env())
+        .env_remove("PAYMENTS_API_KEYS")
+        .output()
+        .expect("run payments reconcile");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    assert_eq!(report["examined"], 1, "{report}");
+    assert_eq!(report["resolved"], 1, "{report}");
+    let server = TestServer::start_on(&db, ServerOptions::default()).await;
+    let payment = server.get(&format!("/v1/payments/{id}")).await.json();
+    assert_eq!(payment["status"], "succeeded", "{payment}");
+    assert_eq!(server.sandbox_charges("sandbox_a", &order).await.len(), 1);
+}
