@@ -36,10 +36,6 @@ impl ManualClock {
         self.micros
             .fetch_add(millis.saturating_mul(1000), Ordering::SeqCst);
     }
-
-    pub fn set(&self, at: Timestamp) {
-        self.micros.store(at.as_micros(), Ordering::SeqCst);
-    }
 }
 
 impl Clock for ManualClock {

@@ -182,17 +182,6 @@ struct BudgetState {
     earned_milli: i64,
     floor_milli: i64,
     last_refill: Instant,
-    first_attempts: u64,
-    retries: u64,
-    refused: u64,
-}
-
-/// Counters of the budget, for tests and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct BudgetStats {
-    pub first_attempts: u64,
-    pub retries: u64,
-    pub refused: u64,
 }
 
 impl RetryBudget {
@@ -203,9 +192,6 @@ impl RetryBudget {
                 earned_milli: 0,
                 floor_milli: i64::from(settings.min_retries_per_sec) * 1000,
                 last_refill: Instant::now(),
-                first_attempts: 0,
-                retries: 0,
-                refused: 0,
             }),
         }
     }
@@ -219,7 +205,6 @@ impl RetryBudget {
     /// A payment made its first attempt: it earns `ratio` of a retry.
     pub fn record_first_attempt(&self) {
         let mut state = self.lock();
-        state.first_attempts += 1;
         let cap = i64::from(self.settings.max_banked_retries) * 1000;
         state.earned_milli = (state.earned_milli + (self.settings.ratio * 1000.0) as i64).min(cap);
     }
@@ -235,7 +220,7 @@ impl RetryBudget {
             .min(floor_cap);
             state.last_refill = Instant::now();
         }
-        let spent = if state.earned_milli >= 1000 {
+        if state.earned_milli >= 1000 {
             state.earned_milli -= 1000;
             true
         } else if state.floor_milli >= 1000 {
@@ -243,21 +228,6 @@ impl RetryBudget {
             true
         } else {
             false
-        };
-        if spent {
-            state.retries += 1;
-        } else {
-            state.refused += 1;
-        }
-        spent
-    }
-
-    pub fn stats(&self) -> BudgetStats {
-        let state = self.lock();
-        BudgetStats {
-            first_attempts: state.first_attempts,
-            retries: state.retries,
-            refused: state.refused,
         }
     }
 }

@@ -60,15 +60,6 @@ impl PaymentRegistry {
         }
     }
 
-    pub fn deps(&self) -> &Arc<PaymentDeps> {
-        &self.deps
-    }
-
-    /// Live payment actors (for tests and metrics).
-    pub fn live_actors(&self) -> usize {
-        self.actors.len()
-    }
-
     /// Operations currently inside payment actors.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)

@@ -201,15 +201,6 @@ impl MerchantId {
     }
 }
 
-impl Payment {
-    pub fn order_key(&self) -> OrderKey {
-        OrderKey {
-            merchant_id: self.merchant_id.clone(),
-            order_id: self.order_id.clone(),
-        }
-    }
-}
-
 /// One entry of a payment's audit trail. Appended, never changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaymentEvent {

@@ -329,11 +329,6 @@ impl EngineHandle {
             .map_err(|_| EngineError::ShuttingDown)
     }
 
-    /// Live payment actors (one per order being worked on or recently used).
-    pub fn live_payment_actors(&self) -> usize {
-        self.inner.registry.live_actors()
-    }
-
     /// Graceful stop: refuse new payments, let in-flight ones finish (within
     /// `engine.shutdown_grace_ms`), flush the store, stop the engine thread.
     /// Safe to call more than once.

@@ -44,10 +44,7 @@ async fn a_duplicate_storm_across_two_instances_charges_each_order_once(
 ) {
     let db = TestDb::new(backend);
     // 50 ms calls keep many duplicates in flight at once on both instances.
-    let options = ServerOptions {
-        config_toml: Some(SLOW_SANDBOXES.to_string()),
-        ..Default::default()
-    };
+    let options = ServerOptions::config(SLOW_SANDBOXES);
     let servers = Arc::new([
         TestServer::start_on(&db, options.clone()).await,
         TestServer::start_on(&db, options).await,
@@ -141,12 +138,9 @@ async fn a_key_in_flight_on_one_instance_is_409_on_the_other_then_replays(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
     let db = TestDb::new(backend);
-    let slow = ServerOptions {
-        config_toml: Some(
-            "[[providers]]\nname = \"sandbox_a\"\n[providers.faults]\nlatency_ms = 1000\n".into(),
-        ),
-        ..Default::default()
-    };
+    let slow = ServerOptions::config(
+        "[[providers]]\nname = \"sandbox_a\"\n[providers.faults]\nlatency_ms = 1000\n",
+    );
     let servers = Arc::new([
         TestServer::start_on(&db, slow.clone()).await,
         TestServer::start_on(&db, slow).await,

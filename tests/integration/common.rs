@@ -165,6 +165,16 @@ pub struct ServerOptions {
     pub config_toml: Option<String>,
 }
 
+impl ServerOptions {
+    /// Options that pass `toml` as the server's configuration file.
+    pub fn config(toml: &str) -> Self {
+        ServerOptions {
+            config_toml: Some(toml.to_string()),
+            ..ServerOptions::default()
+        }
+    }
+}
+
 /// A response, read whole.
 pub struct Reply {
     pub status: u16,
@@ -446,6 +456,33 @@ pub async fn wait_until_settled(server: &TestServer, timeout: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Polls `GET /v1/payments/{id}` until its status is `wanted` (15 s at most).
+pub async fn wait_for_status(server: &TestServer, id: &str, wanted: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let payment = server.get(&format!("/v1/payments/{id}")).await.json();
+        if payment["status"] == wanted {
+            return payment;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} after 15 s, wanted {wanted}",
+            payment["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `PATCH /v1/providers/{name}` with the development key.
+pub async fn patch_provider(server: &TestServer, name: &str, body: &Value) -> Reply {
+    let request = server
+        .client
+        .patch(server.url(&format!("/v1/providers/{name}")))
+        .bearer_auth(DEV_KEY)
+        .json(body);
+    server.send(request).await
 }
 
 /// A valid payment body for `order_id` paying with `token`.

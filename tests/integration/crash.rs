@@ -71,10 +71,7 @@ async fn kill_nine_loses_nothing_and_charges_nothing_twice(
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_KILLS);
     let db = TestDb::new(backend);
-    let options = ServerOptions {
-        config_toml: Some(CRASH_CONFIG.to_string()),
-        ..Default::default()
-    };
+    let options = ServerOptions::config(CRASH_CONFIG);
     let started = Instant::now();
     // payment id -> the body acknowledged with a 201 before the kill.
     let mut acknowledged: HashMap<String, Value> = HashMap::new();

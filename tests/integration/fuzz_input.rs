@@ -12,6 +12,16 @@ use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 
 const REQUESTS: usize = 300;
+/// The seed when `FUZZ_SEED` does not name another.
+const DEFAULT_SEED: u64 = 0x5eed;
+
+/// The generator's seed: `FUZZ_SEED` replays a failing run.
+fn seed() -> u64 {
+    std::env::var("FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_SEED)
+}
 const FIELDS: [&str; 8] = [
     "amount",
     "currency",
@@ -83,10 +93,7 @@ fn body(rng: &mut StdRng) -> String {
 async fn random_malformed_requests_get_documented_4xx_and_write_nothing(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let seed: u64 = std::env::var("FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed);
+    let seed = seed();
     let mut rng = StdRng::seed_from_u64(seed);
     let server = TestServer::start(backend).await;
     let mut created = HashSet::new();
@@ -195,10 +202,7 @@ fn query(rng: &mut StdRng) -> String {
 async fn random_list_queries_never_fail_the_server(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let seed: u64 = std::env::var("FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed);
+    let seed = seed();
     let mut rng = StdRng::seed_from_u64(seed);
     let server = TestServer::start(backend).await;
     let mut ok = 0;

@@ -2,7 +2,8 @@
 //! them up at the provider, graceful shutdown on SIGTERM, key retention.
 
 use crate::common::{
-    payment_body, unique, wait_until_settled, Backend, ServerOptions, TestDb, TestServer,
+    payment_body, unique, wait_for_status, wait_until_settled, Backend, ServerOptions, TestDb,
+    TestServer,
 };
 use payments::domain::{
     Amount, Currency, MerchantId, Payment, PaymentId, PaymentObject, PaymentStatus, Timestamp,
@@ -42,22 +43,6 @@ timeout_ms = 200
     )
 }
 
-async fn wait_for_status(server: &TestServer, id: &str, wanted: &str) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let payment = server.get(&format!("/v1/payments/{id}")).await.json();
-        if payment["status"] == wanted {
-            return payment;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still {} after 15 s, wanted {wanted}",
-            payment["status"]
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[rstest]
 #[tokio::test]
 async fn a_charge_whose_answer_was_lost_ends_succeeded_through_the_reconciler(
@@ -65,10 +50,7 @@ async fn a_charge_whose_answer_was_lost_ends_succeeded_through_the_reconciler(
 ) {
     let server = TestServer::start_with(
         backend,
-        ServerOptions {
-            config_toml: Some(config("timeout_rate = 1.0")),
-            ..Default::default()
-        },
+        ServerOptions::config(&config("timeout_rate = 1.0")),
     )
     .await;
     let order = unique("ord");
@@ -110,14 +92,8 @@ async fn a_pending_payment_the_provider_never_charged_ends_failed(
 ) {
     // The sandbox answers after 1 s; the engine gives up after 200 ms, and
     // the abandoned call never charges.
-    let server = TestServer::start_with(
-        backend,
-        ServerOptions {
-            config_toml: Some(config("latency_ms = 1000")),
-            ..Default::default()
-        },
-    )
-    .await;
+    let server =
+        TestServer::start_with(backend, ServerOptions::config(&config("latency_ms = 1000"))).await;
     let order = unique("ord");
     let created = server
         .create("slow", &payment_body(&order, "pm_card_visa"))
@@ -141,13 +117,9 @@ async fn sigterm_finishes_in_flight_payments_before_exiting(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
     let db = TestDb::new(backend);
-    let slow = ServerOptions {
-        config_toml: Some(
-            "[[providers]]\nname = \"sandbox_a\"\n[providers.faults]\nlatency_ms = 400\n"
-                .to_string(),
-        ),
-        ..Default::default()
-    };
+    let slow = ServerOptions::config(
+        "[[providers]]\nname = \"sandbox_a\"\n[providers.faults]\nlatency_ms = 400\n",
+    );
     let mut server = TestServer::start_on(&db, slow).await;
     let client = server.client.clone();
     let url = server.url("/v1/payments");
@@ -307,14 +279,8 @@ async fn the_reconcile_command_resolves_what_a_stopped_server_left_pending(
     let db = TestDb::new(backend);
     // The server never reconciles on its own (one pass a day) and loses
     // every answer, so its payment stays pending.
-    let lossy = ServerOptions {
-        config_toml: Some(
-            "[retry.unknown]\nmax_attempts = 1\n[reconciler]\ninterval_ms = 86400000\nrun_at_startup = false\n\
-             [[providers]]\nname = \"sandbox_a\"\n[providers.faults]\ntimeout_rate = 1.0\n"
-                .into(),
-        ),
-        ..Default::default()
-    };
+    let lossy = ServerOptions::config("[retry.unknown]\nmax_attempts = 1\n[reconciler]\ninterval_ms = 86400000\nrun_at_startup = false\n\
+             [[providers]]\nname = \"sandbox_a\"\n[providers.faults]\ntimeout_rate = 1.0\n");
     let mut server = TestServer::start_on(&db, lossy).await;
     let order = unique("ord");
     let created = server

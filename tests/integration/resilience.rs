@@ -3,7 +3,9 @@
 //! surviving a restart, and end-to-end outage, budget and routing behaviour.
 
 use crate::actors::{charge_request, create, open_store, policy, FakeProvider};
-use crate::common::{payment_body, unique, Backend, ServerOptions, TestServer};
+use crate::common::{
+    patch_provider, payment_body, unique, wait_for_status, Backend, ServerOptions, TestServer,
+};
 use actix::prelude::*;
 use payments::actors::breaker::{BreakerSettings, CircuitState};
 use payments::actors::{
@@ -366,14 +368,7 @@ async fn set_faults(server: &TestServer, name: &str, faults: Value) {
 async fn an_outage_opens_the_breaker_traffic_fails_over_and_it_closes_after_probes(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let server = TestServer::start_with(
-        backend,
-        ServerOptions {
-            config_toml: Some(FAST_BREAKER.into()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let server = TestServer::start_with(backend, ServerOptions::config(FAST_BREAKER)).await;
     set_faults(&server, "sandbox_a", json!({ "outage": true })).await;
     let mut audited_change = false;
     for i in 0..30 {
@@ -462,16 +457,7 @@ failure_rate = 1.0
 minimum_number_of_calls = 10000
 sliding_window_size = 10000
 "#;
-    let server = Arc::new(
-        TestServer::start_with(
-            backend,
-            ServerOptions {
-                config_toml: Some(config.into()),
-                ..Default::default()
-            },
-        )
-        .await,
-    );
+    let server = Arc::new(TestServer::start_with(backend, ServerOptions::config(config)).await);
     const PAYMENTS: usize = 200;
     let mut tasks = Vec::new();
     for i in 0..PAYMENTS {
@@ -543,14 +529,7 @@ percent_bps = 150
 fixed = 25
 percent_bps = 140
 "#;
-    let server = TestServer::start_with(
-        backend,
-        ServerOptions {
-            config_toml: Some(config.into()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let server = TestServer::start_with(backend, ServerOptions::config(config)).await;
     let pay = |currency: &str, token: &str| {
         let mut body = payment_body(&unique("cost"), token);
         body["currency"] = json!(currency);
@@ -612,16 +591,7 @@ async fn providers_can_be_drained_and_disabled_at_runtime(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
     let server = TestServer::start(backend).await;
-    let patch = |name: &str, body: Value| {
-        server
-            .client
-            .patch(server.url(&format!("/v1/providers/{name}")))
-            .bearer_auth(crate::common::DEV_KEY)
-            .json(&body)
-    };
-    let drained = server
-        .send(patch("sandbox_a", json!({ "force_open": true })))
-        .await;
+    let drained = patch_provider(&server, "sandbox_a", &json!({ "force_open": true })).await;
     assert_eq!(drained.status, 200, "{}", drained.text);
     assert_eq!(drained.json()["circuit_state"], "forced_open");
     let paid = server
@@ -637,13 +607,13 @@ async fn providers_can_be_drained_and_disabled_at_runtime(
         Some(1),
         "a drained provider is skipped, not tried"
     );
-    let released = server
-        .send(patch(
-            "sandbox_a",
-            json!({ "force_open": false, "enabled": false }),
-        ))
-        .await
-        .json();
+    let released = patch_provider(
+        &server,
+        "sandbox_a",
+        &json!({ "force_open": false, "enabled": false }),
+    )
+    .await
+    .json();
     assert_eq!(released["circuit_state"], "closed");
     assert_eq!(released["enabled"], false);
     let paid = server
@@ -654,16 +624,13 @@ async fn providers_can_be_drained_and_disabled_at_runtime(
         .await
         .json();
     assert_eq!(paid["provider"], "sandbox_b");
-    let enabled = server
-        .send(patch("sandbox_a", json!({ "enabled": true })))
+    let enabled = patch_provider(&server, "sandbox_a", &json!({ "enabled": true }))
         .await
         .json();
     assert_eq!(enabled["enabled"], true);
-    let unknown = server.send(patch("nope", json!({ "enabled": true }))).await;
+    let unknown = patch_provider(&server, "nope", &json!({ "enabled": true })).await;
     assert_eq!(unknown.status, 404);
-    let bad = server
-        .send(patch("sandbox_a", json!({ "enabled": "yes" })))
-        .await;
+    let bad = patch_provider(&server, "sandbox_a", &json!({ "enabled": "yes" })).await;
     assert_eq!(bad.status, 400);
     assert_eq!(bad.error_param(), "enabled");
     let listed = server.get("/v1/providers").await.json();
@@ -699,14 +666,7 @@ max_attempts = 1
 [[providers]]
 name = "sandbox_b"
 "#;
-    let server = TestServer::start_with(
-        backend,
-        ServerOptions {
-            config_toml: Some(config.into()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let server = TestServer::start_with(backend, ServerOptions::config(config)).await;
     let mut body = payment_body(&unique("own-rows"), "pm_card_provider_error");
     body["provider"] = json!("sandbox_a");
     let pinned_a = server.create(&unique("k"), &body).await.json();
@@ -755,14 +715,7 @@ sliding_window_size = 1
 [[providers]]
 name = "sandbox_b"
 "#;
-    let server = TestServer::start_with(
-        backend,
-        ServerOptions {
-            config_toml: Some(config.into()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let server = TestServer::start_with(backend, ServerOptions::config(config)).await;
     let order = unique("refused-retry");
     let created = server
         .create(&unique("k"), &payment_body(&order, "pm_card_visa"))
@@ -775,15 +728,7 @@ name = "sandbox_b"
         "no second attempt: {created}"
     );
     let id = created["id"].as_str().expect("id").to_string();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let now = server.get(&format!("/v1/payments/{id}")).await.json();
-        if now["status"] == "succeeded" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "not resolved: {now}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_status(&server, &id, "succeeded").await;
     assert_eq!(server.sandbox_charges("sandbox_a", &order).await.len(), 1);
     assert!(
         server.sandbox_charges("sandbox_b", &order).await.is_empty(),
@@ -798,15 +743,7 @@ async fn when_every_provider_refuses_the_payment_fails_fast_without_retrying_int
 ) {
     let server = TestServer::start(backend).await;
     for name in ["sandbox_a", "sandbox_b"] {
-        let reply = server
-            .send(
-                server
-                    .client
-                    .patch(server.url(&format!("/v1/providers/{name}")))
-                    .bearer_auth(crate::common::DEV_KEY)
-                    .json(&json!({ "force_open": true })),
-            )
-            .await;
+        let reply = patch_provider(&server, name, &json!({ "force_open": true })).await;
         assert_eq!(reply.status, 200, "{}", reply.text);
     }
     let payment = server
