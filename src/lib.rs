@@ -57,7 +57,7 @@ pub mod engine;
 pub mod error;
 pub mod messages;
 pub mod providers;
-pub mod retry;
+pub mod resilience;
 pub mod routing;
 pub mod store;
 

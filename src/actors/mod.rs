@@ -3,14 +3,14 @@
 //! - [`supervisor`]: owns shutdown: stops intake, waits for in-flight work,
 //!   flushes the store.
 //! - [`provider`]: one per configured provider; owns its admission control
-//!   (bulkhead, [`breaker`]) and statistics; runs calls outside its mailbox.
+//!   (bulkhead, circuit breaker) and statistics; runs calls outside its
+//!   mailbox.
 //! - [`payment`]: one per (merchant, order), the single serialization point
 //!   for everything that touches the order; found or started through the
 //!   [`registry`] and stopped when idle.
 //! - [`reconciler`]: finds payments whose outcome is unknown (left by a
 //!   crash, or pending) and has their order's actor finish them.
 
-pub mod breaker;
 pub mod payment;
 pub mod provider;
 pub mod reconciler;
@@ -18,9 +18,7 @@ pub mod registry;
 pub mod supervisor;
 
 pub use payment::{PaymentActor, PaymentDeps};
-pub use provider::{
-    Fee, ProviderActor, ProviderDirectory, ProviderEntry, ProviderHealth, ProviderSettings,
-};
+pub use provider::{ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings};
 pub use reconciler::Reconciler;
 pub use registry::PaymentRegistry;
 pub use supervisor::Supervisor;

@@ -8,17 +8,16 @@
 //! needs (enabled, circuit state, success rate) is published to a shared
 //! [`ProviderHealth`] so choosing a provider costs no message.
 
-use super::breaker::{BreakerSettings, CallRecord, CircuitBreaker, CircuitChange, CircuitState};
 use crate::clock::Clock;
-use crate::domain::{Currency, OutcomeClass};
+use crate::domain::OutcomeClass;
 use crate::messages::provider::{
     CallRejected, Charge, ChargeReply, ForceOpen, GetSnapshot, Lookup, ProviderSnapshot, SetEnabled,
 };
 use crate::providers::{LookupResult, Provider, ProviderError, ProviderResponse};
+use crate::resilience::breaker::{BreakerSettings, CallRecord, CircuitBreaker, CircuitChange};
+use crate::routing::ProviderHealth;
 use actix::prelude::*;
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,73 +44,6 @@ impl Default for ProviderSettings {
             call_timeout_ms: 10_000,
             breaker: BreakerSettings::default(),
         }
-    }
-}
-
-/// What routing reads about a provider, written only by its actor.
-#[derive(Debug)]
-pub struct ProviderHealth {
-    enabled: AtomicBool,
-    circuit: AtomicU8,
-    /// While OPEN: from when (ms) a probe may go through.
-    open_until_ms: AtomicU64,
-    /// Rolling success rate in basis points (10,000 = all calls succeeded).
-    success_rate_bps: AtomicU32,
-}
-
-impl Default for ProviderHealth {
-    fn default() -> Self {
-        ProviderHealth {
-            enabled: AtomicBool::new(true),
-            circuit: AtomicU8::new(0),
-            open_until_ms: AtomicU64::new(0),
-            success_rate_bps: AtomicU32::new(10_000),
-        }
-    }
-}
-
-impl ProviderHealth {
-    pub fn enabled(&self) -> bool {
-        self.enabled.load(Ordering::Relaxed)
-    }
-
-    pub fn circuit(&self) -> CircuitState {
-        match self.circuit.load(Ordering::Relaxed) {
-            1 => CircuitState::Open,
-            2 => CircuitState::HalfOpen,
-            3 => CircuitState::ForcedOpen,
-            _ => CircuitState::Closed,
-        }
-    }
-
-    /// Whether routing should offer this provider calls at `now_ms`.
-    /// HALF_OPEN counts, and so does OPEN once its wait is over: the probes
-    /// must reach the actor, which itself limits how many go through.
-    pub fn admits_calls(&self, now_ms: u64) -> bool {
-        self.enabled()
-            && match self.circuit() {
-                CircuitState::Closed | CircuitState::HalfOpen => true,
-                CircuitState::Open => now_ms >= self.open_until_ms.load(Ordering::Relaxed),
-                CircuitState::ForcedOpen => false,
-            }
-    }
-
-    pub fn success_rate(&self) -> f64 {
-        f64::from(self.success_rate_bps.load(Ordering::Relaxed)) / 10_000.0
-    }
-
-    fn publish(&self, enabled: bool, circuit: CircuitState, open_until_ms: u64, success_rate: f64) {
-        self.enabled.store(enabled, Ordering::Relaxed);
-        self.open_until_ms.store(open_until_ms, Ordering::Relaxed);
-        let code = match circuit {
-            CircuitState::Closed => 0,
-            CircuitState::Open => 1,
-            CircuitState::HalfOpen => 2,
-            CircuitState::ForcedOpen => 3,
-        };
-        self.circuit.store(code, Ordering::Relaxed);
-        self.success_rate_bps
-            .store((success_rate * 10_000.0).round() as u32, Ordering::Relaxed);
     }
 }
 
@@ -384,114 +316,7 @@ impl Handler<GetSnapshot> for ProviderActor {
     }
 }
 
-/// A fee: fixed part plus a percentage of the amount, in minor units.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Fee {
-    pub fixed: i64,
-    /// Hundredths of a percent (290 = 2.90 %).
-    pub percent_bps: i64,
-}
-
-impl Fee {
-    /// The fee on `amount` minor units, rounded half up; `None` on overflow.
-    pub fn on(&self, amount: i64) -> Option<i64> {
-        let variable = amount.checked_mul(self.percent_bps)?.checked_add(5_000)? / 10_000;
-        self.fixed.checked_add(variable)
-    }
-}
-
-/// A configured provider as routing sees it.
-#[derive(Clone)]
-pub struct ProviderEntry {
-    pub name: String,
-    pub addr: Addr<ProviderActor>,
-    /// `None`: every currency.
-    pub currencies: Option<Vec<Currency>>,
-    /// Lower first under the `priority` strategy (and on ties).
-    pub priority: u32,
-    /// Share of traffic under the `weighted` strategy.
-    pub weight: u32,
-    /// By lowercase currency code; `*` applies to the others.
-    pub fees: BTreeMap<String, Fee>,
-    pub health: Arc<ProviderHealth>,
-    /// A look-up younger than this after the call may miss the charge.
-    pub lookup_consistency_ms: u64,
-    /// Retries after this provider's answers (its own rows, or the engine's).
-    pub retry: crate::retry::RetryPolicy,
-}
-
-impl ProviderEntry {
-    pub fn supports(&self, currency: Currency) -> bool {
-        self.currencies
-            .as_ref()
-            .is_none_or(|list| list.contains(&currency))
-    }
-
-    /// What this provider charges for `amount` in `currency`.
-    pub fn fee(&self, amount: i64, currency: Currency) -> Option<i64> {
-        let fee = self
-            .fees
-            .get(currency.code())
-            .or_else(|| self.fees.get("*"))
-            .copied()
-            .unwrap_or_default();
-        fee.on(amount)
-    }
-}
-
-/// The configured providers in configuration order.
-#[derive(Clone, Default)]
-pub struct ProviderDirectory {
-    entries: Vec<ProviderEntry>,
-}
-
-impl ProviderDirectory {
-    pub fn new(entries: Vec<ProviderEntry>) -> Self {
-        ProviderDirectory { entries }
-    }
-
-    pub fn get(&self, name: &str) -> Option<&ProviderEntry> {
-        self.entries.iter().find(|entry| entry.name == name)
-    }
-
-    pub fn entries(&self) -> &[ProviderEntry] {
-        &self.entries
-    }
-
-    /// The providers that could take a payment in `currency` at all
-    /// (configured for it; only `pinned` if the merchant pinned one),
-    /// whatever their health: validation uses this.
-    pub fn supporting(&self, currency: Currency, pinned: Option<&str>) -> Vec<ProviderEntry> {
-        self.entries
-            .iter()
-            .filter(|entry| pinned.is_none_or(|name| entry.name == name))
-            .filter(|entry| entry.supports(currency))
-            .cloned()
-            .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Fee;
-
-    #[test]
-    fn fees_round_half_up_and_never_overflow_silently() {
-        let card = Fee {
-            fixed: 30,
-            percent_bps: 290,
-        };
-        assert_eq!(card.on(1_000), Some(59));
-        assert_eq!(card.on(1), Some(30));
-        assert_eq!(
-            Fee {
-                fixed: 0,
-                percent_bps: 150
-            }
-            .on(100),
-            Some(2)
-        );
-        assert_eq!(card.on(i64::MAX), None);
-    }
-}
+/// A configured provider with the address of its actor.
+pub type ProviderEntry = crate::routing::ProviderEntry<Addr<ProviderActor>>;
+/// Every configured provider with the address of its actor.
+pub type ProviderDirectory = crate::routing::ProviderDirectory<Addr<ProviderActor>>;

@@ -3,7 +3,7 @@
 //! For now it runs the recovery pass (DESIGN §9 "stuck work"): payments left
 //! `processing` by a dead instance and `pending` ones past their age are
 //! sent to their order's actor as `RecoverPayment`, at startup and then every
-//! `interval_ms`. Each pass also fires scheduled retries that came due
+//! `interval_secs`. Each pass also fires scheduled retries that came due
 //! (`RetryDue`) and prunes idempotency records past retention.
 //! Comparing against providers' settlement records and the ledger comes with
 //! those features.
@@ -16,7 +16,6 @@ use crate::messages::reconciler::{RecoveryReport, RunRecovery};
 use crate::store::Store;
 use actix::prelude::*;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Payments recovered at once within a pass: bounds the look-ups in flight.
 const RECOVERY_CONCURRENCY: usize = 8;
@@ -59,12 +58,9 @@ impl Actor for Reconciler {
         if self.settings.run_at_startup {
             ctx.notify(RunRecovery);
         }
-        ctx.run_interval(
-            Duration::from_millis(self.settings.interval_ms),
-            |_act, ctx| {
-                ctx.notify(RunRecovery);
-            },
-        );
+        ctx.run_interval(self.settings.interval, |_act, ctx| {
+            ctx.notify(RunRecovery);
+        });
     }
 }
 
@@ -92,7 +88,8 @@ async fn pass(
 ) -> RecoveryReport {
     let mut report = RecoveryReport::default();
     let now = clock.now();
-    let pending_before = now.plus_millis(-settings.pending_age_ms);
+    let pending_age_ms = i64::try_from(settings.pending_age.as_millis()).unwrap_or(i64::MAX);
+    let pending_before = now.plus_millis(-pending_age_ms);
     let stuck = match store
         .stuck_payments(now, pending_before, settings.batch_limit)
         .await

@@ -4,6 +4,7 @@
 //! exhaustively and shared by the store, the actors and the HTTP layer.
 
 mod currency;
+mod fee;
 mod ids;
 mod money;
 mod payment;
@@ -11,6 +12,7 @@ mod status;
 mod time;
 
 pub use currency::Currency;
+pub use fee::Fee;
 pub use ids::{AttemptId, EventId, IdError, PaymentId};
 pub use money::{Amount, AmountError, MAX_AMOUNT};
 pub use payment::{

@@ -2,9 +2,8 @@
 
 use crate::actors::{
     PaymentDeps, PaymentRegistry, ProviderActor, ProviderDirectory, ProviderEntry,
-    ProviderSettings, Supervisor,
+    ProviderSettings, Reconciler, Supervisor,
 };
-use crate::actors::{ProviderHealth, Reconciler};
 use crate::clock::SystemClock;
 use crate::config::{Config, ProviderKind};
 use crate::domain::Currency;
@@ -14,7 +13,8 @@ use crate::providers::adyen::{AdyenConfig, AdyenProvider};
 use crate::providers::sandbox::{SandboxProvider, SandboxRecord};
 use crate::providers::stripe::{StripeConfig, StripeProvider};
 use crate::providers::Provider;
-use crate::retry::RetryBudget;
+use crate::resilience::RetryBudget;
+use crate::routing::ProviderHealth;
 use crate::store::{self, Store};
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, System};
 use std::collections::HashMap;
@@ -64,7 +64,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
         };
         let settings = ProviderSettings {
             max_in_flight: provider_config.max_in_flight,
-            call_timeout_ms: provider_config.timeout_ms,
+            call_timeout_ms: provider_config.call_timeout_ms,
             breaker: provider_config.breaker,
         };
         let health = Arc::new(ProviderHealth::default());
@@ -114,7 +114,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
             .instance_id
             .clone()
             .unwrap_or_else(default_instance_id),
-        lease_ttl_ms: config.engine.lease_ttl_ms,
+        lease_ttl_ms: i64::try_from(config.engine.lease_ttl_ms).unwrap_or(i64::MAX),
         idle_timeout: Duration::from_millis(config.engine.payment_idle_timeout_ms),
         max_recovery_attempts: config.reconciler.max_recovery_attempts,
     };
@@ -170,7 +170,7 @@ fn external_provider(
                         .clone()
                         .unwrap_or_else(|| STRIPE_BASE_URL.into()),
                     api_key,
-                    timeout_ms: config.timeout_ms,
+                    timeout_ms: config.call_timeout_ms,
                 },
             )
             .map_err(|e| fail(e.to_string()))?,
@@ -188,7 +188,7 @@ fn external_provider(
                         .merchant_account
                         .clone()
                         .ok_or_else(|| fail("merchant_account is required".into()))?,
-                    timeout_ms: config.timeout_ms,
+                    timeout_ms: config.call_timeout_ms,
                 },
             )
             .map_err(|e| fail(e.to_string()))?,

@@ -44,7 +44,7 @@ pub struct ProviderView {
     pub currencies: Option<Vec<&'static str>>,
     pub priority: u32,
     pub weight: u32,
-    pub fees: std::collections::BTreeMap<String, crate::actors::Fee>,
+    pub fees: std::collections::BTreeMap<String, crate::domain::Fee>,
     #[serde(flatten)]
     pub snapshot: ProviderSnapshot,
 }

@@ -1,7 +1,7 @@
 //! Messages of the provider actor (`actors::provider`).
 
-use crate::actors::breaker::{CircuitChange, CircuitState};
 use crate::providers::{ChargeRequest, LookupResult, ProviderError, ProviderResponse};
+use crate::resilience::{CircuitChange, CircuitState};
 use actix::Message;
 use serde::Serialize;
 

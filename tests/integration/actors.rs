@@ -7,8 +7,7 @@ use actix::prelude::*;
 use async_trait::async_trait;
 use payments::actors::payment::ActorMap;
 use payments::actors::{
-    PaymentActor, PaymentDeps, ProviderActor, ProviderDirectory, ProviderEntry, ProviderHealth,
-    ProviderSettings,
+    PaymentActor, PaymentDeps, ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings,
 };
 use payments::clock::Clock;
 use payments::clock::ManualClock;
@@ -22,8 +21,8 @@ use payments::providers::{
     ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse, RefundRequest,
     RefundResponse, RefundStatus, SettlementRecord,
 };
-use payments::retry::{BackoffKind, BudgetSettings, ClassPolicy, RetryBudget, RetryPolicy};
-use payments::routing::Strategy;
+use payments::resilience::{BackoffKind, BudgetSettings, ClassPolicy, RetryBudget, RetryPolicy};
+use payments::routing::{ProviderHealth, Strategy};
 use payments::store::Store;
 use rstest::rstest;
 use std::collections::{BTreeMap, VecDeque};

@@ -33,21 +33,21 @@ base_ms = 10
 cap_ms = 50
 
 [reconciler]
-interval_ms = 200
-pending_age_ms = 0
+interval_secs = 0.2
+pending_age_secs = 0
 # Passes are 200 ms apart here: allow look-ups that time out under load
 # to be retried for ~10 s before a payment is handed to a human.
 max_recovery_attempts = 50
 
 [[providers]]
 name = "sandbox_a"
-timeout_ms = 300
+call_timeout_ms = 300
 [providers.faults]
 latency_ms = 100
 
 [[providers]]
 name = "sandbox_b"
-timeout_ms = 300
+call_timeout_ms = 300
 [providers.faults]
 latency_ms = 100
 "#;

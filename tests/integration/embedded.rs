@@ -287,7 +287,7 @@ async fn a_configured_stripe_provider_is_wired_through_the_engine() {
         kind: payments::config::ProviderKind::Stripe,
         base_url: Some(stripe.uri()),
         api_key_env: Some(variable),
-        timeout_ms: 2_000,
+        call_timeout_ms: 2_000,
         ..payments::config::ProviderConfig::sandbox("stripe")
     }];
     let engine = Engine::start(config).await.expect("engine with stripe");

@@ -27,18 +27,18 @@ base_ms = 10
 cap_ms = 50
 
 [reconciler]
-interval_ms = 200
-pending_age_ms = 0
+interval_secs = 0.2
+pending_age_secs = 0
 
 [[providers]]
 name = "sandbox_a"
-timeout_ms = 200
+call_timeout_ms = 200
 [providers.faults]
 {faults_a}
 
 [[providers]]
 name = "sandbox_b"
-timeout_ms = 200
+call_timeout_ms = 200
 "#
     )
 }
@@ -279,7 +279,7 @@ async fn the_reconcile_command_resolves_what_a_stopped_server_left_pending(
     let db = TestDb::new(backend);
     // The server never reconciles on its own (one pass a day) and loses
     // every answer, so its payment stays pending.
-    let lossy = ServerOptions::config("[retry.unknown]\nmax_attempts = 1\n[reconciler]\ninterval_ms = 86400000\nrun_at_startup = false\n\
+    let lossy = ServerOptions::config("[retry.unknown]\nmax_attempts = 1\n[reconciler]\ninterval_secs = 86400\nrun_at_startup = false\n\
              [[providers]]\nname = \"sandbox_a\"\n[providers.faults]\ntimeout_rate = 1.0\n");
     let mut server = TestServer::start_on(&db, lossy).await;
     let order = unique("ord");
@@ -299,7 +299,7 @@ async fn the_reconcile_command_resolves_what_a_stopped_server_left_pending(
     assert!(stopped);
     // One pass from the command line, with pending payments due at once.
     let config = db.data_dir.join("reconcile.toml");
-    std::fs::write(&config, "[reconciler]\npending_age_ms = 0\n").expect("config");
+    std::fs::write(&config, "[reconciler]\npending_age_secs = 0\n").expect("config");
     let output = std::process::Command::new(crate::common::binary())
         .arg("reconcile")
         .arg("--config")

@@ -7,9 +7,8 @@ use crate::common::{
     patch_provider, payment_body, unique, wait_for_status, Backend, ServerOptions, TestServer,
 };
 use actix::prelude::*;
-use payments::actors::breaker::{BreakerSettings, CircuitState};
 use payments::actors::{
-    PaymentDeps, PaymentRegistry, ProviderActor, ProviderDirectory, ProviderEntry, ProviderHealth,
+    PaymentDeps, PaymentRegistry, ProviderActor, ProviderDirectory, ProviderEntry,
     ProviderSettings, Reconciler,
 };
 use payments::clock::{Clock, ManualClock};
@@ -17,8 +16,9 @@ use payments::config::ReconcilerSettings;
 use payments::domain::{MerchantId, OutcomeClass, PaymentStatus, Timestamp};
 use payments::messages::provider::{CallRejected, Charge, GetSnapshot};
 use payments::messages::reconciler::RunRecovery;
-use payments::retry::{BudgetSettings, RetryBudget};
-use payments::routing::Strategy;
+use payments::resilience::{BreakerSettings, CircuitState};
+use payments::resilience::{BudgetSettings, RetryBudget};
+use payments::routing::{ProviderHealth, Strategy};
 use rstest::rstest;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -207,7 +207,7 @@ fn process_with(
     });
     let registry = PaymentRegistry::new(deps, vec![Arbiter::current()]);
     let settings = ReconcilerSettings {
-        interval_ms: 3_600_000,
+        interval: std::time::Duration::from_secs(3_600),
         ..ReconcilerSettings::default()
     };
     let reconciler = Reconciler::new(registry.clone(), store, clock, settings, 24).start();
@@ -701,8 +701,8 @@ base_ms = 1
 cap_ms = 5
 
 [reconciler]
-interval_ms = 200
-pending_age_ms = 0
+interval_secs = 0.2
+pending_age_secs = 0
 
 [[providers]]
 name = "sandbox_a"

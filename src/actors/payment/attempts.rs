@@ -11,7 +11,6 @@
 //! - every retry, of either kind, is paid for from the shared retry budget.
 
 use super::PaymentDeps;
-use crate::actors::breaker::CircuitChange;
 use crate::actors::provider::ProviderEntry;
 use crate::domain::{
     Attempt, AttemptId, AttemptOutcome, OutcomeClass, Payment, PaymentEvent, PaymentStatus,
@@ -21,6 +20,7 @@ use crate::error::EngineError;
 use crate::messages::payment::CreatedPayment;
 use crate::messages::provider::Charge;
 use crate::providers::{ChargeRequest, ProviderResponse};
+use crate::resilience::CircuitChange;
 use crate::store::{LeaseChange, PaymentWrite, StoredResponse};
 use serde_json::json;
 use std::time::{Duration, Instant};

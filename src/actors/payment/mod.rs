@@ -21,7 +21,7 @@ use crate::error::EngineError;
 use crate::messages::payment::{
     CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome, RetryDue,
 };
-use crate::retry::RetryPolicy;
+use crate::resilience::RetryPolicy;
 use crate::store::Store;
 use actix::prelude::*;
 use dashmap::DashMap;
@@ -51,7 +51,7 @@ pub struct PaymentDeps {
     pub strategy: crate::routing::Strategy,
     /// Shared by every payment: retries may not exceed a share of first
     /// attempts, so they never amplify an outage.
-    pub retry_budget: std::sync::Arc<crate::retry::RetryBudget>,
+    pub retry_budget: std::sync::Arc<crate::resilience::RetryBudget>,
 }
 
 /// The live payment actors, by order.

@@ -3,24 +3,34 @@
 //! Precedence (DESIGN §11): flags over environment over file over defaults.
 //! Every default is usable: with no configuration at all the engine runs on
 //! a SQLite file under `./data/` with two sandbox providers.
+//!
+//! Configuration is a plain description: it names settings of lower layers
+//! (resilience, routing, providers) but starts nothing; the engine turns it
+//! into parts at boot. Split by concern:
+//!
+//! - this file: the schema (every section and its defaults) and the
+//!   environment overrides;
+//! - [`providers`]: one configured provider;
+//! - [`validate`]: every check that needs no I/O, run by every command.
 
-use crate::actors::breaker::BreakerSettings;
-use crate::actors::Fee;
-use crate::providers::sandbox::SandboxFaults;
-use crate::retry::{ClassPolicy, RetryPolicy};
+mod providers;
+mod validate;
+
+pub use providers::{ProviderConfig, ProviderKind, ProviderRetry, STRIPE_LOOKUP_CONSISTENCY_MS};
+pub use validate::ConfigError;
+
+use crate::resilience::RetryPolicy;
 use crate::routing::Strategy;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+use validate::invalid;
 
 /// The development key accepted for merchant `default` when no keys are
 /// configured (and only on a loopback address).
 pub const DEVELOPMENT_API_KEY: &str = "sk_test_default";
 /// The merchant the development key belongs to.
 pub const DEVELOPMENT_MERCHANT: &str = "default";
-/// Slack between the longest time a live instance may go without renewing
-/// an order lease and the lease's lifetime.
-pub const LEASE_MARGIN_MS: u64 = 1_000;
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,7 +82,7 @@ pub struct EngineSettings {
     pub payment_idle_timeout_ms: u64,
     /// How long an order lease lasts without renewal; a crashed instance's
     /// orders are free again after it.
-    pub lease_ttl_ms: i64,
+    pub lease_ttl_ms: u64,
     /// Idempotency keys are kept at least this long.
     pub idempotency_retention_hours: u64,
     /// How long shutdown waits for in-flight payments.
@@ -81,15 +91,23 @@ pub struct EngineSettings {
     pub instance_id: Option<String>,
 }
 
-/// The recovery pass: stuck `processing` and `pending` payments are looked
-/// up at their provider and finished.
+/// The reconciler (DESIGN §9): the recovery pass over stuck `processing`
+/// and `pending` payments, scheduled retries, key pruning.
+///
+/// Durations are in seconds, as the contract names them; fractions are
+/// accepted (`interval_secs = 0.2`) so tests can run passes quickly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReconcilerSettings {
     /// Time between passes (one also runs at startup).
-    pub interval_ms: u64,
+    #[serde(rename = "interval_secs", with = "secs")]
+    pub interval: Duration,
+    /// How far back a timer run compares payments with their providers.
+    #[serde(rename = "window_secs", with = "secs")]
+    pub window: Duration,
     /// A `pending` payment is looked up once it has been pending this long.
-    pub pending_age_ms: i64,
+    #[serde(rename = "pending_age_secs", with = "secs")]
+    pub pending_age: Duration,
     /// Look-ups without a definite answer before a payment goes to `needs_review`.
     pub max_recovery_attempts: u32,
     /// Payments looked at per pass.
@@ -102,12 +120,28 @@ pub struct ReconcilerSettings {
 impl Default for ReconcilerSettings {
     fn default() -> Self {
         ReconcilerSettings {
-            interval_ms: 60_000,
-            pending_age_ms: 5 * 60_000,
+            interval: Duration::from_secs(60),
+            window: Duration::from_secs(86_400),
+            pending_age: Duration::from_secs(300),
             max_recovery_attempts: 5,
             batch_limit: 100,
             run_at_startup: true,
         }
+    }
+}
+
+/// Durations written as (possibly fractional) seconds.
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(value.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(deserializer)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
 }
 
@@ -116,54 +150,6 @@ impl Default for ReconcilerSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingSettings {
     pub strategy: Strategy,
-}
-
-/// The kinds of provider the engine can talk to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
-    Sandbox,
-    Stripe,
-    Adyen,
-}
-
-/// One configured provider.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ProviderConfig {
-    pub name: String,
-    pub kind: ProviderKind,
-    pub enabled: bool,
-    /// ISO 4217 codes; empty: every currency.
-    pub currencies: Vec<String>,
-    pub max_in_flight: u32,
-    pub timeout_ms: u64,
-    /// Lower is tried first under the `priority` strategy and on ties;
-    /// default: the provider's position in the list.
-    pub priority: Option<u32>,
-    /// Share of traffic under the `weighted` strategy.
-    pub weight: u32,
-    /// Fees by lowercase currency code (`*` for the others), for `cost`
-    /// routing: `{ fixed = 30, percent_bps = 290 }`.
-    pub fees: BTreeMap<String, Fee>,
-    pub breaker: BreakerSettings,
-    /// Retries after this provider's `transient_not_charged` and `unknown`
-    /// answers; unset classes use the engine-wide `[retry]` table.
-    pub retry: ProviderRetry,
-    /// Initial fault knobs (sandbox only).
-    pub faults: SandboxFaults,
-    /// The provider's API base URL (Stripe, Adyen); default: the public one.
-    pub base_url: Option<String>,
-    /// The environment variable holding the API key (Stripe, Adyen):
-    /// credentials never live in the configuration file.
-    pub api_key_env: Option<String>,
-    /// Adyen's merchant account.
-    pub merchant_account: Option<String>,
-    /// How long after a call the provider's look-up may still miss the
-    /// charge (Stripe's search is eventually consistent). Until then "not
-    /// found" is not taken to mean "not charged". Default: 0 for the
-    /// sandbox, one hour for Stripe.
-    pub lookup_consistency_ms: Option<u64>,
 }
 
 /// Where the sandbox keeps its record of charges.
@@ -230,96 +216,12 @@ impl Default for EngineSettings {
     }
 }
 
-impl Default for ProviderConfig {
-    fn default() -> Self {
-        ProviderConfig::sandbox("sandbox")
-    }
-}
-
-/// A provider's own retry rows, overriding the engine-wide table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ProviderRetry {
-    pub transient_not_charged: Option<ClassPolicy>,
-    pub unknown: Option<ClassPolicy>,
-}
-
-/// Stripe's search index may lag a new charge by up to an hour in outages.
-pub const STRIPE_LOOKUP_CONSISTENCY_MS: u64 = 3_600_000;
-
-impl ProviderConfig {
-    /// The retry rows in effect for this provider.
-    pub fn retry_policy(&self, engine: &RetryPolicy) -> RetryPolicy {
-        RetryPolicy {
-            transient_not_charged: self
-                .retry
-                .transient_not_charged
-                .unwrap_or(engine.transient_not_charged),
-            unknown: self.retry.unknown.unwrap_or(engine.unknown),
-            ..*engine
-        }
-    }
-
-    /// The look-up consistency window in effect.
-    pub fn lookup_consistency_ms(&self) -> u64 {
-        self.lookup_consistency_ms.unwrap_or(match self.kind {
-            ProviderKind::Stripe => STRIPE_LOOKUP_CONSISTENCY_MS,
-            ProviderKind::Sandbox | ProviderKind::Adyen => 0,
-        })
-    }
-
-    pub fn sandbox(name: &str) -> Self {
-        ProviderConfig {
-            name: name.into(),
-            kind: ProviderKind::Sandbox,
-            enabled: true,
-            currencies: Vec::new(),
-            max_in_flight: 256,
-            timeout_ms: 10_000,
-            priority: None,
-            weight: 1,
-            fees: BTreeMap::new(),
-            breaker: BreakerSettings::default(),
-            retry: ProviderRetry::default(),
-            faults: SandboxFaults::default(),
-            base_url: None,
-            api_key_env: None,
-            merchant_account: None,
-            lookup_consistency_ms: None,
-        }
-    }
-}
-
 impl Default for LogSettings {
     fn default() -> Self {
         LogSettings {
             format: "text".into(),
             level: "info".into(),
         }
-    }
-}
-
-/// Why a configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("invalid TOML in {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: toml::de::Error,
-    },
-    #[error("invalid {name}: {reason}")]
-    Invalid { name: String, reason: String },
-}
-
-fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        name: name.into(),
-        reason: reason.into(),
     }
 }
 
@@ -374,142 +276,6 @@ impl Config {
             .database_path
             .clone()
             .unwrap_or_else(|| self.data_dir.join("sandbox.db"))
-    }
-
-    /// Checks everything that can be checked without I/O.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.retry
-            .validate()
-            .map_err(|field| invalid(field, "out of range"))?;
-        if self.providers.is_empty() {
-            return Err(invalid("providers", "at least one provider is required"));
-        }
-        for (i, provider) in self.providers.iter().enumerate() {
-            if provider.name.is_empty()
-                || !provider
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
-                return Err(invalid(
-                    "providers.name",
-                    format!("{:?} must be [A-Za-z0-9_-]+", provider.name),
-                ));
-            }
-            if self.providers[..i].iter().any(|p| p.name == provider.name) {
-                return Err(invalid(
-                    "providers.name",
-                    format!("{} is configured twice", provider.name),
-                ));
-            }
-            if provider.max_in_flight == 0 {
-                return Err(invalid("providers.max_in_flight", "must be at least 1"));
-            }
-            if provider.timeout_ms == 0 {
-                return Err(invalid("providers.timeout_ms", "must be at least 1"));
-            }
-            for code in &provider.currencies {
-                if crate::domain::Currency::parse(code).is_none() {
-                    return Err(invalid(
-                        "providers.currencies",
-                        format!("unknown currency {code}"),
-                    ));
-                }
-            }
-            provider
-                .faults
-                .validate()
-                .map_err(|field| invalid(&format!("providers.faults.{field}"), "out of range"))?;
-        }
-        if !crate::store::valid_schema_name(&self.database_schema) {
-            return Err(invalid(
-                "database_schema",
-                "use lowercase letters, digits and _",
-            ));
-        }
-        if self.engine.worker_threads == 0 || self.engine.worker_threads > 64 {
-            return Err(invalid("engine.worker_threads", "must be 1 to 64"));
-        }
-        // A live instance must renew its lease before it can expire, or
-        // another instance's recovery could take over a payment whose call is
-        // still in flight. Between two renewals lies at most one call with its
-        // same-key retries, and one backoff.
-        for provider in &self.providers {
-            let policy = provider.retry_policy(&self.retry);
-            policy
-                .validate()
-                .map_err(|field| invalid(&format!("providers.{field}"), "out of range"))?;
-            let (unknown, transient) = (policy.unknown, policy.transient_not_charged);
-            let calls = u64::from(unknown.max_attempts);
-            // A provider's Retry-After is honoured up to `cap_ms`, whatever
-            // the backoff kind, so the wait between attempts can reach it.
-            let longest_gap_ms = provider.timeout_ms * calls
-                + unknown.max_wait_ms() * calls.saturating_sub(1)
-                + transient.max_wait_ms().max(transient.cap_ms);
-            if self.engine.lease_ttl_ms < 0
-                || (self.engine.lease_ttl_ms as u64) < longest_gap_ms + LEASE_MARGIN_MS
-            {
-                return Err(invalid(
-                    "engine.lease_ttl_ms",
-                    format!(
-                        "must be at least {} ms: provider {} may take {longest_gap_ms} ms between lease renewals",
-                        longest_gap_ms + LEASE_MARGIN_MS,
-                        provider.name
-                    ),
-                ));
-            }
-            for currency in provider.fees.keys() {
-                let known = currency == "*"
-                    || crate::domain::Currency::parse(currency)
-                        .is_some_and(|c| c.code() == currency);
-                if !known {
-                    return Err(invalid(
-                        "providers.fees",
-                        format!("{currency:?} is not a lowercase ISO 4217 code or \"*\""),
-                    ));
-                }
-            }
-            provider
-                .breaker
-                .validate()
-                .map_err(|field| invalid(&format!("providers.breaker.{field}"), "out of range"))?;
-            if provider.kind != ProviderKind::Sandbox && provider.api_key_env.is_none() {
-                return Err(invalid(
-                    "providers.api_key_env",
-                    format!(
-                        "{} needs the name of the variable holding its API key",
-                        provider.name
-                    ),
-                ));
-            }
-            if provider.kind == ProviderKind::Adyen && provider.merchant_account.is_none() {
-                return Err(invalid(
-                    "providers.merchant_account",
-                    format!("{} needs its Adyen merchant account", provider.name),
-                ));
-            }
-        }
-        if self.reconciler.interval_ms == 0 || self.reconciler.batch_limit == 0 {
-            return Err(invalid(
-                "reconciler",
-                "interval_ms and batch_limit must be positive",
-            ));
-        }
-        if self.engine.idempotency_retention_hours < 24 {
-            return Err(invalid(
-                "engine.idempotency_retention_hours",
-                "must be at least 24",
-            ));
-        }
-        for key in &self.api_keys {
-            if key.merchant.is_empty() || key.key.len() < 8 {
-                return Err(invalid(
-                    "api_keys",
-                    "each key needs a merchant and at least 8 characters",
-                ));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -580,7 +346,10 @@ mod tests {
         config.engine.lease_ttl_ms = 5_000;
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("engine.lease_ttl_ms"), "{error}");
-        config.providers.iter_mut().for_each(|p| p.timeout_ms = 300);
+        config
+            .providers
+            .iter_mut()
+            .for_each(|p| p.call_timeout_ms = 300);
         config.validate().unwrap();
     }
 
@@ -590,11 +359,11 @@ mod tests {
         config
             .providers
             .iter_mut()
-            .for_each(|p| p.timeout_ms = 1_000);
+            .for_each(|p| p.call_timeout_ms = 1_000);
         config.engine.lease_ttl_ms = 10_000;
         config.validate().unwrap();
         // A fixed 10 ms backoff whose cap lets Retry-After ask for 20 s.
-        config.retry.transient_not_charged.backoff = crate::retry::BackoffKind::Fixed;
+        config.retry.transient_not_charged.backoff = crate::resilience::BackoffKind::Fixed;
         config.retry.transient_not_charged.base_ms = 10;
         config.retry.transient_not_charged.cap_ms = 20_000;
         let error = config.validate().unwrap_err().to_string();
@@ -606,12 +375,14 @@ mod tests {
         let mut config = Config::default();
         config.providers[0]
             .fees
-            .insert("usd".into(), Fee::default());
-        config.providers[0].fees.insert("*".into(), Fee::default());
+            .insert("usd".into(), crate::domain::Fee::default());
+        config.providers[0]
+            .fees
+            .insert("*".into(), crate::domain::Fee::default());
         config.validate().unwrap();
         config.providers[0]
             .fees
-            .insert("USD".into(), Fee::default());
+            .insert("USD".into(), crate::domain::Fee::default());
         assert!(config
             .validate()
             .unwrap_err()

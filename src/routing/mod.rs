@@ -6,8 +6,13 @@
 //! over down that list, and only after `transient_not_charged`. The chosen
 //! order and the reason for it go into the payment's audit trail.
 
-use crate::actors::{ProviderDirectory, ProviderEntry};
-use crate::domain::{Amount, Currency};
+mod directory;
+mod health;
+
+pub use directory::{ProviderDirectory, ProviderEntry};
+pub use health::ProviderHealth;
+
+use crate::domain::{Amount, Currency, Timestamp};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -40,21 +45,21 @@ impl Strategy {
 
 /// The providers to try, in order, and why.
 #[derive(Clone)]
-pub struct Route {
-    pub candidates: Vec<ProviderEntry>,
+pub struct Route<A> {
+    pub candidates: Vec<ProviderEntry<A>>,
     /// For the audit trail.
     pub reason: Value,
 }
 
 /// Orders the candidates for a payment of `amount` in `currency`.
-pub fn route(
-    directory: &ProviderDirectory,
+pub fn route<A: Clone>(
+    directory: &ProviderDirectory<A>,
     strategy: Strategy,
     amount: Amount,
     currency: Currency,
     pinned: Option<&str>,
-    now: crate::domain::Timestamp,
-) -> Route {
+    now: Timestamp,
+) -> Route<A> {
     let now_ms = u64::try_from(now.as_micros() / 1000).unwrap_or(0);
     let supporting = directory.supporting(currency, pinned);
     let (mut healthy, excluded): (Vec<_>, Vec<_>) = supporting
@@ -77,7 +82,7 @@ pub fn route(
         healthy = excluded;
         excluded_reasons.clear();
     }
-    let fee = |entry: &ProviderEntry| {
+    let fee = |entry: &ProviderEntry<A>| {
         entry
             .fee(amount.minor_units(), currency)
             .unwrap_or(i64::MAX)

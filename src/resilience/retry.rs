@@ -1,15 +1,18 @@
-//! Retry policy, per outcome class, as data; and the retry budget.
+//! Retry policy, per outcome class, as data.
 //!
 //! Which answers are retried, how often and how far apart is a table an
 //! operator can read in the configuration, not logic spread through the
-//! flow. The budget caps retries at a share of first attempts (plus a small
-//! floor for quiet periods), so when a provider is down the engine sends it
-//! at most ~10 % more traffic, not 3×.
+//! flow. How long a payment can go between two lease renewals follows from
+//! this table, so that arithmetic lives here too.
 
+use super::budget::BudgetSettings;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// Slack between the longest time a live instance may go without renewing
+/// an order lease and the lease's lifetime.
+pub const LEASE_MARGIN_MS: u64 = 1_000;
 
 /// Hard ceiling on attempts of one class per payment, whatever the
 /// configuration says: bounds the time a merchant's request can be held.
@@ -115,28 +118,6 @@ impl Default for ScheduledPolicy {
     }
 }
 
-/// The retry budget's size.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BudgetSettings {
-    /// Retries earned per first attempt (0.1: retries ≤ 10 % of first attempts).
-    pub ratio: f64,
-    /// Retries always allowed per second, for quiet periods.
-    pub min_retries_per_sec: u32,
-    /// Most retries banked from a quiet, healthy period.
-    pub max_banked_retries: u32,
-}
-
-impl Default for BudgetSettings {
-    fn default() -> Self {
-        BudgetSettings {
-            ratio: 0.1,
-            min_retries_per_sec: 10,
-            max_banked_retries: 100,
-        }
-    }
-}
-
 /// The engine's retry policy: a row per retryable class, and the budget.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -168,67 +149,25 @@ impl RetryPolicy {
         }
         Ok(())
     }
-}
 
-/// Shared retry allowance (a token bucket), in thousandths of a retry.
-#[derive(Debug)]
-pub struct RetryBudget {
-    settings: BudgetSettings,
-    state: Mutex<BudgetState>,
-}
-
-#[derive(Debug)]
-struct BudgetState {
-    earned_milli: i64,
-    floor_milli: i64,
-    last_refill: Instant,
-}
-
-impl RetryBudget {
-    pub fn new(settings: BudgetSettings) -> Self {
-        RetryBudget {
-            settings,
-            state: Mutex::new(BudgetState {
-                earned_milli: 0,
-                floor_milli: i64::from(settings.min_retries_per_sec) * 1000,
-                last_refill: Instant::now(),
-            }),
-        }
+    /// The longest a payment can go between two renewals of its order lease
+    /// when each call may take `call_timeout_ms`: one call with its
+    /// same-key retries and their backoffs, then the wait before the next
+    /// attempt. A provider's `Retry-After` is honoured up to `cap_ms`,
+    /// whatever the backoff kind, so that wait can reach the cap.
+    pub fn longest_renewal_gap_ms(&self, call_timeout_ms: u64) -> u64 {
+        let (unknown, transient) = (self.unknown, self.transient_not_charged);
+        let calls = u64::from(unknown.max_attempts);
+        call_timeout_ms.saturating_mul(calls)
+            + unknown
+                .max_wait_ms()
+                .saturating_mul(calls.saturating_sub(1))
+            + transient.max_wait_ms().max(transient.cap_ms)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BudgetState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// A payment made its first attempt: it earns `ratio` of a retry.
-    pub fn record_first_attempt(&self) {
-        let mut state = self.lock();
-        let cap = i64::from(self.settings.max_banked_retries) * 1000;
-        state.earned_milli = (state.earned_milli + (self.settings.ratio * 1000.0) as i64).min(cap);
-    }
-
-    /// Takes one retry from the budget, or says no.
-    pub fn try_spend(&self) -> bool {
-        let mut state = self.lock();
-        let floor_cap = i64::from(self.settings.min_retries_per_sec) * 1000;
-        let elapsed_ms = state.last_refill.elapsed().as_millis() as i64;
-        if elapsed_ms > 0 {
-            state.floor_milli = (state.floor_milli
-                + elapsed_ms * i64::from(self.settings.min_retries_per_sec))
-            .min(floor_cap);
-            state.last_refill = Instant::now();
-        }
-        if state.earned_milli >= 1000 {
-            state.earned_milli -= 1000;
-            true
-        } else if state.floor_milli >= 1000 {
-            state.floor_milli -= 1000;
-            true
-        } else {
-            false
-        }
+    /// The shortest order lease that a live instance always renews in time.
+    pub fn min_lease_ttl_ms(&self, call_timeout_ms: u64) -> u64 {
+        self.longest_renewal_gap_ms(call_timeout_ms) + LEASE_MARGIN_MS
     }
 }
 
@@ -259,30 +198,6 @@ mod tests {
             ..policy
         };
         assert_eq!(none.backoff(3), Duration::ZERO);
-    }
-
-    #[test]
-    fn budget_allows_a_tenth_of_first_attempts_plus_the_floor() {
-        let budget = RetryBudget::new(BudgetSettings {
-            ratio: 0.1,
-            min_retries_per_sec: 0,
-            max_banked_retries: 1_000,
-        });
-        for _ in 0..1_000 {
-            budget.record_first_attempt();
-        }
-        let granted = (0..1_000).filter(|_| budget.try_spend()).count();
-        assert_eq!(granted, 100);
-        let with_floor = RetryBudget::new(BudgetSettings {
-            ratio: 0.1,
-            min_retries_per_sec: 2,
-            max_banked_retries: 1_000,
-        });
-        assert_eq!(
-            (0..10).filter(|_| with_floor.try_spend()).count(),
-            2,
-            "the floor lets a quiet engine retry"
-        );
     }
 
     #[test]

@@ -1,0 +1,199 @@
+//! Validation: everything about a configuration that can be checked
+//! without I/O, run once by every command before anything is opened.
+//!
+//! Each check names the setting it refuses, so an operator reading the
+//! error knows which line to change.
+
+use super::{Config, ProviderConfig, ProviderKind};
+use crate::domain::Currency;
+use std::path::PathBuf;
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid TOML in {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid {name}: {reason}")]
+    Invalid { name: String, reason: String },
+}
+
+pub(super) fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name: name.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Most arbiter threads for payment actors.
+const MAX_WORKER_THREADS: usize = 64;
+/// Idempotency keys are kept at least a day (DESIGN §5).
+const MIN_IDEMPOTENCY_RETENTION_HOURS: u64 = 24;
+/// Shortest API key accepted: shorter ones are guessable.
+const MIN_API_KEY_CHARS: usize = 8;
+
+impl Config {
+    /// Checks everything that can be checked without I/O.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.retry
+            .validate()
+            .map_err(|field| invalid(field, "out of range"))?;
+        if self.providers.is_empty() {
+            return Err(invalid("providers", "at least one provider is required"));
+        }
+        for (i, provider) in self.providers.iter().enumerate() {
+            if self.providers[..i].iter().any(|p| p.name == provider.name) {
+                return Err(invalid(
+                    "providers.name",
+                    format!("{} is configured twice", provider.name),
+                ));
+            }
+            self.validate_provider(provider)?;
+        }
+        if !crate::store::valid_schema_name(&self.database_schema) {
+            return Err(invalid(
+                "database_schema",
+                "use lowercase letters, digits and _",
+            ));
+        }
+        self.validate_engine()?;
+        self.validate_api_keys()
+    }
+
+    fn validate_engine(&self) -> Result<(), ConfigError> {
+        if self.engine.worker_threads == 0 || self.engine.worker_threads > MAX_WORKER_THREADS {
+            return Err(invalid(
+                "engine.worker_threads",
+                format!("must be 1 to {MAX_WORKER_THREADS}"),
+            ));
+        }
+        if self.reconciler.interval.is_zero() || self.reconciler.batch_limit == 0 {
+            return Err(invalid(
+                "reconciler",
+                "interval_secs and batch_limit must be positive",
+            ));
+        }
+        if self.engine.idempotency_retention_hours < MIN_IDEMPOTENCY_RETENTION_HOURS {
+            return Err(invalid(
+                "engine.idempotency_retention_hours",
+                format!("must be at least {MIN_IDEMPOTENCY_RETENTION_HOURS}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_api_keys(&self) -> Result<(), ConfigError> {
+        for key in &self.api_keys {
+            if key.merchant.is_empty() || key.key.len() < MIN_API_KEY_CHARS {
+                return Err(invalid(
+                    "api_keys",
+                    format!(
+                        "each key needs a merchant and at least {MIN_API_KEY_CHARS} characters"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_provider(&self, provider: &ProviderConfig) -> Result<(), ConfigError> {
+        let valid_name = !provider.name.is_empty()
+            && provider
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid_name {
+            return Err(invalid(
+                "providers.name",
+                format!("{:?} must be [A-Za-z0-9_-]+", provider.name),
+            ));
+        }
+        if provider.max_in_flight == 0 {
+            return Err(invalid("providers.max_in_flight", "must be at least 1"));
+        }
+        if provider.call_timeout_ms == 0 {
+            return Err(invalid("providers.call_timeout_ms", "must be at least 1"));
+        }
+        for code in &provider.currencies {
+            if Currency::parse(code).is_none() {
+                return Err(invalid(
+                    "providers.currencies",
+                    format!("unknown currency {code}"),
+                ));
+            }
+        }
+        provider
+            .faults
+            .validate()
+            .map_err(|field| invalid(&format!("providers.faults.{field}"), "out of range"))?;
+        self.validate_lease_against(provider)?;
+        validate_fee_keys(provider)?;
+        provider
+            .breaker
+            .validate()
+            .map_err(|field| invalid(&format!("providers.breaker.{field}"), "out of range"))?;
+        validate_credentials(provider)
+    }
+
+    /// A live instance must renew its lease before it can expire, or another
+    /// instance's recovery could take over a payment whose call is still in
+    /// flight.
+    fn validate_lease_against(&self, provider: &ProviderConfig) -> Result<(), ConfigError> {
+        let policy = provider.retry_policy(&self.retry);
+        policy
+            .validate()
+            .map_err(|field| invalid(&format!("providers.{field}"), "out of range"))?;
+        let min_ttl_ms = policy.min_lease_ttl_ms(provider.call_timeout_ms);
+        if self.engine.lease_ttl_ms < min_ttl_ms {
+            return Err(invalid(
+                "engine.lease_ttl_ms",
+                format!(
+                    "must be at least {min_ttl_ms} ms: provider {} may take {} ms between lease renewals",
+                    provider.name,
+                    policy.longest_renewal_gap_ms(provider.call_timeout_ms)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn validate_fee_keys(provider: &ProviderConfig) -> Result<(), ConfigError> {
+    for currency in provider.fees.keys() {
+        let known =
+            currency == "*" || Currency::parse(currency).is_some_and(|c| c.code() == currency);
+        if !known {
+            return Err(invalid(
+                "providers.fees",
+                format!("{currency:?} is not a lowercase ISO 4217 code or \"*\""),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_credentials(provider: &ProviderConfig) -> Result<(), ConfigError> {
+    if provider.kind != ProviderKind::Sandbox && provider.api_key_env.is_none() {
+        return Err(invalid(
+            "providers.api_key_env",
+            format!(
+                "{} needs the name of the variable holding its API key",
+                provider.name
+            ),
+        ));
+    }
+    if provider.kind == ProviderKind::Adyen && provider.merchant_account.is_none() {
+        return Err(invalid(
+            "providers.merchant_account",
+            format!("{} needs its Adyen merchant account", provider.name),
+        ));
+    }
+    Ok(())
+}
