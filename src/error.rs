@@ -33,12 +33,11 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// A status change the transition table refuses: a bug, never input.
+    #[error(transparent)]
+    IllegalTransition(#[from] crate::domain::TransitionError),
     #[error("internal error: {0}")]
     Internal(String),
-    /// A payment actor was retiring when the message arrived; the registry
-    /// retries on a fresh actor. Never reaches a caller of the handle.
-    #[error("payment actor retired")]
-    ActorRetired,
 }
 
 impl EngineError {

@@ -4,7 +4,7 @@ use super::payment::{ActorMap, PaymentActor, PaymentDeps};
 use crate::domain::OrderKey;
 use crate::error::EngineError;
 use crate::messages::payment::{
-    CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome, RetryDue,
+    CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome, Retired, RetryDue, Served,
 };
 use actix::{Actor, ArbiterHandle, Handler, MailboxError, Message};
 use std::hash::{BuildHasher, RandomState};
@@ -87,7 +87,7 @@ impl PaymentRegistry {
     /// re-sending to a fresh actor if the first was retiring.
     async fn deliver<M, T>(&self, key: OrderKey, msg: M) -> Result<T, EngineError>
     where
-        M: Message<Result = Result<T, EngineError>> + Clone + Send + 'static,
+        M: Message<Result = Served<T>> + Clone + Send + 'static,
         T: Send + 'static,
         PaymentActor: Handler<M>,
     {
@@ -98,8 +98,8 @@ impl PaymentRegistry {
         for _ in 0..MAX_DELIVERY_TRIES {
             match self.actor_for(&key).send(msg.clone()).await {
                 // Not handled by a live actor: nothing happened, send again.
-                Ok(Err(EngineError::ActorRetired)) | Err(MailboxError::Closed) => continue,
-                Ok(result) => return result,
+                Ok(Err(Retired)) | Err(MailboxError::Closed) => continue,
+                Ok(Ok(result)) => return result,
                 Err(MailboxError::Timeout) => {
                     return Err(EngineError::Internal("payment actor timed out".into()))
                 }

@@ -74,7 +74,51 @@ impl From<EngineError> for ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.body().message)
+        write!(f, "{}", self.describe().message)
+    }
+}
+
+/// The `type` of an error (DESIGN §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum ErrorType {
+    InvalidRequestError,
+    AuthenticationError,
+    NotFound,
+    Conflict,
+    IdempotencyError,
+    #[serde(rename = "api_error")]
+    Server,
+}
+
+/// Everything an error answers: one row of the table in
+/// [`ApiError::describe`].
+struct Described {
+    status: StatusCode,
+    kind: ErrorType,
+    code: &'static str,
+    message: String,
+    param: Option<String>,
+    payment_id: Option<PaymentId>,
+    /// "Try again shortly": the answer carries `Retry-After`.
+    retry_after: bool,
+}
+
+fn row(
+    status: StatusCode,
+    kind: ErrorType,
+    code: &'static str,
+    message: impl Into<String>,
+    param: Option<&str>,
+) -> Described {
+    Described {
+        status,
+        kind,
+        code,
+        message: message.into(),
+        param: param.map(str::to_string),
+        payment_id: None,
+        retry_after: false,
     }
 }
 
@@ -82,7 +126,7 @@ impl fmt::Display for ApiError {
 #[derive(Debug, Serialize)]
 struct ErrorBody {
     #[serde(rename = "type")]
-    kind: &'static str,
+    kind: ErrorType,
     code: &'static str,
     message: String,
     param: Option<String>,
@@ -95,164 +139,158 @@ struct Envelope {
     error: ErrorBody,
 }
 
-fn body(
-    kind: &'static str,
-    code: &'static str,
-    message: String,
-    param: Option<String>,
-) -> ErrorBody {
-    ErrorBody {
-        kind,
-        code,
-        message,
-        param,
-        payment_id: None,
-    }
-}
-
 impl ApiError {
-    fn status(&self) -> StatusCode {
-        match self {
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::RouteNotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Engine(error) => match error {
-                EngineError::InvalidParam { .. } => StatusCode::BAD_REQUEST,
-                EngineError::NotFound { .. } => StatusCode::NOT_FOUND,
-                EngineError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-                EngineError::IdempotencyKeyInUse
-                | EngineError::OrderAlreadyPaid { .. }
-                | EngineError::OrderPaymentInProgress { .. } => StatusCode::CONFLICT,
-                EngineError::ShuttingDown | EngineError::Store(StoreError::Closed) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                EngineError::Config(_)
-                | EngineError::Store(_)
-                | EngineError::Provider(_)
-                | EngineError::Internal(_)
-                | EngineError::ActorRetired => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-        }
-    }
-
-    fn body(&self) -> ErrorBody {
-        const INVALID: &str = "invalid_request_error";
+    /// The one table: status, type, code, message and parameter of every
+    /// error the API can answer.
+    fn describe(&self) -> Described {
+        use ErrorType::*;
+        use StatusCode as S;
         match self {
             ApiError::BadRequest {
                 code,
                 param,
                 message,
-            } => body(INVALID, code, message.clone(), param.clone()),
-            ApiError::BodyTooLarge { limit_bytes } => body(
-                INVALID,
+            } => row(
+                S::BAD_REQUEST,
+                InvalidRequestError,
+                code,
+                message,
+                param.as_deref(),
+            ),
+            ApiError::BodyTooLarge { limit_bytes } => row(
+                S::PAYLOAD_TOO_LARGE,
+                InvalidRequestError,
                 "body_too_large",
                 format!("the request body exceeds {limit_bytes} bytes"),
                 None,
             ),
             ApiError::Unauthenticated { code, message } => {
-                body("authentication_error", code, message.to_string(), None)
+                row(S::UNAUTHORIZED, AuthenticationError, code, *message, None)
             }
-            ApiError::MethodNotAllowed { allow } => body(
-                INVALID,
+            ApiError::RouteNotFound => row(
+                S::NOT_FOUND,
+                NotFound,
+                "route_not_found",
+                "no such route",
+                None,
+            ),
+            ApiError::MethodNotAllowed { allow } => row(
+                S::METHOD_NOT_ALLOWED,
+                InvalidRequestError,
                 "method_not_allowed",
                 format!("this path accepts {allow}"),
                 None,
             ),
-            ApiError::RouteNotFound => {
-                body("not_found", "route_not_found", "no such route".into(), None)
-            }
-            ApiError::Engine(error) => match error {
-                EngineError::InvalidParam { param, message } => body(
-                    INVALID,
-                    "parameter_invalid",
-                    message.clone(),
-                    Some(param.clone()),
-                ),
-                EngineError::NotFound { resource } => body(
-                    "not_found",
-                    "resource_missing",
-                    format!("no such {resource}"),
-                    Some("id".into()),
-                ),
-                EngineError::IdempotencyKeyReused => body(
-                    "idempotency_error",
-                    "idempotency_key_reused",
-                    error.to_string(),
-                    Some("Idempotency-Key".into()),
-                ),
-                EngineError::IdempotencyKeyInUse => body(
-                    "conflict",
-                    "idempotency_key_in_use",
-                    error.to_string(),
-                    Some("Idempotency-Key".into()),
-                ),
-                EngineError::OrderAlreadyPaid { payment_id } => ErrorBody {
-                    payment_id: Some(*payment_id),
-                    ..body(
-                        "conflict",
-                        "order_already_paid",
-                        format!("order already paid by payment {payment_id}"),
-                        Some("order_id".into()),
-                    )
-                },
-                EngineError::OrderPaymentInProgress { payment_id } => ErrorBody {
-                    payment_id: Some(*payment_id),
-                    ..body(
-                        "conflict",
-                        "order_payment_in_progress",
-                        format!("order has payment {payment_id} in progress"),
-                        Some("order_id".into()),
-                    )
-                },
-                EngineError::ShuttingDown | EngineError::Store(StoreError::Closed) => body(
-                    "api_error",
-                    "service_unavailable",
-                    "the engine is shutting down; retry".into(),
-                    None,
-                ),
-                EngineError::Config(_)
-                | EngineError::Store(_)
-                | EngineError::Provider(_)
-                | EngineError::Internal(_)
-                | EngineError::ActorRetired => body(
-                    "api_error",
-                    "internal_error",
-                    "an internal error occurred".into(),
-                    None,
-                ),
-            },
+            ApiError::Engine(error) => describe_engine(error),
         }
+    }
+}
+
+fn describe_engine(error: &EngineError) -> Described {
+    use ErrorType::*;
+    use StatusCode as S;
+    let retry_later = |code, message: &str| Described {
+        retry_after: true,
+        ..row(S::SERVICE_UNAVAILABLE, Server, code, message, None)
+    };
+    match error {
+        EngineError::InvalidParam { param, message } => row(
+            S::BAD_REQUEST,
+            InvalidRequestError,
+            "parameter_invalid",
+            message.clone(),
+            Some(param),
+        ),
+        EngineError::NotFound { resource } => row(
+            S::NOT_FOUND,
+            NotFound,
+            "resource_missing",
+            format!("no such {resource}"),
+            Some("id"),
+        ),
+        EngineError::IdempotencyKeyReused => row(
+            S::UNPROCESSABLE_ENTITY,
+            IdempotencyError,
+            "idempotency_key_reused",
+            error.to_string(),
+            Some("Idempotency-Key"),
+        ),
+        EngineError::IdempotencyKeyInUse => Described {
+            retry_after: true,
+            ..row(
+                S::CONFLICT,
+                Conflict,
+                "idempotency_key_in_use",
+                error.to_string(),
+                Some("Idempotency-Key"),
+            )
+        },
+        EngineError::OrderAlreadyPaid { payment_id } => Described {
+            payment_id: Some(*payment_id),
+            ..row(
+                S::CONFLICT,
+                Conflict,
+                "order_already_paid",
+                format!("order already paid by payment {payment_id}"),
+                Some("order_id"),
+            )
+        },
+        EngineError::OrderPaymentInProgress { payment_id } => Described {
+            payment_id: Some(*payment_id),
+            ..row(
+                S::CONFLICT,
+                Conflict,
+                "order_payment_in_progress",
+                format!("order has payment {payment_id} in progress"),
+                Some("order_id"),
+            )
+        },
+        EngineError::ShuttingDown | EngineError::Store(StoreError::Closed) => {
+            retry_later("service_unavailable", "the engine is shutting down; retry")
+        }
+        EngineError::Config(_)
+        | EngineError::Store(_)
+        | EngineError::Provider(_)
+        | EngineError::IllegalTransition(_)
+        | EngineError::Internal(_) => row(
+            S::INTERNAL_SERVER_ERROR,
+            Server,
+            "internal_error",
+            "an internal error occurred",
+            None,
+        ),
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status()
+        self.describe().status
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.status();
-        if status.is_server_error() {
+        let described = self.describe();
+        if described.status.is_server_error() {
             // The client gets a generic message; the details go to the log.
             tracing::error!(error = ?self, "request failed");
         }
-        let mut response = HttpResponse::build(status);
-        // Answers that mean "try again shortly" say when.
-        let retryable = matches!(
-            self,
-            ApiError::Engine(EngineError::IdempotencyKeyInUse | EngineError::ShuttingDown)
-        ) || status == StatusCode::SERVICE_UNAVAILABLE;
+        let mut response = HttpResponse::build(described.status);
         if let ApiError::MethodNotAllowed { allow } = self {
             response.insert_header((actix_web::http::header::ALLOW, allow.clone()));
         }
-        if retryable {
+        if described.retry_after {
             response.insert_header((
                 actix_web::http::header::RETRY_AFTER,
                 RETRY_AFTER_SECS.to_string(),
             ));
         }
-        response.json(Envelope { error: self.body() })
+        response.json(Envelope {
+            error: ErrorBody {
+                kind: described.kind,
+                code: described.code,
+                message: described.message,
+                param: described.param,
+                payment_id: described.payment_id,
+            },
+        })
     }
 }

@@ -43,8 +43,9 @@ pub async fn create(
         .handle
         .create_payment(&merchant, &key, request)
         .await?;
-    let status = StatusCode::from_u16(created.status).unwrap_or(StatusCode::CREATED);
-    let mut response = HttpResponse::build(status);
+    // A created payment is 201 whatever its outcome: a decline is a payment
+    // with `status: failed`, not an HTTP error (DESIGN §6).
+    let mut response = HttpResponse::build(StatusCode::CREATED);
     response.content_type("application/json");
     if created.replayed {
         response.insert_header((REPLAYED_HEADER, "true"));

@@ -6,6 +6,15 @@ use actix::Message;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// A payment actor's answer: the operation's result, or [`Retired`].
+pub type Served<T> = Result<Result<T, EngineError>, Retired>;
+
+/// The actor was leaving the registry when the message arrived and did
+/// nothing; the registry sends the message again, to a fresh actor. Never
+/// reaches a caller of the engine's handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retired;
+
 /// A validated request to charge an order (the body of `POST /v1/payments`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PaymentRequest {
@@ -22,7 +31,7 @@ pub struct PaymentRequest {
 
 /// Create a payment for the actor's order and confirm it with a provider.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<CreatedPayment, EngineError>")]
+#[rtype(result = "Served<CreatedPayment>")]
 pub struct CreatePayment {
     pub merchant_id: MerchantId,
     pub idempotency_key: String,
@@ -36,8 +45,6 @@ pub struct CreatePayment {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreatedPayment {
     pub payment: Payment,
-    /// HTTP status of the first answer (201).
-    pub status: u16,
     /// The response body, byte-identical on every replay.
     pub body: String,
     /// True when this is a replay of an earlier answer.
@@ -47,7 +54,7 @@ pub struct CreatedPayment {
 /// Finish a payment left `processing` by a dead instance, or `pending`
 /// after an unknown outcome, by looking it up at its provider.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<RecoveryOutcome, EngineError>")]
+#[rtype(result = "Served<RecoveryOutcome>")]
 pub struct RecoverPayment {
     pub merchant_id: MerchantId,
     pub order_id: String,
@@ -73,7 +80,7 @@ pub enum RecoveryOutcome {
 
 /// Make the next attempt of a `retry_scheduled` payment whose time has come.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<Option<crate::domain::PaymentStatus>, EngineError>")]
+#[rtype(result = "Served<Option<crate::domain::PaymentStatus>>")]
 pub struct RetryDue {
     pub merchant_id: MerchantId,
     pub order_id: String,

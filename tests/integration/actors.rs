@@ -268,6 +268,7 @@ async fn a_successful_charge_is_recorded_with_one_attempt(
         .send(create("o1", "k1"))
         .await
         .expect("mailbox")
+        .expect("a live actor")
         .expect("create");
     assert_eq!(created.payment.status, PaymentStatus::Succeeded);
     assert!(!created.replayed);
@@ -307,6 +308,7 @@ async fn the_attempt_is_durable_as_processing_before_the_provider_is_called(
         .send(create("o1", "k1"))
         .await
         .expect("mailbox")
+        .expect("a live actor")
         .expect("create");
     assert_eq!(created.payment.status, PaymentStatus::Succeeded);
     let seen = fake.seen_outcomes.lock().expect("lock").clone();
@@ -334,6 +336,7 @@ async fn an_unknown_outcome_is_retried_on_the_same_provider_with_the_same_key(
         .send(create("o1", "k1"))
         .await
         .expect("mailbox")
+        .expect("a live actor")
         .expect("create");
     assert_eq!(created.payment.status, PaymentStatus::Succeeded);
     let keys: Vec<String> = a.calls().into_iter().map(|c| c.idempotency_key).collect();
@@ -363,6 +366,7 @@ async fn an_outcome_that_stays_unknown_leaves_the_payment_pending_never_failed(
         .send(create("o1", "k1"))
         .await
         .expect("mailbox")
+        .expect("a live actor")
         .expect("create");
     assert_eq!(created.payment.status, PaymentStatus::Pending);
     assert_eq!(created.payment.failure_code, None);
@@ -390,6 +394,7 @@ async fn transient_failures_fail_over_with_a_new_attempt_and_key(
         .send(create("o1", "k1"))
         .await
         .expect("mailbox")
+        .expect("a live actor")
         .expect("create");
     assert_eq!(created.payment.status, PaymentStatus::Succeeded);
     assert_eq!(created.payment.provider.as_deref(), Some("b"));
@@ -422,6 +427,7 @@ async fn hard_declines_fail_without_retry(
         .send(create("o1", "k1"))
         .await
         .expect("mailbox")
+        .expect("a live actor")
         .expect("create");
     assert_eq!(created.payment.status, PaymentStatus::Failed);
     assert_eq!(
@@ -445,7 +451,10 @@ async fn concurrent_duplicates_are_serialized_by_the_actor(
     let mut originals = 0;
     let mut bodies = std::collections::HashSet::new();
     for reply in replies {
-        let created = reply.expect("mailbox").expect("create");
+        let created = reply
+            .expect("mailbox")
+            .expect("a live actor")
+            .expect("create");
         originals += usize::from(!created.replayed);
         bodies.insert(created.body);
     }
@@ -474,7 +483,7 @@ async fn an_idle_actor_retires_and_refuses_further_work(
     }
     assert!(fx.actors.is_empty(), "the idle actor left the registry");
     match actor.send(create("o1", "k1")).await {
-        Err(_) | Ok(Err(payments::EngineError::ActorRetired)) => {}
+        Err(_) | Ok(Err(payments::messages::payment::Retired)) => {}
         Ok(other) => panic!("a retired actor must not work: {other:?}"),
     }
     assert!(fake.calls().is_empty());

@@ -10,7 +10,8 @@
 //!   next provider;
 //! - every retry, of either kind, is paid for from the shared retry budget.
 
-use super::PaymentDeps;
+use super::decide::{self, Evidence};
+use super::{PaymentDeps, CREATED_STATUS};
 use crate::actors::provider::ProviderEntry;
 use crate::domain::{
     Attempt, AttemptId, AttemptOutcome, OutcomeClass, Payment, PaymentEvent, PaymentStatus,
@@ -25,8 +26,6 @@ use crate::store::{LeaseChange, PaymentWrite, StoredResponse};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-/// The HTTP status of a created payment, whatever its outcome.
-pub(super) const CREATED_STATUS: u16 = 201;
 /// Stored provider answers are cut to this size.
 const MAX_RAW_RESPONSE_BYTES: usize = 8 * 1024;
 
@@ -357,70 +356,26 @@ async fn finish(
     let response = &answer.response;
     let now = deps.clock.now();
     let from = payment.status;
-    let to = match response.class {
-        OutcomeClass::Succeeded => {
-            payment.provider_payment_id = response.provider_payment_id.clone();
-            payment.failure_code = None;
-            payment.failure_message = None;
-            payment.next_attempt_at = None;
-            PaymentStatus::Succeeded
-        }
-        OutcomeClass::HardDecline | OutcomeClass::Invalid => {
-            if response.class == OutcomeClass::Invalid {
-                tracing::error!(payment_id = %payment.id, code = ?response.code, "provider rejected our request as invalid: check configuration");
-            }
-            payment.failure_code = Some(
-                response
-                    .code
-                    .clone()
-                    .unwrap_or_else(|| "card_declined".into()),
-            );
-            payment.failure_message = response.message.clone();
-            payment.next_attempt_at = None;
-            PaymentStatus::Failed
-        }
-        OutcomeClass::SoftDecline => {
-            payment.failure_code = response.code.clone();
-            payment.failure_message = response.message.clone();
-            let soft_declines = payment
-                .attempts
-                .iter()
-                .filter(|a| a.outcome == AttemptOutcome::Completed(OutcomeClass::SoftDecline))
-                .count();
-            if soft_declines >= deps.policy.soft_decline.max_attempts as usize {
-                payment.next_attempt_at = None;
-                PaymentStatus::Failed
-            } else {
-                payment.next_attempt_at =
-                    Some(now.plus_millis(deps.policy.soft_decline.delay_secs.saturating_mul(1000)));
-                PaymentStatus::RetryScheduled
-            }
-        }
-        OutcomeClass::TransientNotCharged => {
-            payment.failure_code = Some("provider_unavailable".into());
-            let why = if answer.budget_exhausted {
-                "the retry budget is spent"
-            } else {
-                "every try was refused"
-            };
-            payment.failure_message = Some(format!(
-                "no provider could take the payment ({why}); last answer: {}",
-                response.code.as_deref().unwrap_or("none")
-            ));
-            payment.next_attempt_at = None;
-            PaymentStatus::Failed
-        }
-        OutcomeClass::Unknown => PaymentStatus::Pending,
+    let evidence = Evidence::Answer {
+        class: response.class,
+        code: response.code.clone(),
+        message: response.message.clone(),
+        budget_exhausted: answer.budget_exhausted,
     };
-    payment.status = from
-        .transition(to)
-        .map_err(|e| EngineError::Internal(e.to_string()))?;
+    let decision = decide::decide(&evidence, decide::facts(&payment), &deps.limits(), now);
+    if response.class == OutcomeClass::Invalid {
+        tracing::error!(payment_id = %payment.id, code = ?response.code, "provider rejected our request as invalid: check configuration");
+    }
+    if decision.status == PaymentStatus::Succeeded {
+        payment.provider_payment_id = response.provider_payment_id.clone();
+    }
+    decide::apply(&mut payment, &decision)?;
     payment.updated_at = now;
     let last = payment.attempts.last().cloned();
     events.push(PaymentEvent::status_change(
         payment.id,
         Some(from),
-        to,
+        payment.status,
         now,
         json!({
             "attempt": last.as_ref().map(|a| a.number),
@@ -446,7 +401,6 @@ async fn finish(
     tracing::info!(payment_id = %payment.id, status = %payment.status, provider = ?payment.provider, "payment finished");
     Ok(CreatedPayment {
         payment,
-        status: CREATED_STATUS,
         body,
         replayed: false,
     })

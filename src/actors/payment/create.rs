@@ -111,7 +111,6 @@ fn replay(record: IdempotencyRecord, msg: &CreatePayment) -> Result<CreatedPayme
     payment.merchant_id = msg.merchant_id.clone();
     Ok(CreatedPayment {
         payment,
-        status: response.status,
         body: response.body,
         replayed: true,
     })

@@ -11,6 +11,7 @@
 
 mod attempts;
 mod create;
+mod decide;
 mod recover;
 mod scheduled;
 
@@ -19,7 +20,7 @@ use crate::clock::Clock;
 use crate::domain::OrderKey;
 use crate::error::EngineError;
 use crate::messages::payment::{
-    CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome, RetryDue,
+    CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome, Retired, RetryDue, Served,
 };
 use crate::resilience::RetryPolicy;
 use crate::store::Store;
@@ -53,6 +54,19 @@ pub struct PaymentDeps {
     /// attempts, so they never amplify an outage.
     pub retry_budget: std::sync::Arc<crate::resilience::RetryBudget>,
 }
+
+impl PaymentDeps {
+    /// The limits outcome decisions apply.
+    fn limits(&self) -> decide::Limits {
+        decide::Limits {
+            soft_decline: self.policy.soft_decline,
+            max_recovery_attempts: self.max_recovery_attempts,
+        }
+    }
+}
+
+/// What the idempotency record stores as the status of a finished create.
+const CREATED_STATUS: u16 = 201;
 
 /// The live payment actors, by order.
 pub type ActorMap = DashMap<OrderKey, Addr<PaymentActor>>;
@@ -103,24 +117,24 @@ impl Actor for PaymentActor {
 impl PaymentActor {
     /// Runs `work` with the mailbox blocked until it ends: the per-order
     /// serialization every handler relies on.
-    fn serialized<T, F>(&mut self, work: F) -> AtomicResponse<Self, Result<T, EngineError>>
+    fn serialized<T, F>(&mut self, work: F) -> AtomicResponse<Self, Served<T>>
     where
         T: 'static,
         F: std::future::Future<Output = Result<T, EngineError>> + 'static,
     {
         if self.retired {
-            return AtomicResponse::new(Box::pin(fut::ready(Err(EngineError::ActorRetired))));
+            return AtomicResponse::new(Box::pin(fut::ready(Err(Retired))));
         }
         self.last_activity = Instant::now();
         AtomicResponse::new(Box::pin(work.into_actor(self).map(|result, act, _ctx| {
             act.last_activity = Instant::now();
-            result
+            Ok(result)
         })))
     }
 }
 
 impl Handler<CreatePayment> for PaymentActor {
-    type Result = AtomicResponse<Self, Result<CreatedPayment, EngineError>>;
+    type Result = AtomicResponse<Self, Served<CreatedPayment>>;
 
     fn handle(&mut self, msg: CreatePayment, _ctx: &mut Self::Context) -> Self::Result {
         debug_assert_eq!(
@@ -137,7 +151,7 @@ impl Handler<CreatePayment> for PaymentActor {
 }
 
 impl Handler<RecoverPayment> for PaymentActor {
-    type Result = AtomicResponse<Self, Result<RecoveryOutcome, EngineError>>;
+    type Result = AtomicResponse<Self, Served<RecoveryOutcome>>;
 
     fn handle(&mut self, msg: RecoverPayment, _ctx: &mut Self::Context) -> Self::Result {
         debug_assert_eq!(msg.order_id, self.key.order_id, "routed to the wrong order");
@@ -147,7 +161,7 @@ impl Handler<RecoverPayment> for PaymentActor {
 }
 
 impl Handler<RetryDue> for PaymentActor {
-    type Result = AtomicResponse<Self, Result<Option<crate::domain::PaymentStatus>, EngineError>>;
+    type Result = AtomicResponse<Self, Served<Option<crate::domain::PaymentStatus>>>;
 
     fn handle(&mut self, msg: RetryDue, _ctx: &mut Self::Context) -> Self::Result {
         debug_assert_eq!(msg.order_id, self.key.order_id, "routed to the wrong order");

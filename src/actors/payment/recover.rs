@@ -9,7 +9,8 @@
 //! goes to `needs_review` for a human. A payment is never reported `failed`
 //! unless its provider said it has no such charge.
 
-use super::PaymentDeps;
+use super::decide::{self, Evidence};
+use super::{PaymentDeps, CREATED_STATUS};
 use crate::domain::{Attempt, AttemptOutcome, OutcomeClass, Payment, PaymentEvent, PaymentStatus};
 use crate::error::EngineError;
 use crate::messages::payment::{RecoverPayment, RecoveryOutcome};
@@ -18,20 +19,39 @@ use crate::providers::{LookupResult, ProviderError};
 use crate::store::{LeaseChange, PaymentWrite, StoredResponse};
 use serde_json::json;
 
-/// The HTTP status stored for a request whose answer recovery completes.
-const CREATED_STATUS: u16 = 201;
+/// What a look-up found, with the provider's reference when it charged.
+struct Finding {
+    evidence: Evidence,
+    provider_payment_id: Option<String>,
+}
 
-/// What the provider said about the last attempt.
-enum Finding {
-    Charged {
-        provider_payment_id: String,
-    },
-    NotCharged,
-    Unknown(String),
-    /// "Not found" from a look-up that may still lag the charge, or the
-    /// provider is still processing the call: ask again, without counting
-    /// it as an inconclusive look-up.
-    TooEarly,
+impl Finding {
+    fn of(evidence: Evidence) -> Self {
+        Finding {
+            evidence,
+            provider_payment_id: None,
+        }
+    }
+
+    /// The class recorded on the attempt, and what the audit trail says.
+    fn describe(&self) -> (OutcomeClass, String) {
+        match &self.evidence {
+            Evidence::Charged => (
+                OutcomeClass::Succeeded,
+                "the provider has the charge".into(),
+            ),
+            Evidence::NotCharged => (
+                OutcomeClass::TransientNotCharged,
+                "the provider has no such charge".into(),
+            ),
+            Evidence::TooEarly => (
+                OutcomeClass::Unknown,
+                "the provider's look-up may still lag the charge; asking again later".into(),
+            ),
+            Evidence::Inconclusive { reason } => (OutcomeClass::Unknown, reason.clone()),
+            Evidence::Answer { class, .. } => (*class, "the provider answered".into()),
+        }
+    }
 }
 
 pub(super) async fn recover(
@@ -68,14 +88,16 @@ pub(super) async fn recover(
     }
     let finding = match payment.attempts.last() {
         // Nothing was ever sent.
-        None => Finding::NotCharged,
+        None => Finding::of(Evidence::NotCharged),
         Some(last) => match last.outcome {
             AttemptOutcome::Processing | AttemptOutcome::Completed(OutcomeClass::Unknown) => {
                 lookup(deps, &payment, last).await
             }
             // Every attempt so far was refused before charging (a crash in
             // the backoff between two attempts).
-            AttemptOutcome::Completed(OutcomeClass::TransientNotCharged) => Finding::NotCharged,
+            AttemptOutcome::Completed(OutcomeClass::TransientNotCharged) => {
+                Finding::of(Evidence::NotCharged)
+            }
             AttemptOutcome::Completed(other) => {
                 return Err(EngineError::Internal(format!(
                     "payment {} is {} after a {} attempt",
@@ -91,10 +113,9 @@ pub(super) async fn recover(
 
 async fn lookup(deps: &PaymentDeps, payment: &Payment, attempt: &Attempt) -> Finding {
     let Some(entry) = deps.providers.get(&attempt.provider) else {
-        return Finding::Unknown(format!(
-            "provider {} is no longer configured",
-            attempt.provider
-        ));
+        return Finding::of(Evidence::Inconclusive {
+            reason: format!("provider {} is no longer configured", attempt.provider),
+        });
     };
     let key = Attempt::provider_idempotency_key(payment.id, attempt.number);
     let since_call_ms = (deps.clock.now().as_micros() - attempt.created_at.as_micros()) / 1000;
@@ -109,14 +130,19 @@ async fn lookup(deps: &PaymentDeps, payment: &Payment, attempt: &Attempt) -> Fin
         Ok(Ok(LookupResult::Charged {
             provider_payment_id,
             ..
-        })) => Finding::Charged {
-            provider_payment_id,
+        })) => Finding {
+            evidence: Evidence::Charged,
+            provider_payment_id: Some(provider_payment_id),
         },
-        Ok(Ok(LookupResult::NotFound)) if settled => Finding::NotCharged,
-        Ok(Ok(LookupResult::NotFound)) => Finding::TooEarly,
-        Ok(Err(ProviderError::InProgress(_))) => Finding::TooEarly,
-        Ok(Err(error)) => Finding::Unknown(error.to_string()),
-        Err(error) => Finding::Unknown(error.to_string()),
+        Ok(Ok(LookupResult::NotFound)) if settled => Finding::of(Evidence::NotCharged),
+        Ok(Ok(LookupResult::NotFound)) => Finding::of(Evidence::TooEarly),
+        Ok(Err(ProviderError::InProgress(_))) => Finding::of(Evidence::TooEarly),
+        Ok(Err(error)) => Finding::of(Evidence::Inconclusive {
+            reason: error.to_string(),
+        }),
+        Err(error) => Finding::of(Evidence::Inconclusive {
+            reason: error.to_string(),
+        }),
     }
 }
 
@@ -127,47 +153,18 @@ async fn apply(
 ) -> Result<RecoveryOutcome, EngineError> {
     let now = deps.clock.now();
     let from = payment.status;
+    let decision = decide::decide(
+        &finding.evidence,
+        decide::facts(&payment),
+        &deps.limits(),
+        now,
+    );
+    if finding.provider_payment_id.is_some() {
+        payment.provider_payment_id = finding.provider_payment_id.clone();
+    }
+    decide::apply(&mut payment, &decision)?;
+    let (code, detail) = finding.describe();
     let mut attempts = Vec::new();
-    let (to, code, detail) = match finding {
-        Finding::Charged {
-            provider_payment_id,
-        } => {
-            payment.provider_payment_id = Some(provider_payment_id);
-            payment.failure_code = None;
-            payment.failure_message = None;
-            (
-                PaymentStatus::Succeeded,
-                OutcomeClass::Succeeded,
-                "the provider has the charge".to_string(),
-            )
-        }
-        Finding::NotCharged => {
-            payment.failure_code = Some("not_charged".into());
-            payment.failure_message =
-                Some("recovery found that the provider never charged this payment".into());
-            (
-                PaymentStatus::Failed,
-                OutcomeClass::TransientNotCharged,
-                "the provider has no such charge".to_string(),
-            )
-        }
-        Finding::TooEarly => (
-            PaymentStatus::Pending,
-            OutcomeClass::Unknown,
-            "the provider's look-up may still lag the charge; asking again later".to_string(),
-        ),
-        Finding::Unknown(reason) => {
-            payment.recovery_attempts = payment.recovery_attempts.saturating_add(1);
-            let to = if payment.recovery_attempts >= deps.max_recovery_attempts
-                && from == PaymentStatus::Pending
-            {
-                PaymentStatus::NeedsReview
-            } else {
-                PaymentStatus::Pending
-            };
-            (to, OutcomeClass::Unknown, reason)
-        }
-    };
     // The last attempt, if still open, gets its answer.
     if let Some(last) = payment.attempts.last_mut() {
         if matches!(
@@ -186,14 +183,11 @@ async fn apply(
         now,
         json!({ "result": code.as_str(), "detail": detail, "recovery_attempts": payment.recovery_attempts }),
     )];
-    if to != from {
-        payment.status = from
-            .transition(to)
-            .map_err(|e| EngineError::Internal(e.to_string()))?;
+    if payment.status != from {
         events.push(PaymentEvent::status_change(
             payment.id,
             Some(from),
-            to,
+            payment.status,
             now,
             json!({ "by": "recovery" }),
         ));

@@ -59,9 +59,7 @@ pub(super) async fn retry(
         ));
     }
     let from = payment.status;
-    payment.status = from
-        .transition(PaymentStatus::Processing)
-        .map_err(|e| EngineError::Internal(e.to_string()))?;
+    payment.status = from.transition(PaymentStatus::Processing)?;
     payment.next_attempt_at = None;
     payment.updated_at = now;
     let events = vec![
