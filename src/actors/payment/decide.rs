@@ -282,6 +282,15 @@ mod tests {
     }
 
     /// (evidence, facts) → (status, failure code, next attempt due, recovery attempts)
+    type Case = (
+        Evidence,
+        Facts,
+        PaymentStatus,
+        Option<&'static str>,
+        Option<Timestamp>,
+        u32,
+    );
+
     #[test]
     fn every_case_of_the_table() {
         let now = Timestamp::from_micros(1_000_000).expect("in range");
@@ -289,160 +298,28 @@ mod tests {
         let inconclusive = Evidence::Inconclusive {
             reason: "timeout".into(),
         };
-        let cases: Vec<(
-            Evidence,
-            Facts,
-            PaymentStatus,
-            Option<&str>,
-            Option<Timestamp>,
-            u32,
-        )> = vec![
-            (
-                answer(OutcomeClass::Succeeded, None),
-                facts(Processing, 0, 0),
-                Succeeded,
-                None,
-                None,
-                0,
-            ),
-            (
-                answer(HardDecline, Some("expired_card")),
-                facts(Processing, 0, 0),
-                Failed,
-                Some("expired_card"),
-                None,
-                0,
-            ),
-            (
-                answer(HardDecline, None),
-                facts(Processing, 0, 0),
-                Failed,
-                Some("card_declined"),
-                None,
-                0,
-            ),
-            (
-                answer(Invalid, Some("invalid_request")),
-                facts(Processing, 0, 0),
-                Failed,
-                Some("invalid_request"),
-                None,
-                0,
-            ),
-            (
-                answer(SoftDecline, Some("insufficient_funds")),
-                facts(Processing, 1, 0),
-                RetryScheduled,
-                Some("insufficient_funds"),
-                later,
-                0,
-            ),
-            (
-                answer(SoftDecline, Some("insufficient_funds")),
-                facts(Processing, 2, 0),
-                RetryScheduled,
-                Some("insufficient_funds"),
-                later,
-                0,
-            ),
-            (
-                answer(SoftDecline, Some("insufficient_funds")),
-                facts(Processing, 3, 0),
-                Failed,
-                Some("insufficient_funds"),
-                None,
-                0,
-            ),
-            (
-                answer(TransientNotCharged, Some("rate_limited")),
-                facts(Processing, 0, 0),
-                Failed,
-                Some("provider_unavailable"),
-                None,
-                0,
-            ),
-            (
-                answer(Unknown, Some("timeout")),
-                facts(Processing, 0, 0),
-                Pending,
-                None,
-                None,
-                0,
-            ),
-            (
-                Evidence::Charged,
-                facts(Pending, 0, 2),
-                Succeeded,
-                None,
-                None,
-                2,
-            ),
-            (
-                Evidence::Charged,
-                facts(Processing, 0, 0),
-                Succeeded,
-                None,
-                None,
-                0,
-            ),
-            (
-                Evidence::NotCharged,
-                facts(Pending, 0, 1),
-                Failed,
-                Some("not_charged"),
-                None,
-                1,
-            ),
-            (
-                Evidence::TooEarly,
-                facts(Pending, 0, 4),
-                Pending,
-                None,
-                None,
-                4,
-            ),
-            (
-                Evidence::TooEarly,
-                facts(Processing, 0, 0),
-                Pending,
-                None,
-                None,
-                0,
-            ),
-            (
-                inconclusive.clone(),
-                facts(Processing, 0, 0),
-                Pending,
-                None,
-                None,
-                1,
-            ),
-            (
-                inconclusive.clone(),
-                facts(Pending, 0, 3),
-                Pending,
-                None,
-                None,
-                4,
-            ),
-            (
-                inconclusive.clone(),
-                facts(Pending, 0, 4),
-                NeedsReview,
-                None,
-                None,
-                5,
-            ),
+        #[rustfmt::skip]
+        let cases: Vec<Case> = vec![
+            (answer(OutcomeClass::Succeeded, None), facts(Processing, 0, 0), Succeeded, None, None, 0),
+            (answer(HardDecline, Some("expired_card")), facts(Processing, 0, 0), Failed, Some("expired_card"), None, 0),
+            (answer(HardDecline, None), facts(Processing, 0, 0), Failed, Some("card_declined"), None, 0),
+            (answer(Invalid, Some("invalid_request")), facts(Processing, 0, 0), Failed, Some("invalid_request"), None, 0),
+            (answer(SoftDecline, Some("insufficient_funds")), facts(Processing, 1, 0), RetryScheduled, Some("insufficient_funds"), later, 0),
+            (answer(SoftDecline, Some("insufficient_funds")), facts(Processing, 2, 0), RetryScheduled, Some("insufficient_funds"), later, 0),
+            (answer(SoftDecline, Some("insufficient_funds")), facts(Processing, 3, 0), Failed, Some("insufficient_funds"), None, 0),
+            (answer(TransientNotCharged, Some("rate_limited")), facts(Processing, 0, 0), Failed, Some("provider_unavailable"), None, 0),
+            (answer(Unknown, Some("timeout")), facts(Processing, 0, 0), Pending, None, None, 0),
+            (Evidence::Charged, facts(Pending, 0, 2), Succeeded, None, None, 2),
+            (Evidence::Charged, facts(Processing, 0, 0), Succeeded, None, None, 0),
+            (Evidence::NotCharged, facts(Pending, 0, 1), Failed, Some("not_charged"), None, 1),
+            (Evidence::TooEarly, facts(Pending, 0, 4), Pending, None, None, 4),
+            (Evidence::TooEarly, facts(Processing, 0, 0), Pending, None, None, 0),
+            (inconclusive.clone(), facts(Processing, 0, 0), Pending, None, None, 1),
+            (inconclusive.clone(), facts(Pending, 0, 3), Pending, None, None, 4),
+            (inconclusive.clone(), facts(Pending, 0, 4), NeedsReview, None, None, 5),
             // Only a payment already pending goes to review: one found
             // `processing` after a crash is first made pending.
-            (
-                inconclusive,
-                facts(Processing, 0, 9),
-                Pending,
-                None,
-                None,
-                10,
-            ),
+            (inconclusive, facts(Processing, 0, 9), Pending, None, None, 10),
         ];
         for (evidence, facts, status, code, next, recovery) in cases {
             let decision = decide(&evidence, facts, &LIMITS, now);
