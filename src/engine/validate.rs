@@ -2,9 +2,9 @@
 //! printable characters). They run before anything is written, so a bad
 //! request changes nothing, whether it came over HTTP or from an embedder.
 
-use crate::actors::ProviderDirectory;
 use crate::error::EngineError;
 use crate::messages::payment::PaymentRequest;
+use crate::routing::ProviderDirectory;
 use sha2::{Digest, Sha256};
 
 /// Longest idempotency key (DESIGN §5).
@@ -69,9 +69,9 @@ fn no_nul(param: &str, value: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
-pub fn payment_request(
+pub fn payment_request<A: Clone>(
     request: &PaymentRequest,
-    providers: &ProviderDirectory,
+    providers: &ProviderDirectory<A>,
 ) -> Result<(), EngineError> {
     id_field("customer_id", &request.customer_id)?;
     id_field("order_id", &request.order_id)?;
@@ -153,7 +153,7 @@ mod tests {
             metadata: Default::default(),
             provider: None,
         };
-        let directory = ProviderDirectory::default();
+        let directory = ProviderDirectory::<()>::default();
         match payment_request(&request, &directory) {
             Err(EngineError::InvalidParam { param, .. }) => assert_eq!(param, "description"),
             other => panic!("expected a 400 on description, got {other:?}"),

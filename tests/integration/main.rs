@@ -12,6 +12,7 @@ mod embedded;
 mod fuzz_input;
 mod http_payments;
 mod idempotency;
+mod layers;
 mod recovery;
 mod resilience;
 mod stripe;

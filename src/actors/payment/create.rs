@@ -1,7 +1,7 @@
 //! Creating a payment: idempotency, the order guard, then the attempts.
 
 use super::{attempts, PaymentDeps};
-use crate::domain::{Payment, PaymentEvent, PaymentId, PaymentObject, PaymentStatus};
+use crate::domain::{Payment, PaymentEvent, PaymentId, PaymentObject, PaymentStatus, Timestamp};
 use crate::error::EngineError;
 use crate::messages::payment::{CreatePayment, CreatedPayment};
 use crate::store::{BeginOutcome, IdempotencyRecord, NewPayment};
@@ -38,30 +38,7 @@ pub(super) async fn create(
         ));
     }
     let now = deps.clock.now();
-    let payment = Payment {
-        id: PaymentId::new(),
-        object: PaymentObject,
-        merchant_id: msg.merchant_id.clone(),
-        status: PaymentStatus::INITIAL,
-        amount: request.amount,
-        amount_refunded: 0,
-        currency: request.currency,
-        customer_id: request.customer_id.clone(),
-        order_id: request.order_id.clone(),
-        payment_method: request.payment_method.clone(),
-        description: request.description.clone(),
-        provider: None,
-        provider_payment_id: None,
-        failure_code: None,
-        failure_message: None,
-        next_attempt_at: None,
-        attempts: Vec::new(),
-        anomaly_flags: Vec::new(),
-        metadata: request.metadata.clone(),
-        recovery_attempts: 0,
-        created_at: now,
-        updated_at: now,
-    };
+    let payment = new_payment(&msg, now);
     let events = vec![
         PaymentEvent::status_change(
             payment.id,
@@ -94,6 +71,35 @@ pub(super) async fn create(
     }
     tracing::info!(payment_id = %payment.id, order_id = %payment.order_id, merchant = %payment.merchant_id, "payment created");
     attempts::run(deps, payment, &route.candidates).await
+}
+
+/// The payment a request creates, in its initial status, without attempts.
+fn new_payment(msg: &CreatePayment, now: Timestamp) -> Payment {
+    let request = &msg.request;
+    Payment {
+        id: PaymentId::new(),
+        object: PaymentObject,
+        merchant_id: msg.merchant_id.clone(),
+        status: PaymentStatus::INITIAL,
+        amount: request.amount,
+        amount_refunded: 0,
+        currency: request.currency,
+        customer_id: request.customer_id.clone(),
+        order_id: request.order_id.clone(),
+        payment_method: request.payment_method.clone(),
+        description: request.description.clone(),
+        provider: None,
+        provider_payment_id: None,
+        failure_code: None,
+        failure_message: None,
+        next_attempt_at: None,
+        attempts: Vec::new(),
+        anomaly_flags: Vec::new(),
+        metadata: request.metadata.clone(),
+        recovery_attempts: 0,
+        created_at: now,
+        updated_at: now,
+    }
 }
 
 /// The answer for a key that was used before.

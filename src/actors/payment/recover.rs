@@ -146,6 +146,26 @@ async fn lookup(deps: &PaymentDeps, payment: &Payment, attempt: &Attempt) -> Fin
     }
 }
 
+/// Gives the last attempt, if it is still open, the class recovery found.
+/// Returns it for the write.
+fn close_last_attempt(payment: &mut Payment, code: OutcomeClass) -> Vec<Attempt> {
+    let known = payment.provider_payment_id.clone();
+    let Some(last) = payment.attempts.last_mut() else {
+        return Vec::new();
+    };
+    let open = matches!(
+        last.outcome,
+        AttemptOutcome::Processing | AttemptOutcome::Completed(OutcomeClass::Unknown)
+    );
+    if !open {
+        return Vec::new();
+    }
+    last.outcome = AttemptOutcome::Completed(code);
+    last.provider_payment_id = known;
+    last.code = Some(format!("recovery:{}", code.as_str()));
+    vec![last.clone()]
+}
+
 async fn apply(
     deps: &PaymentDeps,
     mut payment: Payment,
@@ -164,19 +184,7 @@ async fn apply(
     }
     decide::apply(&mut payment, &decision)?;
     let (code, detail) = finding.describe();
-    let mut attempts = Vec::new();
-    // The last attempt, if still open, gets its answer.
-    if let Some(last) = payment.attempts.last_mut() {
-        if matches!(
-            last.outcome,
-            AttemptOutcome::Processing | AttemptOutcome::Completed(OutcomeClass::Unknown)
-        ) {
-            last.outcome = AttemptOutcome::Completed(code);
-            last.provider_payment_id = payment.provider_payment_id.clone();
-            last.code = Some(format!("recovery:{}", code.as_str()));
-            attempts.push(last.clone());
-        }
-    }
+    let attempts = close_last_attempt(&mut payment, code);
     let mut events = vec![PaymentEvent::new(
         payment.id,
         "payment.recovery_lookup",

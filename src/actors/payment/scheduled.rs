@@ -7,7 +7,7 @@
 //! after the earlier ones, through the normal attempt loop.
 
 use super::{attempts, PaymentDeps};
-use crate::domain::{PaymentEvent, PaymentStatus};
+use crate::domain::{Payment, PaymentEvent, PaymentStatus, Timestamp};
 use crate::error::EngineError;
 use crate::messages::payment::RetryDue;
 use crate::store::{LeaseChange, PaymentWrite};
@@ -58,6 +58,19 @@ pub(super) async fn retry(
             "no provider supports the payment's currency any more".into(),
         ));
     }
+    reopen(deps, &mut payment, &route.reason, lease_expires_at).await?;
+    let finished = attempts::run(deps, payment, &route.candidates).await?;
+    Ok(Some(finished.payment.status))
+}
+
+/// Moves the payment back to `processing` for its next attempt.
+async fn reopen(
+    deps: &PaymentDeps,
+    payment: &mut Payment,
+    reason: &serde_json::Value,
+    lease_expires_at: Timestamp,
+) -> Result<(), EngineError> {
+    let now = deps.clock.now();
     let from = payment.status;
     payment.status = from.transition(PaymentStatus::Processing)?;
     payment.next_attempt_at = None;
@@ -70,7 +83,7 @@ pub(super) async fn retry(
             now,
             json!({ "by": "scheduled_retry" }),
         ),
-        PaymentEvent::new(payment.id, "payment.routed", now, route.reason.clone()),
+        PaymentEvent::new(payment.id, "payment.routed", now, reason.clone()),
     ];
     deps.store
         .save_payment(PaymentWrite {
@@ -84,6 +97,5 @@ pub(super) async fn retry(
             },
         })
         .await?;
-    let finished = attempts::run(deps, payment, &route.candidates).await?;
-    Ok(Some(finished.payment.status))
+    Ok(())
 }
