@@ -8,37 +8,39 @@
 //! # Layout
 //!
 //! Read in this order; each module's own documentation says why it exists.
+//! Modules form layers, listed here from the top; a module uses only
+//! modules of lower layers (checked by `tests/integration/layers.rs`):
 //!
-//! - [`engine`]: the embedding API. [`Engine::start`] boots everything on a
-//!   dedicated thread and returns an [`EngineHandle`], a cheap `Send + Sync`
-//!   handle usable from any tokio runtime. The HTTP API is a thin layer over
-//!   the same handle.
-//! - [`domain`]: plain data: money ([`domain::Amount`], checked arithmetic),
-//!   currencies, typed prefixed ids, timestamps, the payment status machine
-//!   as an explicit transition table, payments, attempts and events.
-//! - [`actors`]: the actix actors: a supervisor (shutdown), one provider actor
-//!   per provider (circuit breaker, bulkhead, statistics; calls run outside
-//!   its mailbox), one payment actor per order (the serialization point), the
-//!   registry that finds or starts them, and the reconciler (crash recovery,
-//!   scheduled retries, key pruning).
-//! - [`messages`]: the typed messages each actor accepts, one module per
-//!   actor; tests drive actors through them.
-//! - [`providers`]: the [`providers::Provider`] trait and its adapters (the
-//!   built-in sandbox, Stripe, Adyen), each mapping its answers to outcome
-//!   classes through tables of codes.
-//! - [`store`]: durable state: the [`store::Store`] trait, shaped around the
-//!   engine's atomic units, implemented once over a small backend seam: SQLite
-//!   (one writer batching concurrent writes into one transaction: group
-//!   commit) and PostgreSQL (several instances on one database).
-//! - [`retry`]: the retry policy per outcome class, as data, and the retry
-//!   budget that keeps retries from amplifying an outage.
-//! - [`routing`]: ordering the providers for a payment (cost, priority,
-//!   success rate, weighted).
-//! - [`api`]: the HTTP/JSON API (actix-web): routing, authentication, input
-//!   parsing, and the one place errors become status codes.
-//! - [`config`]: TOML file, environment and flags, with sane defaults.
-//! - [`clock`]: time as a dependency, so tests can drive it.
-//! - [`error`]: the engine's error type.
+//! 1. [`api`]: the HTTP/JSON API (actix-web): routes, authentication, input
+//!    parsing, and the one table where errors become status codes.
+//! 2. [`engine`]: the embedding API. [`Engine::start`] turns a [`Config`]
+//!    into running parts on a dedicated thread and returns an
+//!    [`EngineHandle`], a cheap `Send + Sync` handle usable from any tokio
+//!    runtime. The HTTP API is a thin layer over the same handle.
+//! 3. [`actors`]: the actix actors: a supervisor (shutdown), one provider
+//!    actor per provider (circuit breaker, bulkhead, statistics; calls run
+//!    outside its mailbox), one payment actor per order (the serialization
+//!    point, with the one function that decides what an attempt's outcome
+//!    means), the registry that finds or starts them, and the reconciler
+//!    (crash recovery, scheduled retries, key pruning).
+//! 4. [`messages`]: the typed messages each actor accepts, one module per
+//!    actor; tests drive actors through them.
+//! 5. [`config`] (a plain description: schema, provider settings,
+//!    validation) and [`error`] (the engine's error type).
+//! 6. [`routing`]: the configured providers, their live health, and the
+//!    order a payment tries them in (cost, priority, success rate,
+//!    weighted).
+//! 7. [`resilience`] (circuit breaker, retry table, retry budget: pure
+//!    state and policy), [`providers`] (the [`providers::Provider`] trait
+//!    and its adapters: sandbox, Stripe, Adyen, each split into client,
+//!    wire types and code table) and [`store`] (durable state: the
+//!    [`store::Store`] trait over a backend seam; SQLite with group commit,
+//!    PostgreSQL for several instances).
+//! 8. [`clock`]: time as a dependency, so tests can drive it.
+//! 9. [`domain`]: plain data: money ([`domain::Amount`], checked
+//!    arithmetic, fees), currencies, typed prefixed ids, timestamps, the
+//!    payment status machine as an explicit transition table, payments,
+//!    attempts and events.
 //!
 //! # Invariants
 //!

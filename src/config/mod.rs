@@ -10,8 +10,8 @@
 //!
 //! - this file: the schema (every section and its defaults) and the
 //!   environment overrides;
-//! - [`providers`]: one configured provider;
-//! - [`validate`]: every check that needs no I/O, run by every command.
+//! - `providers`: one configured provider;
+//! - `validate`: every check that needs no I/O, run by every command.
 
 mod providers;
 mod validate;
