@@ -7,10 +7,10 @@
 
 use super::migrate;
 use super::ops::{WriteOp, WriteReply};
-use super::sql::{self, Arg, Conn};
+use super::sql::{idempotency, queries, Arg, Conn};
 use super::{
-    BeginOutcome, IdempotencyRecord, NewPayment, PaymentFilter, PaymentWrite, Store, StoreError,
-    StuckPayment,
+    BeginOutcome, IdempotencyRecord, NewPayment, PaymentFilter, PaymentRef, PaymentWrite, Store,
+    StoreError,
 };
 use crate::domain::{MerchantId, Payment, PaymentEvent, PaymentId, Timestamp};
 use async_trait::async_trait;
@@ -69,7 +69,7 @@ impl<B: SqlBackend> Store for B {
         merchant: &MerchantId,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        sql::idempotency_record(&mut self.read().await?, merchant, key).await
+        idempotency::record(&mut self.read().await?, merchant, key).await
     }
 
     async fn payment(
@@ -77,7 +77,7 @@ impl<B: SqlBackend> Store for B {
         merchant: &MerchantId,
         id: PaymentId,
     ) -> Result<Option<Payment>, StoreError> {
-        sql::payment(&mut self.read().await?, merchant, id).await
+        queries::payment(&mut self.read().await?, merchant, id).await
     }
 
     async fn list_payments(
@@ -85,7 +85,7 @@ impl<B: SqlBackend> Store for B {
         merchant: &MerchantId,
         filter: &PaymentFilter,
     ) -> Result<Vec<Payment>, StoreError> {
-        sql::list_payments(&mut self.read().await?, merchant, filter).await
+        queries::list_payments(&mut self.read().await?, merchant, filter).await
     }
 
     async fn payment_events(
@@ -93,7 +93,7 @@ impl<B: SqlBackend> Store for B {
         merchant: &MerchantId,
         id: PaymentId,
     ) -> Result<Option<Vec<PaymentEvent>>, StoreError> {
-        sql::payment_events(&mut self.read().await?, merchant, id).await
+        queries::payment_events(&mut self.read().await?, merchant, id).await
     }
 
     async fn stuck_payments(
@@ -101,16 +101,12 @@ impl<B: SqlBackend> Store for B {
         now: Timestamp,
         pending_before: Timestamp,
         limit: u32,
-    ) -> Result<Vec<StuckPayment>, StoreError> {
-        sql::stuck_payments(&mut self.read().await?, now, pending_before, limit).await
+    ) -> Result<Vec<PaymentRef>, StoreError> {
+        queries::stuck_payments(&mut self.read().await?, now, pending_before, limit).await
     }
 
-    async fn due_retries(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<StuckPayment>, StoreError> {
-        sql::due_retries(&mut self.read().await?, now, limit).await
+    async fn due_retries(&self, now: Timestamp, limit: u32) -> Result<Vec<PaymentRef>, StoreError> {
+        queries::due_retries(&mut self.read().await?, now, limit).await
     }
 
     async fn claim_lease(

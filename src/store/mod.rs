@@ -11,6 +11,32 @@
 //! concurrent writes into one transaction (group commit, DESIGN §12);
 //! PostgreSQL runs each as a short transaction and relies on the server
 //! merging concurrent commits' WAL flushes.
+//!
+//! # Layout
+//!
+//! The SQL is written once for both backends; a backend adds only how a
+//! statement runs and how a write becomes durable.
+//!
+//! - `mod.rs` (here): the [`Store`] trait, its records and [`open`].
+//! - `backend.rs`: [`SqlBackend`], the seam a backend implements, and the
+//!   one [`Store`] implementation over it (reads go straight to
+//!   `sql::queries`, writes become a [`WriteOp`]).
+//! - `ops.rs`: [`WriteOp`], writes as values, and `apply`, which runs one
+//!   inside the caller's transaction by calling into `sql`.
+//! - `sql/`: every statement, by concern:
+//!   - `sql/mod.rs`: the [`Conn`] trait (run a statement), [`Arg`] and the
+//!     argument helpers;
+//!   - `sql/payments.rs`: `begin` (claim the key, claim the order, insert
+//!     the payment and its events) and `save` (the status-conditional
+//!     update, attempts, events, then the stored answer and the order row);
+//!   - `sql/idempotency.rs`: a key's record, its stored answer, pruning;
+//!   - `sql/leases.rs`: taking the order lease over (recovery), and the
+//!     order-row update that renews or releases it within a save;
+//!   - `sql/queries.rs`: the reads, including the recovery and due-retry
+//!     scans that answer with [`PaymentRef`]s.
+//! - `rows.rs`: decoding rows into domain records ([`RowExt`]).
+//! - `migrate.rs`: applying and checking the embedded migrations.
+//! - `sqlite.rs`, `postgres.rs`: the two backends.
 
 mod backend;
 mod migrate;
@@ -148,9 +174,14 @@ pub struct PaymentFilter {
     pub limit: u32,
 }
 
-/// A payment the recovery pass should look at.
+/// A payment named by its order, for work to be sent to its payment actor.
+///
+/// The recovery and due-retry scans answer with these rather than whole
+/// payments: the actor that does the work is addressed by (merchant, order)
+/// and reads the payment itself, under its own serialization, so the scan
+/// needs only the address and the status that selected the row.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StuckPayment {
+pub struct PaymentRef {
     pub payment_id: PaymentId,
     pub merchant_id: MerchantId,
     pub order_id: String,
@@ -201,14 +232,10 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         pending_before: Timestamp,
         limit: u32,
-    ) -> Result<Vec<StuckPayment>, StoreError>;
+    ) -> Result<Vec<PaymentRef>, StoreError>;
 
     /// `retry_scheduled` payments due at `now`, at most `limit`.
-    async fn due_retries(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<StuckPayment>, StoreError>;
+    async fn due_retries(&self, now: Timestamp, limit: u32) -> Result<Vec<PaymentRef>, StoreError>;
 
     /// Takes the order lease of `payment_id` for `owner` unless another
     /// owner holds a live one; true if taken.

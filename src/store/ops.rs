@@ -3,7 +3,7 @@
 //! Making writes values (not closures) lets the SQLite writer queue and
 //! batch them, and lets the PostgreSQL backend retry one after a deadlock.
 
-use super::sql::{self, Conn};
+use super::sql::{idempotency, leases, payments, Conn};
 use super::{BeginOutcome, NewPayment, PaymentWrite, StoreError};
 use crate::domain::{MerchantId, PaymentId, Timestamp};
 
@@ -48,8 +48,8 @@ impl WriteReply {
 /// Runs `op` on `conn`, inside a transaction the caller owns.
 pub(crate) async fn apply<C: Conn>(conn: &mut C, op: &WriteOp) -> Result<WriteReply, StoreError> {
     match op {
-        WriteOp::Begin(new) => sql::begin(conn, new).await.map(WriteReply::Begun),
-        WriteOp::Save(write) => sql::save(conn, write).await.map(|()| WriteReply::Done),
+        WriteOp::Begin(new) => payments::begin(conn, new).await.map(WriteReply::Begun),
+        WriteOp::Save(write) => payments::save(conn, write).await.map(|()| WriteReply::Done),
         WriteOp::ClaimLease {
             merchant,
             order_id,
@@ -57,7 +57,7 @@ pub(crate) async fn apply<C: Conn>(conn: &mut C, op: &WriteOp) -> Result<WriteRe
             owner,
             now,
             expires_at,
-        } => sql::claim_lease(
+        } => leases::claim_lease(
             conn,
             merchant,
             order_id,
@@ -68,7 +68,7 @@ pub(crate) async fn apply<C: Conn>(conn: &mut C, op: &WriteOp) -> Result<WriteRe
         )
         .await
         .map(WriteReply::Claimed),
-        WriteOp::Prune { before } => sql::prune_idempotency(conn, *before)
+        WriteOp::Prune { before } => idempotency::prune(conn, *before)
             .await
             .map(WriteReply::Count),
         WriteOp::Barrier => Ok(WriteReply::Done),

@@ -1,0 +1,253 @@
+//! The two payment writes: creating one (`begin`) and changing one (`save`).
+//!
+//! These are the engine's units of atomicity (DESIGN §4): each runs inside
+//! one transaction the caller owns, so the statements below, and those it
+//! borrows from [`idempotency`] and [`leases`], commit or roll back together.
+
+use super::{idempotency, int, json, leases, opt_int, opt_text, text, Arg, Conn};
+use crate::domain::{Attempt, Payment, PaymentEvent, PaymentId, PaymentStatus, Timestamp};
+use crate::store::rows::RowExt;
+use crate::store::{BeginOutcome, NewPayment, PaymentWrite, StoreError};
+
+/// Claims the key and the order and writes the new payment. On any outcome
+/// but `Started` the caller must roll back: writes may have been made.
+pub(crate) async fn begin<C: Conn>(
+    conn: &mut C,
+    new: &NewPayment,
+) -> Result<BeginOutcome, StoreError> {
+    let p = &new.payment;
+    if !claim_key(conn, new).await? {
+        let record = idempotency::record(conn, &p.merchant_id, &new.idempotency_key)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("idempotency key vanished".into()))?;
+        return Ok(BeginOutcome::KeyExists(record));
+    }
+    if !claim_order(conn, new).await? {
+        let (payment_id, status) = order_holder(conn, p).await?;
+        debug_assert!(
+            status.blocks_new_payment(),
+            "a failed order is always claimable"
+        );
+        return Ok(BeginOutcome::OrderBusy { payment_id, status });
+    }
+    insert_payment(conn, p).await?;
+    insert_events(conn, p.merchant_id.as_str(), &new.events).await?;
+    Ok(BeginOutcome::Started)
+}
+
+/// Inserts the idempotency key; false if the merchant already used it.
+///
+/// The key is claimed first: a concurrent claim of the same key waits here
+/// for the first to commit, then sees it.
+async fn claim_key<C: Conn>(conn: &mut C, new: &NewPayment) -> Result<bool, StoreError> {
+    let p = &new.payment;
+    let claimed = conn
+        .execute(
+            "INSERT INTO idempotency_keys (merchant_id, idempotency_key, fingerprint, payment_id, order_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (merchant_id, idempotency_key) DO NOTHING",
+            vec![
+                text(p.merchant_id.as_str()),
+                text(&new.idempotency_key),
+                text(&new.fingerprint),
+                text(p.id.to_string()),
+                text(&p.order_id),
+                int(p.created_at.as_micros()),
+            ],
+        )
+        .await?;
+    Ok(claimed != 0)
+}
+
+/// Points the order at the new payment and gives it the lease; false if
+/// the order's current payment blocks a new one.
+///
+/// The order is taken only if it is new or its payment failed. The
+/// conditional upsert is atomic, across instances too.
+async fn claim_order<C: Conn>(conn: &mut C, new: &NewPayment) -> Result<bool, StoreError> {
+    let p = &new.payment;
+    let claimed = conn
+        .execute(
+            "INSERT INTO orders (merchant_id, order_id, payment_id, status, lease_owner, lease_expires_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (merchant_id, order_id) DO UPDATE SET
+                payment_id = excluded.payment_id, status = excluded.status, lease_owner = excluded.lease_owner,
+                lease_expires_at = excluded.lease_expires_at, updated_at = excluded.updated_at
+             WHERE orders.status = 'failed'",
+            vec![
+                text(p.merchant_id.as_str()),
+                text(&p.order_id),
+                text(p.id.to_string()),
+                text(p.status.as_str()),
+                text(&new.lease_owner),
+                int(new.lease_expires_at.as_micros()),
+                int(p.created_at.as_micros()),
+            ],
+        )
+        .await?;
+    Ok(claimed != 0)
+}
+
+/// The payment holding the order `p` could not claim, and its status.
+async fn order_holder<C: Conn>(
+    conn: &mut C,
+    p: &Payment,
+) -> Result<(PaymentId, PaymentStatus), StoreError> {
+    let row = conn
+        .fetch_optional(
+            "SELECT payment_id, status FROM orders WHERE merchant_id = $1 AND order_id = $2",
+            vec![text(p.merchant_id.as_str()), text(&p.order_id)],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("order row vanished".into()))?;
+    let status: PaymentStatus = row
+        .text("status")?
+        .parse()
+        .map_err(|_| StoreError::Corrupt("order status".into()))?;
+    let payment_id = row
+        .text("payment_id")?
+        .parse()
+        .map_err(|_| StoreError::Corrupt("order payment_id".into()))?;
+    Ok((payment_id, status))
+}
+
+/// Inserts the new payment's row, every column as `p` has it.
+async fn insert_payment<C: Conn>(conn: &mut C, p: &Payment) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO payments (id, merchant_id, order_id, customer_id, status, amount, amount_refunded,
+            currency, payment_method, description, provider, provider_payment_id, failure_code,
+            failure_message, next_attempt_at, anomaly_flags, metadata, recovery_attempts, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+        vec![
+            text(p.id.to_string()),
+            text(p.merchant_id.as_str()),
+            text(&p.order_id),
+            text(&p.customer_id),
+            text(p.status.as_str()),
+            int(p.amount.minor_units()),
+            int(p.amount_refunded),
+            text(p.currency.code()),
+            text(&p.payment_method),
+            opt_text(&p.description),
+            opt_text(&p.provider),
+            opt_text(&p.provider_payment_id),
+            opt_text(&p.failure_code),
+            opt_text(&p.failure_message),
+            opt_int(p.next_attempt_at.map(|t| t.as_micros())),
+            text(json(&p.anomaly_flags)),
+            text(json(&p.metadata)),
+            int(i64::from(p.recovery_attempts)),
+            int(p.created_at.as_micros()),
+            int(p.updated_at.as_micros()),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies one change to a payment, refusing it if the payment's status is
+/// no longer `write.expected_status`.
+pub(crate) async fn save<C: Conn>(conn: &mut C, write: &PaymentWrite) -> Result<(), StoreError> {
+    let p = &write.payment;
+    update_payment(conn, write).await?;
+    for attempt in &write.attempts {
+        upsert_attempt(conn, p.id, attempt, p.updated_at).await?;
+    }
+    insert_events(conn, p.merchant_id.as_str(), &write.events).await?;
+    if let Some(response) = &write.response {
+        idempotency::store_response(conn, p, response).await?;
+    }
+    leases::update_order(conn, p, write.lease).await
+}
+
+/// The status-conditional update of the payment's row: a lost race
+/// changes nothing and answers [`StoreError::Conflict`].
+async fn update_payment<C: Conn>(conn: &mut C, write: &PaymentWrite) -> Result<(), StoreError> {
+    let p = &write.payment;
+    let updated = conn
+        .execute(
+            "UPDATE payments SET status = $1, amount_refunded = $2, provider = $3, provider_payment_id = $4,
+                failure_code = $5, failure_message = $6, next_attempt_at = $7, anomaly_flags = $8,
+                recovery_attempts = $9, updated_at = $10
+             WHERE id = $11 AND merchant_id = $12 AND status = $13",
+            vec![
+                text(p.status.as_str()),
+                int(p.amount_refunded),
+                opt_text(&p.provider),
+                opt_text(&p.provider_payment_id),
+                opt_text(&p.failure_code),
+                opt_text(&p.failure_message),
+                opt_int(p.next_attempt_at.map(|t| t.as_micros())),
+                text(json(&p.anomaly_flags)),
+                int(i64::from(p.recovery_attempts)),
+                int(p.updated_at.as_micros()),
+                text(p.id.to_string()),
+                text(p.merchant_id.as_str()),
+                text(write.expected_status.as_str()),
+            ],
+        )
+        .await?;
+    if updated != 1 {
+        return Err(StoreError::Conflict(p.id));
+    }
+    Ok(())
+}
+
+/// Inserts an attempt, or updates the fields its outcome fills in.
+async fn upsert_attempt<C: Conn>(
+    conn: &mut C,
+    payment_id: PaymentId,
+    attempt: &Attempt,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO attempts (id, payment_id, number, provider, provider_idempotency_key, outcome, code,
+            latency_ms, provider_payment_id, raw_response, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, code = excluded.code,
+            latency_ms = excluded.latency_ms, provider_payment_id = excluded.provider_payment_id,
+            raw_response = excluded.raw_response, updated_at = excluded.updated_at",
+        vec![
+            text(attempt.id.to_string()),
+            text(payment_id.to_string()),
+            int(i64::from(attempt.number)),
+            text(&attempt.provider),
+            text(Attempt::provider_idempotency_key(payment_id, attempt.number)),
+            text(attempt.outcome.as_str()),
+            opt_text(&attempt.code),
+            opt_int(attempt.latency_ms),
+            opt_text(&attempt.provider_payment_id),
+            opt_text(&attempt.raw_response),
+            int(attempt.created_at.as_micros()),
+            int(now.as_micros()),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Appends audit events, one statement each (the trail is append-only).
+async fn insert_events<C: Conn>(
+    conn: &mut C,
+    merchant: &str,
+    events: &[PaymentEvent],
+) -> Result<(), StoreError> {
+    for event in events {
+        conn.execute(
+            "INSERT INTO payment_events (id, payment_id, merchant_id, type, from_status, to_status, attempt_id, data, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            vec![
+                text(event.id.to_string()),
+                text(event.payment_id.to_string()),
+                text(merchant),
+                text(&event.kind),
+                Arg::Text(event.from_status.map(|s| s.as_str().to_string())),
+                Arg::Text(event.to_status.map(|s| s.as_str().to_string())),
+                Arg::Text(event.attempt_id.map(|id| id.to_string())),
+                text(event.data.to_string()),
+                int(event.created_at.as_micros()),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
