@@ -3,6 +3,12 @@
 //! A token bucket shared by every payment. Each first attempt earns a
 //! fraction of a retry; each retry spends one. When a provider is down the
 //! engine therefore sends it at most ~10 % more traffic, not 3x.
+//!
+//! What it guards is a struggling provider being asked *again*. A payment's
+//! first call to another provider (failover after a refusal that charged
+//! nothing) is not a retry of anything and never spends from it. The
+//! bucket starts full (`max_banked_retries`): an engine that has just
+//! started has not yet earned retries, but has no reason to refuse them.
 
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -49,7 +55,7 @@ impl RetryBudget {
         RetryBudget {
             settings,
             state: Mutex::new(BudgetState {
-                earned_milli: 0,
+                earned_milli: i64::from(settings.max_banked_retries) * 1000,
                 floor_milli: i64::from(settings.min_retries_per_sec) * 1000,
                 last_refill: Instant::now(),
             }),
@@ -103,6 +109,8 @@ mod tests {
             min_retries_per_sec: 0,
             max_banked_retries: 1_000,
         });
+        // Spend the initial burst first.
+        assert_eq!((0..2_000).filter(|_| budget.try_spend()).count(), 1_000);
         for _ in 0..1_000 {
             budget.record_first_attempt();
         }
@@ -111,12 +119,22 @@ mod tests {
         let with_floor = RetryBudget::new(BudgetSettings {
             ratio: 0.1,
             min_retries_per_sec: 2,
-            max_banked_retries: 1_000,
+            max_banked_retries: 0,
         });
         assert_eq!(
             (0..10).filter(|_| with_floor.try_spend()).count(),
             2,
             "the floor lets a quiet engine retry"
         );
+    }
+
+    #[test]
+    fn a_new_budget_starts_with_its_burst() {
+        let budget = RetryBudget::new(BudgetSettings {
+            ratio: 0.1,
+            min_retries_per_sec: 0,
+            max_banked_retries: 7,
+        });
+        assert_eq!((0..100).filter(|_| budget.try_spend()).count(), 7);
     }
 }

@@ -363,6 +363,55 @@ async fn set_faults(server: &TestServer, name: &str, faults: Value) {
     assert_eq!(reply.status, 200, "{}", reply.text);
 }
 
+/// Issue 8, item 1: right after start, with one provider in outage, every
+/// payment fails over to the healthy one. Failing over is not a retry, so
+/// the retry budget (which starts with its burst) never stands in the way,
+/// and a rate-limited card still gets its retries afterwards.
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_right_after_start_fails_every_payment_over(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = Arc::new(TestServer::start(backend).await);
+    set_faults(&server, "sandbox_a", json!({ "outage": true })).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                server
+                    .create(
+                        &unique("k"),
+                        &payment_body(&format!("outage-{i}-{}", unique("o")), "pm_card_visa"),
+                    )
+                    .await
+                    .json()
+            })
+        })
+        .collect();
+    for task in tasks {
+        let payment = task.await.expect("task");
+        assert_eq!(payment["status"], "succeeded", "{payment}");
+        assert_eq!(payment["provider"], "sandbox_b", "{payment}");
+    }
+    let charged_by_a = crate::common::all_sandbox_charges(&server)
+        .await
+        .into_iter()
+        .filter(|c| c["provider"] == "sandbox_a")
+        .count();
+    assert_eq!(
+        charged_by_a, 0,
+        "sandbox_a was in outage: it charged nothing"
+    );
+    let limited = server
+        .create(
+            &unique("k"),
+            &payment_body(&unique("limited"), "pm_card_rate_limited"),
+        )
+        .await
+        .json();
+    assert_eq!(limited["status"], "succeeded", "{limited}");
+}
+
 #[rstest]
 #[tokio::test]
 async fn an_outage_opens_the_breaker_traffic_fails_over_and_it_closes_after_probes(
@@ -430,7 +479,9 @@ async fn under_total_provider_failure_retries_stay_within_the_budget(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
     // Breakers that never open, so only the budget limits retries; no floor,
-    // so the bound is exactly 10 % of first attempts.
+    // so the bound is exactly 10 % of first attempts plus the initial burst.
+    // Each payment's first call to each provider is free (failover is not
+    // a retry), so with two providers the floor is two attempts a payment.
     let config = r#"
 [retry.transient_not_charged]
 max_attempts = 3
@@ -440,6 +491,7 @@ cap_ms = 5
 [retry.budget]
 ratio = 0.1
 min_retries_per_sec = 0
+max_banked_retries = 10
 
 [[providers]]
 name = "sandbox_a"
@@ -490,9 +542,17 @@ sliding_window_size = 10000
         "100% provider errors ({backend:?}): {PAYMENTS} first attempts, {attempts} attempts in all ({:.3}x), {provider_calls} provider calls",
         attempts as f64 / PAYMENTS as f64
     );
+    const PROVIDERS: usize = 2;
+    const BURST: usize = 10;
+    let first_calls = PROVIDERS * PAYMENTS;
+    let most_retries = PAYMENTS / 10 + BURST;
     assert!(
-        attempts as f64 <= 1.1 * PAYMENTS as f64,
-        "{attempts} attempts for {PAYMENTS} payments"
+        attempts > first_calls,
+        "the budget allowed some retries: {attempts} attempts for {PAYMENTS} payments"
+    );
+    assert!(
+        attempts <= first_calls + most_retries,
+        "retries beyond the budget: {attempts} attempts for {PAYMENTS} payments"
     );
     assert_eq!(
         provider_calls as usize, attempts,

@@ -58,68 +58,125 @@ pub(super) async fn run(
     candidates: &[ProviderEntry],
 ) -> Result<CreatedPayment, EngineError> {
     assert!(!candidates.is_empty(), "routing produced no candidate");
-    let mut provider_index = 0;
-    let mut tries = 0;
-    // Providers whose actor refused a call (circuit open, disabled): an open
-    // circuit is not retried into.
-    let mut refusing: Vec<&str> = Vec::new();
+    let mut tries = Tries::default();
+    let mut index = 0;
     loop {
-        tries += 1;
         let number = u32::try_from(payment.attempts.len())
             .unwrap_or(u32::MAX)
             .saturating_add(1);
         if number == 1 {
             deps.retry_budget.record_first_attempt();
         }
-        let entry = &candidates[provider_index % candidates.len()];
+        let entry = &candidates[index];
         let (request, started) = start_attempt(deps, &mut payment, entry, number).await?;
         let mut answer = call_with_unknown_retries(deps, entry, &request).await;
         let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let now = deps.clock.now();
         let mut events = complete_attempt(&mut payment, &answer.response, latency_ms, now);
         events.extend(circuit_events(payment.id, &answer.circuit_changes, now));
-
-        if answer.refused {
-            refusing.push(&entry.name);
-        }
-        // The next provider down the list that is still taking calls.
-        let next = (1..=candidates.len())
-            .map(|step| (provider_index + step) % candidates.len())
-            .find(|&i| !refusing.contains(&candidates[i].name.as_str()));
-        // The provider that refused decides how (and whether) to retry.
-        let policy = entry.retry.transient_not_charged;
-        let transient = answer.response.class == OutcomeClass::TransientNotCharged;
-        if let (true, true, Some(next)) = (transient, tries < policy.max_attempts, next) {
-            if deps.retry_budget.try_spend() {
-                payment.updated_at = now;
-                let attempt = payment.attempts.last().cloned().into_iter().collect();
-                save(
-                    deps,
-                    &payment,
-                    payment.status,
-                    attempt,
-                    events,
-                    None,
-                    renew(deps, now),
-                )
-                .await?;
-                // A provider's Retry-After is honoured up to the backoff cap,
-                // so the wait stays within what the lease was sized for.
-                let asked = Duration::from_millis(
-                    answer
-                        .response
-                        .retry_after_ms
-                        .unwrap_or(0)
-                        .min(policy.cap_ms),
-                );
-                tokio::time::sleep(policy.backoff(tries).max(asked)).await;
-                // Nothing was charged, so moving on to the next provider is safe.
-                provider_index = next;
-                continue;
+        tries.record(&entry.name, answer.refused);
+        let next = match next_move(deps, candidates, index, &tries, &answer) {
+            Move::Stop { budget_exhausted } => {
+                answer.budget_exhausted = budget_exhausted;
+                return finish(deps, payment, &answer, events).await;
             }
-            answer.budget_exhausted = true;
+            Move::Next { index, wait } => (index, wait),
+        };
+        payment.updated_at = now;
+        let attempt = payment.attempts.last().cloned().into_iter().collect();
+        let lease = renew(deps, now);
+        save(deps, &payment, payment.status, attempt, events, None, lease).await?;
+        tokio::time::sleep(next.1).await;
+        // Nothing was charged, so moving on (to this or another provider) is safe.
+        index = next.0;
+    }
+}
+
+/// What this payment's attempts so far have been told.
+#[derive(Default)]
+struct Tries<'a> {
+    count: u32,
+    /// Providers this payment has called.
+    called: Vec<&'a str>,
+    /// Providers whose actor refused a call (circuit open, disabled): an
+    /// open circuit is not retried into.
+    refusing: Vec<&'a str>,
+}
+
+impl<'a> Tries<'a> {
+    fn record(&mut self, provider: &'a str, refused: bool) {
+        self.count += 1;
+        if !self.called.contains(&provider) {
+            self.called.push(provider);
         }
-        return finish(deps, payment, &answer, events).await;
+        if refused {
+            self.refusing.push(provider);
+        }
+    }
+}
+
+/// After an attempt: make another, and where, or stop.
+enum Move {
+    Next { index: usize, wait: Duration },
+    Stop { budget_exhausted: bool },
+}
+
+/// Only `transient_not_charged` moves on. A provider this payment has not
+/// called yet is tried at once and for free: it is not a retry of anything,
+/// so neither the budget nor the attempt limit holds it back (the list of
+/// candidates bounds it). Asking a provider again is a retry: within the
+/// class's attempts, after its backoff, paid from the shared budget.
+fn next_move(
+    deps: &PaymentDeps,
+    candidates: &[ProviderEntry],
+    index: usize,
+    tries: &Tries,
+    answer: &Answer,
+) -> Move {
+    if answer.response.class != OutcomeClass::TransientNotCharged {
+        return Move::Stop {
+            budget_exhausted: false,
+        };
+    }
+    // The next provider down the list that is still taking calls.
+    let next = (1..=candidates.len())
+        .map(|step| (index + step) % candidates.len())
+        .find(|&i| !tries.refusing.contains(&candidates[i].name.as_str()));
+    let Some(next) = next else {
+        return Move::Stop {
+            budget_exhausted: false,
+        };
+    };
+    if !tries.called.contains(&candidates[next].name.as_str()) {
+        return Move::Next {
+            index: next,
+            wait: Duration::ZERO,
+        };
+    }
+    // The provider that refused decides how (and whether) to retry.
+    let policy = candidates[index].retry.transient_not_charged;
+    if tries.count >= policy.max_attempts {
+        return Move::Stop {
+            budget_exhausted: false,
+        };
+    }
+    if !deps.retry_budget.try_spend() {
+        return Move::Stop {
+            budget_exhausted: true,
+        };
+    }
+    // A provider's Retry-After is honoured up to the backoff cap, so the
+    // wait stays within what the lease was sized for.
+    let asked_ms = answer
+        .response
+        .retry_after_ms
+        .unwrap_or(0)
+        .min(policy.cap_ms);
+    Move::Next {
+        index: next,
+        wait: policy
+            .backoff(tries.count)
+            .max(Duration::from_millis(asked_ms)),
     }
 }
 
