@@ -64,6 +64,16 @@ impl OutcomeClass {
             OutcomeClass::Invalid => "invalid",
         }
     }
+
+    /// Whether this answer to a same-key retry says what the first call
+    /// (whose answer was unknown) did: only a success or a decline does. A
+    /// refusal or an "invalid request" is about the retry, not the charge.
+    pub fn settles_an_unknown(self) -> bool {
+        matches!(
+            self,
+            OutcomeClass::Succeeded | OutcomeClass::HardDecline | OutcomeClass::SoftDecline
+        )
+    }
 }
 
 /// Where one attempt stands: still running, or classified.

@@ -377,6 +377,29 @@ async fn an_outcome_that_stays_unknown_leaves_the_payment_pending_never_failed(
     );
 }
 
+/// Issue 8, item 6: after an unknown answer only a success or a decline
+/// says what happened; a provider that then calls our request invalid (a
+/// 401, 403 or 404 to the same-key retry) says nothing about the first call,
+/// which may have charged.
+#[rstest]
+#[actix::test]
+async fn after_an_unknown_answer_an_invalid_one_leaves_the_payment_pending(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let a = FakeProvider::new("a", &[OutcomeClass::Unknown], OutcomeClass::Invalid);
+    let fx = fixture(std::slice::from_ref(&a), open_store(backend).await).await;
+    let created = fx
+        .actor("o1")
+        .send(create("o1", "k1"))
+        .await
+        .expect("mailbox")
+        .expect("a live actor")
+        .expect("create");
+    assert_eq!(created.payment.status, PaymentStatus::Pending);
+    assert_eq!(created.payment.failure_code, None);
+    assert_eq!(a.calls().len(), policy().unknown.max_attempts as usize);
+}
+
 #[rstest]
 #[actix::test]
 async fn transient_failures_fail_over_with_a_new_attempt_and_key(

@@ -324,11 +324,13 @@ async fn call_with_unknown_retries(
         tracing::info!(payment_id = %request.payment_id, provider = %entry.name, tries, "retrying unknown outcome with the same key");
         let next = call(entry, request).await;
         circuit_changes.extend(next.change.map(|c| (entry.name.clone(), c)));
-        // The first call may have charged: a retry that was refused or not
-        // processed says nothing about it, so the outcome stays unknown
-        // (and the payment is never failed over or failed on that basis).
-        if next.response.class == OutcomeClass::TransientNotCharged {
-            tracing::warn!(payment_id = %request.payment_id, provider = %entry.name, code = ?next.response.code, "same-key retry not processed; outcome stays unknown");
+        // The first call may have charged: a retry that was refused, not
+        // processed or called invalid says nothing about it, so the outcome
+        // stays unknown (and the payment is never failed over or failed on
+        // that basis).
+        if !next.response.class.settles_an_unknown() && next.response.class != OutcomeClass::Unknown
+        {
+            tracing::warn!(payment_id = %request.payment_id, provider = %entry.name, class = next.response.class.as_str(), code = ?next.response.code, "same-key retry answered inconclusively; outcome stays unknown");
             continue;
         }
         response = next.response;
