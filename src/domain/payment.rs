@@ -137,7 +137,8 @@ pub struct Attempt {
     /// The provider's (or engine's) reason code, e.g. `card_declined`.
     pub code: Option<String>,
     pub latency_ms: Option<i64>,
-    #[serde(skip)]
+    /// Whatever the provider told us its reference is, on every attempt
+    /// (DESIGN §6): what a person reviewing the payment looks up.
     pub provider_payment_id: Option<String>,
     /// The provider's raw answer, secrets masked; kept for disputes and
     /// reconciliation, not shown in the API object.

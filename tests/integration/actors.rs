@@ -15,7 +15,7 @@ use payments::domain::{
     Amount, AttemptOutcome, Currency, MerchantId, OrderKey, OutcomeClass, PaymentStatus, Timestamp,
 };
 use payments::engine::validate::fingerprint;
-use payments::messages::payment::{CreatePayment, PaymentRequest};
+use payments::messages::payment::{CreatePayment, PaymentRequest, RecoverPayment, RecoveryOutcome};
 use payments::messages::provider::{CallRejected, Charge, GetSnapshot, SetEnabled};
 use payments::providers::{
     ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse, RefundRequest,
@@ -41,6 +41,11 @@ pub(crate) struct FakeProvider {
     /// charged, as seen in the database at the moment of the call.
     store: Option<Arc<dyn Store>>,
     seen_outcomes: Mutex<Vec<Option<AttemptOutcome>>>,
+    /// Every answer names the provider's reference (as Stripe's
+    /// `processing` PaymentIntent does), not only successes.
+    always_references: bool,
+    /// Look-ups fail (the provider is unreachable) instead of "not found".
+    lookups_fail: bool,
 }
 
 impl FakeProvider {
@@ -65,7 +70,18 @@ impl FakeProvider {
             calls: Mutex::new(Vec::new()),
             store: None,
             seen_outcomes: Mutex::new(Vec::new()),
+            always_references: false,
+            lookups_fail: false,
         }
+    }
+
+    /// Answers that always carry a reference, and look-ups that fail.
+    fn referencing_and_unreachable(name: &str, otherwise: OutcomeClass) -> Arc<Self> {
+        Arc::new(FakeProvider {
+            always_references: true,
+            lookups_fail: true,
+            ..Self::build(name, &[], otherwise)
+        })
     }
 
     pub(crate) fn calls(&self) -> Vec<ChargeRequest> {
@@ -107,7 +123,8 @@ impl Provider for FakeProvider {
         let succeeded = class == OutcomeClass::Succeeded;
         ProviderResponse {
             class,
-            provider_payment_id: succeeded.then(|| format!("fake_{}", request.idempotency_key)),
+            provider_payment_id: (succeeded || self.always_references)
+                .then(|| format!("fake_{}", request.idempotency_key)),
             code: (!succeeded).then(|| class.as_str().to_string()),
             message: None,
             raw: "{}".into(),
@@ -116,6 +133,9 @@ impl Provider for FakeProvider {
     }
 
     async fn lookup(&self, _key: &str) -> Result<LookupResult, ProviderError> {
+        if self.lookups_fail {
+            return Err(ProviderError::Unreachable("fake outage".into()));
+        }
         Ok(LookupResult::NotFound)
     }
 
@@ -398,6 +418,57 @@ async fn after_an_unknown_answer_an_invalid_one_leaves_the_payment_pending(
     assert_eq!(created.payment.status, PaymentStatus::Pending);
     assert_eq!(created.payment.failure_code, None);
     assert_eq!(a.calls().len(), policy().unknown.max_attempts as usize);
+}
+
+/// Issue 8, item 10: a look-up that cannot conclude must not erase the
+/// provider's reference the first answer gave (the PaymentIntent id is what
+/// a person reviewing the payment looks up), and the reference is shown on
+/// every attempt.
+#[rstest]
+#[actix::test]
+async fn an_inconclusive_recovery_keeps_the_attempts_provider_reference(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let a = FakeProvider::referencing_and_unreachable("a", OutcomeClass::Unknown);
+    let fx = fixture(std::slice::from_ref(&a), open_store(backend).await).await;
+    let actor = fx.actor("o1");
+    let created = actor
+        .send(create("o1", "k1"))
+        .await
+        .expect("mailbox")
+        .expect("a live actor")
+        .expect("create");
+    assert_eq!(created.payment.status, PaymentStatus::Pending);
+    let reference = created.payment.attempts[0].provider_payment_id.clone();
+    assert!(
+        reference.is_some(),
+        "the unknown answer named its reference"
+    );
+    let outcome = actor
+        .send(RecoverPayment {
+            merchant_id: MerchantId::new("m"),
+            order_id: "o1".into(),
+            payment_id: created.payment.id,
+        })
+        .await
+        .expect("mailbox")
+        .expect("a live actor")
+        .expect("recover");
+    assert_eq!(outcome, RecoveryOutcome::Unresolved);
+    let stored = fx
+        .deps
+        .store
+        .payment(&MerchantId::new("m"), created.payment.id)
+        .await
+        .expect("read")
+        .expect("payment");
+    assert_eq!(stored.attempts[0].provider_payment_id, reference);
+    let shown = serde_json::to_value(&stored).expect("json");
+    assert_eq!(
+        shown["attempts"][0]["provider_payment_id"],
+        serde_json::json!(reference),
+        "every attempt shows what the provider told us: {shown}"
+    );
 }
 
 #[rstest]

@@ -333,7 +333,9 @@ async fn call_with_unknown_retries(
             tracing::warn!(payment_id = %request.payment_id, provider = %entry.name, class = next.response.class.as_str(), code = ?next.response.code, "same-key retry answered inconclusively; outcome stays unknown");
             continue;
         }
+        let reference = response.provider_payment_id.take();
         response = next.response;
+        response.provider_payment_id = response.provider_payment_id.take().or(reference);
     }
     Answer {
         response,
@@ -375,7 +377,9 @@ fn complete_attempt(
     attempt.outcome = AttemptOutcome::Completed(response.class);
     attempt.code = response.code.clone();
     attempt.latency_ms = Some(latency_ms);
-    attempt.provider_payment_id = response.provider_payment_id.clone();
+    if response.provider_payment_id.is_some() {
+        attempt.provider_payment_id = response.provider_payment_id.clone();
+    }
     attempt.raw_response = Some(truncate(&response.raw, MAX_RAW_RESPONSE_BYTES));
     let mut event = PaymentEvent::new(
         payment_id,

@@ -147,9 +147,11 @@ async fn lookup(deps: &PaymentDeps, payment: &Payment, attempt: &Attempt) -> Fin
 }
 
 /// Gives the last attempt, if it is still open, the class recovery found.
-/// Returns it for the write.
+/// Returns it for the write. A provider reference the attempt already holds
+/// is never replaced by nothing: it is what a person reviewing the payment
+/// looks up at the provider.
 fn close_last_attempt(payment: &mut Payment, code: OutcomeClass) -> Vec<Attempt> {
-    let known = payment.provider_payment_id.clone();
+    let found = payment.provider_payment_id.clone();
     let Some(last) = payment.attempts.last_mut() else {
         return Vec::new();
     };
@@ -161,7 +163,9 @@ fn close_last_attempt(payment: &mut Payment, code: OutcomeClass) -> Vec<Attempt>
         return Vec::new();
     }
     last.outcome = AttemptOutcome::Completed(code);
-    last.provider_payment_id = known;
+    if found.is_some() {
+        last.provider_payment_id = found;
+    }
     last.code = Some(format!("recovery:{}", code.as_str()));
     vec![last.clone()]
 }
