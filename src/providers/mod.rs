@@ -8,6 +8,7 @@ pub mod adyen;
 pub mod classify;
 pub mod sandbox;
 pub mod stripe;
+pub mod transport;
 
 use crate::domain::{Amount, Currency, MerchantId, OutcomeClass, PaymentId};
 use async_trait::async_trait;
