@@ -12,16 +12,25 @@
 //! - [`retry_after_ms`] and [`parse_retry_after`]: the provider's requested
 //!   delay, in every form HTTP allows, capped.
 //! - [`header_text`]: a header as text, when it is text.
-//! - [`mask`]: keep credentials out of what the engine records (DESIGN
-//!   §11: every stored raw response has its secrets masked).
+//! - [`mask`] and [`redact_json_fields`]: keep credentials out of what the
+//!   engine records (DESIGN §11: every stored raw response has its secrets
+//!   masked).
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde_json::Value;
 use std::borrow::Cow;
 use std::error::Error as StdError;
 
 /// The longest `Retry-After` honoured (one day): a provider asking for more
 /// is wrong, or down for so long that waiting on it is not the answer.
 pub const MAX_RETRY_AFTER_MS: u64 = 24 * 60 * 60 * 1000;
+/// What replaces the value of a redacted JSON field.
+pub const REDACTED: &str = "[REDACTED]";
+/// The shortest redacted value that is also masked elsewhere in an answer.
+/// Shorter values are too likely to be ordinary text: masking every `a`
+/// because a server sent `"client_secret": "a"` would ruin the record.
+const MIN_MASKED_VALUE_CHARS: usize = 8;
+
 /// HTTP dates in the two obsolete forms RFC 9110 §5.6.7 still requires a
 /// recipient to accept (the preferred IMF-fixdate is read as RFC 2822).
 const OBSOLETE_HTTP_DATE_FORMATS: &[&str] = &[
@@ -126,10 +135,96 @@ pub fn mask<'a>(text: &'a str, secret: &str, replacement: &str) -> Cow<'a, str> 
     Cow::Owned(text.replace(secret, replacement))
 }
 
+/// `text` with the value of every field named in `fields`, at any depth,
+/// replaced by [`REDACTED`]; each redacted value is also masked wherever
+/// else it appears in a string (a URL carrying it as a parameter).
+///
+/// Text that is not JSON, or has none of the fields, comes back unchanged,
+/// byte for byte: the record keeps exactly what the provider said whenever
+/// it holds no secret.
+pub fn redact_json_fields<'a>(text: &'a str, fields: &[&str]) -> Cow<'a, str> {
+    let Ok(mut value) = serde_json::from_str::<Value>(text) else {
+        return Cow::Borrowed(text);
+    };
+    if redact_value(&mut value, fields) {
+        Cow::Owned(value.to_string())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// [`redact_json_fields`] on a parsed value, in place. Returns whether
+/// anything was redacted. Field names match ignoring ASCII case; a field
+/// whose value is `null` holds no secret and is left as it is.
+pub fn redact_value(value: &mut Value, fields: &[&str]) -> bool {
+    let mut secrets = Vec::new();
+    let redacted = take_fields(value, fields, &mut secrets);
+    secrets.retain(|secret| secret.chars().count() >= MIN_MASKED_VALUE_CHARS);
+    if !secrets.is_empty() {
+        mask_strings(value, &secrets);
+    }
+    redacted
+}
+
+/// Replaces the named fields' values by [`REDACTED`], collecting the string
+/// values replaced. Returns whether any field was replaced.
+fn take_fields(value: &mut Value, fields: &[&str], secrets: &mut Vec<String>) -> bool {
+    match value {
+        Value::Object(object) => {
+            let mut redacted = false;
+            for (key, field) in object.iter_mut() {
+                let is_secret = fields.iter().any(|name| name.eq_ignore_ascii_case(key));
+                if is_secret && !field.is_null() {
+                    collect_strings(field, secrets);
+                    *field = Value::String(REDACTED.to_string());
+                    redacted = true;
+                } else {
+                    redacted |= take_fields(field, fields, secrets);
+                }
+            }
+            redacted
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |redacted, item| {
+            take_fields(item, fields, secrets) | redacted
+        }),
+        _ => false,
+    }
+}
+
+fn collect_strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(text) if !text.is_empty() => out.push(text.clone()),
+        Value::Array(items) => items.iter().for_each(|item| collect_strings(item, out)),
+        Value::Object(object) => object.values().for_each(|item| collect_strings(item, out)),
+        _ => {}
+    }
+}
+
+/// Masks every `secrets` value inside every string of `value`.
+fn mask_strings(value: &mut Value, secrets: &[String]) {
+    match value {
+        Value::String(text) => {
+            for secret in secrets {
+                if let Cow::Owned(masked) = mask(text, secret, REDACTED) {
+                    *text = masked;
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| mask_strings(item, secrets)),
+        Value::Object(object) => object
+            .values_mut()
+            .for_each(|item| mask_strings(item, secrets)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+    use serde_json::json;
 
     #[test]
     fn retry_after_accepts_seconds_and_dates() {
@@ -217,6 +312,52 @@ mod tests {
             mask("an empty secret masks nothing", "", "***"),
             "an empty secret masks nothing"
         );
+    }
+
+    #[test]
+    fn redaction_replaces_nested_fields_and_their_copies() {
+        let secret = "pi_1_secret_abcdef";
+        let text = json!({
+            "id": "pi_1",
+            "client_secret": secret,
+            "next_action": { "redirect_to_url": {
+                "url": format!("https://hooks.example/3ds?payment_intent_client_secret={secret}")
+            }},
+            "error": { "payment_intent": { "client_secret": secret, "status": "x" } },
+            "list": [{ "CLIENT_SECRET": secret }],
+            "other": { "client_secret": null },
+        })
+        .to_string();
+        let redacted = redact_json_fields(&text, &["client_secret"]);
+        assert!(!redacted.contains(secret), "{redacted}");
+        let value: Value = serde_json::from_str(&redacted).expect("still JSON");
+        assert_eq!(value["client_secret"], REDACTED);
+        assert_eq!(value["error"]["payment_intent"]["client_secret"], REDACTED);
+        assert_eq!(value["error"]["payment_intent"]["status"], "x");
+        assert_eq!(value["list"][0]["CLIENT_SECRET"], REDACTED);
+        assert_eq!(value["other"]["client_secret"], Value::Null);
+        assert_eq!(
+            value["next_action"]["redirect_to_url"]["url"],
+            "https://hooks.example/3ds?payment_intent_client_secret=[REDACTED]"
+        );
+    }
+
+    #[test]
+    fn redaction_leaves_other_text_byte_for_byte() {
+        let spaced = "{ \"id\" : \"pi_1\",  \"client_secret\": null }";
+        assert!(matches!(
+            redact_json_fields(spaced, &["client_secret"]),
+            Cow::Borrowed(_)
+        ));
+        let html = "<html>client_secret</html>";
+        assert_eq!(redact_json_fields(html, &["client_secret"]), html);
+    }
+
+    #[test]
+    fn short_redacted_values_are_not_masked_elsewhere() {
+        let mut value = json!({ "secret": "a", "note": "a banana" });
+        assert!(redact_value(&mut value, &["secret"]));
+        assert_eq!(value, json!({ "secret": REDACTED, "note": "a banana" }));
     }
 
     #[tokio::test]

@@ -308,6 +308,54 @@ async fn requires_payment_method_is_a_hard_decline_with_the_last_error_code() {
     assert_eq!(response.code.as_deref(), Some("lost_card"));
 }
 
+/// A PaymentIntent as Stripe really answers it: with the `client_secret` a
+/// browser would use to confirm it, also inside a 3DS return URL.
+fn payment_intent_with_secret(id: &str, status: &str) -> (Value, String) {
+    let secret = format!("{id}_secret_Kx8bQz0YvTn4rWc2");
+    let mut body = payment_intent(id, status);
+    body["client_secret"] = json!(secret);
+    body["next_action"] = json!({ "type": "redirect_to_url", "redirect_to_url": {
+        "url": format!("https://hooks.stripe.com/3ds?payment_intent_client_secret={secret}"),
+        "return_url": "https://shop.example/done",
+    }});
+    (body, secret)
+}
+
+#[tokio::test]
+async fn the_client_secret_never_reaches_raw() {
+    let (body, secret) = payment_intent_with_secret("pi_3MtwSecret", "succeeded");
+    let response = charge_answered(ResponseTemplate::new(200).set_body_json(&body)).await;
+    assert_eq!(response.class, OutcomeClass::Succeeded);
+    assert_eq!(
+        response.provider_payment_id.as_deref(),
+        Some("pi_3MtwSecret")
+    );
+    assert!(!response.raw.contains(&secret), "{}", response.raw);
+    let raw: Value = serde_json::from_str(&response.raw).expect("raw is still JSON");
+    assert_eq!(raw["client_secret"], "[REDACTED]");
+    assert_eq!(raw["id"], "pi_3MtwSecret");
+    assert_eq!(raw["amount"], 2000);
+}
+
+#[tokio::test]
+async fn the_client_secret_of_a_declined_intent_never_reaches_raw() {
+    let (intent, secret) = payment_intent_with_secret("pi_declined", "requires_payment_method");
+    let response = charge_answered(ResponseTemplate::new(402).set_body_json(json!({
+        "error": {
+            "type": "card_error",
+            "code": "card_declined",
+            "decline_code": "insufficient_funds",
+            "message": "Your card has insufficient funds.",
+            "payment_intent": intent,
+        }
+    })))
+    .await;
+    assert_eq!(response.class, OutcomeClass::SoftDecline);
+    assert_eq!(response.provider_payment_id.as_deref(), Some("pi_declined"));
+    assert!(!response.raw.contains(&secret), "{}", response.raw);
+    assert!(response.raw.contains("insufficient_funds"));
+}
+
 // ---- charge: HTTP errors ----
 
 fn rate_limited() -> ResponseTemplate {

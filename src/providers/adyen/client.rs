@@ -83,6 +83,11 @@ impl AdyenProvider {
 
     /// The raw record of an HTTP answer: its status and body (JSON kept as
     /// JSON), API key masked.
+    ///
+    /// Only the key is masked: none of the fields Adyen documents for these
+    /// answers (`additionalData` included) is a credential. Card data comes
+    /// back only as summaries (last four digits, BIN), and the stored-card
+    /// reference is useless without the API key.
     pub(super) fn raw(&self, status: u16, body: &Result<Vec<u8>, String>) -> String {
         let body = match body {
             Ok(bytes) => {

@@ -20,6 +20,12 @@ const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 const SHOULD_RETRY: &str = "stripe-should-retry";
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Fields of Stripe's answers that are credentials, redacted from `raw`: a
+/// PaymentIntent's (or SetupIntent's) `client_secret` lets whoever holds it
+/// confirm the payment from a browser; `secret` is an ephemeral key's or a
+/// webhook endpoint's signing secret, in case a Stripe-compatible server
+/// echoes one.
+const SECRET_FIELDS: &[&str] = &["client_secret", "secret"];
 /// One HTTP answer, read off the wire with the API key masked.
 #[derive(Debug)]
 pub(super) struct Answer {
@@ -38,12 +44,13 @@ impl Answer {
             .map(|envelope| envelope.error)
     }
 
-    /// The body, or a stand-in naming the status when there was none.
+    /// The body as it may be recorded: secret fields redacted, or a
+    /// stand-in naming the status when there was no body.
     pub(super) fn raw(&self) -> String {
         if self.body.is_empty() {
             serde_json::json!({ "http_status": self.status.as_u16(), "body": "" }).to_string()
         } else {
-            self.body.clone()
+            transport::redact_json_fields(&self.body, SECRET_FIELDS).into_owned()
         }
     }
 }

@@ -21,7 +21,8 @@
 //! | `503` with `Stripe-Should-Retry: true` | `transient_not_charged` |
 //! | any other status | [`codes::http_class`] (`429` transient, `409`/`5xx` unknown, `4xx` invalid) |
 //!
-//! Every response carries the body as `raw`, with the API key masked.
+//! Every response carries the body as `raw`, with the API key masked and
+//! secret fields (a PaymentIntent's `client_secret`) redacted.
 //!
 //! [`OutcomeClass`]: crate::domain::OutcomeClass
 
