@@ -629,6 +629,21 @@ async fn lookup_and_settlements_are_unsupported() {
 }
 
 #[tokio::test]
+async fn lookup_by_psp_reference_is_unsupported_and_calls_nothing() {
+    let server = MockServer::start().await;
+    let result = provider(&server).lookup_reference(PSP).await;
+    assert!(
+        matches!(result, Err(ProviderError::Unsupported(_))),
+        "{result:?}"
+    );
+    assert!(server
+        .received_requests()
+        .await
+        .expect("recording on")
+        .is_empty());
+}
+
+#[tokio::test]
 async fn additional_data_is_recorded_with_the_api_key_masked() {
     let response = charge_with(ok(json!({
         "additionalData": {

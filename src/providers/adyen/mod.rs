@@ -15,8 +15,9 @@
 //! merchant-initiated (`ContAuth`, `CardOnFile`): the engine has no shopper
 //! to redirect, so any answer asking for one is a hard decline. Adyen has no
 //! look-up by idempotency key and no settlement API (outcomes arrive by
-//! webhook, settlements as report files): [`Provider::lookup`] and
-//! [`Provider::settlements`] answer [`ProviderError::Unsupported`].
+//! webhook, settlements as report files), and no look-up of a payment by
+//! its `pspReference`: [`Provider::lookup`], [`Provider::lookup_reference`]
+//! and [`Provider::settlements`] answer [`ProviderError::Unsupported`].
 
 mod classify;
 mod client;
@@ -190,6 +191,15 @@ impl Provider for AdyenProvider {
     async fn lookup(&self, _idempotency_key: &str) -> Result<LookupResult, ProviderError> {
         Err(ProviderError::Unsupported(
             "Adyen has no look-up by idempotency key; outcomes arrive by webhook",
+        ))
+    }
+
+    async fn lookup_reference(
+        &self,
+        _provider_payment_id: &str,
+    ) -> Result<LookupResult, ProviderError> {
+        Err(ProviderError::Unsupported(
+            "Adyen has no look-up of a payment by pspReference; outcomes arrive by webhook",
         ))
     }
 

@@ -26,6 +26,9 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// webhook endpoint's signing secret, in case a Stripe-compatible server
 /// echoes one.
 const SECRET_FIELDS: &[&str] = &["client_secret", "secret"];
+/// The error code of a `404` for an object that does not exist.
+const RESOURCE_MISSING: &str = "resource_missing";
+
 /// One HTTP answer, read off the wire with the API key masked.
 #[derive(Debug)]
 pub(super) struct Answer {
@@ -42,6 +45,13 @@ impl Answer {
         serde_json::from_str::<ErrorEnvelope>(&self.body)
             .ok()
             .map(|envelope| envelope.error)
+    }
+
+    /// A `404` saying the object does not exist (not merely "no such
+    /// route", which a wrong base URL also answers).
+    pub(super) fn is_resource_missing(&self) -> bool {
+        self.status == StatusCode::NOT_FOUND
+            && self.error().and_then(|error| error.code).as_deref() == Some(RESOURCE_MISSING)
     }
 
     /// The body as it may be recorded: secret fields redacted, or a
@@ -231,6 +241,26 @@ pub(super) fn parse_bool(text: &str) -> Option<bool> {
 /// a backslash).
 pub(super) fn search_quoted(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// `segment` percent-encoded for use as one URL path segment: an id from
+/// outside must not be able to add segments (`../`) or a query (`?`).
+pub(super) fn path_segment(segment: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(char::from(byte))
+            }
+            _ => {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(byte >> 4)]));
+                out.push(char::from(HEX[usize::from(byte & 0x0F)]));
+            }
+        }
+    }
+    out
 }
 
 pub(super) fn unix_seconds(at: Timestamp) -> i64 {

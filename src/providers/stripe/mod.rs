@@ -40,7 +40,7 @@ use super::{
 };
 use crate::domain::Timestamp;
 use async_trait::async_trait;
-use client::{search_quoted, unix_seconds};
+use client::{path_segment, search_quoted, unix_seconds};
 use reqwest::header::HeaderValue;
 use reqwest::Method;
 use std::fmt;
@@ -212,6 +212,34 @@ impl Provider for StripeProvider {
         }
         let found: SearchResult<PaymentIntent> = self.parse(&answer.body, "search answer")?;
         self.lookup_result(&found.data)
+    }
+
+    /// `GET /v1/payment_intents/{id}`: the statuses mean what they mean to
+    /// [`Provider::lookup`]; a `404 resource_missing` is
+    /// [`LookupResult::NotFound`] (any other `404` is not: a wrong base URL
+    /// must not pass for "nothing was charged").
+    async fn lookup_reference(
+        &self,
+        provider_payment_id: &str,
+    ) -> Result<LookupResult, ProviderError> {
+        // Percent-encoding cannot stop a URL parser from resolving a dot
+        // segment, so those are refused with the empty id.
+        if matches!(provider_payment_id, "" | "." | "..") {
+            return Err(ProviderError::Refused(format!(
+                "stripe provider {}: {provider_payment_id:?} is not a payment intent id",
+                self.name
+            )));
+        }
+        let path = format!("/v1/payment_intents/{}", path_segment(provider_payment_id));
+        let answer = self.get(&path, &Form::new()).await?;
+        if answer.is_resource_missing() {
+            return Ok(LookupResult::NotFound);
+        }
+        if !answer.status.is_success() {
+            return Err(self.read_error(&answer));
+        }
+        let intent: PaymentIntent = self.parse(&answer.body, "payment intent")?;
+        self.lookup_result(std::slice::from_ref(&intent))
     }
 
     async fn refund(&self, request: &RefundRequest) -> RefundResponse {

@@ -2,7 +2,7 @@
 //! behaviour on the wire is tested against a fake Stripe in
 //! `tests/integration/stripe.rs`.
 
-use super::client::{parse_bool, search_quoted};
+use super::client::{parse_bool, path_segment, search_quoted};
 use super::*;
 
 #[test]
@@ -16,6 +16,16 @@ fn should_retry_is_a_boolean() {
 fn search_values_are_quoted() {
     assert_eq!(search_quoted("pay_1-1"), "'pay_1-1'");
     assert_eq!(search_quoted("a'b\\c"), r"'a\'b\\c'");
+}
+
+#[test]
+fn ids_are_one_path_segment() {
+    assert_eq!(
+        path_segment("pi_3MtwBwLkdIwHu7ix28a3tqPa"),
+        "pi_3MtwBwLkdIwHu7ix28a3tqPa"
+    );
+    assert_eq!(path_segment("a/../b?c=d#e f"), "a%2F..%2Fb%3Fc%3Dd%23e%20f");
+    assert_eq!(path_segment("ü"), "%C3%BC");
 }
 
 #[test]
@@ -37,4 +47,24 @@ fn configuration_is_validated() {
     assert_eq!(provider.mask("key sk_test_1!"), "key [REDACTED]!");
     let debug = format!("{:?}", config("https://x", "sk_test_secret", 1));
     assert!(!debug.contains("sk_test_secret"), "{debug}");
+}
+
+#[tokio::test]
+async fn dot_segments_are_not_looked_up() {
+    let provider = StripeProvider::new(
+        "s",
+        StripeConfig {
+            base_url: "http://127.0.0.1:9".into(),
+            api_key: "sk_test_1".into(),
+            timeout_ms: 1000,
+        },
+    )
+    .expect("valid configuration");
+    for id in ["", ".", ".."] {
+        let result = provider.lookup_reference(id).await;
+        assert!(
+            matches!(result, Err(ProviderError::Refused(_))),
+            "{id:?}: {result:?}"
+        );
+    }
 }
