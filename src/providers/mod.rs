@@ -8,6 +8,7 @@ pub mod adyen;
 pub mod classify;
 pub mod sandbox;
 pub mod stripe;
+pub mod transport;
 
 use crate::domain::{Amount, Currency, MerchantId, OutcomeClass, PaymentId};
 use async_trait::async_trait;
@@ -110,7 +111,8 @@ pub struct SettlementRecord {
     pub created_at: crate::domain::Timestamp,
 }
 
-/// What a provider knows about a charge looked up by idempotency key.
+/// What a provider knows about a charge looked up by idempotency key or by
+/// the provider's own id of it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LookupResult {
     /// The provider charged it.
@@ -119,7 +121,8 @@ pub enum LookupResult {
         amount: i64,
         currency: String,
     },
-    /// The provider has no charge under that key: nothing was charged.
+    /// The provider has no charge under that key (or id): nothing was
+    /// charged.
     NotFound,
 }
 
@@ -158,6 +161,20 @@ pub trait Provider: Send + Sync + 'static {
 
     /// What the provider did under `idempotency_key`.
     async fn lookup(&self, idempotency_key: &str) -> Result<LookupResult, ProviderError>;
+
+    /// What the provider knows about the charge it named
+    /// `provider_payment_id` (its answer's id): for a charge whose answer
+    /// named it without a final outcome, or a settlement line the engine
+    /// cannot place. A provider with no such look-up answers
+    /// [`ProviderError::Unsupported`], which is the default.
+    async fn lookup_reference(
+        &self,
+        _provider_payment_id: &str,
+    ) -> Result<LookupResult, ProviderError> {
+        Err(ProviderError::Unsupported(
+            "this provider has no look-up by its own payment id",
+        ))
+    }
 
     /// Refunds once per `request.idempotency_key`.
     async fn refund(&self, request: &RefundRequest) -> RefundResponse;

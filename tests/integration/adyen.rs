@@ -627,3 +627,36 @@ async fn lookup_and_settlements_are_unsupported() {
         .expect("recording on")
         .is_empty());
 }
+
+#[tokio::test]
+async fn lookup_by_psp_reference_is_unsupported_and_calls_nothing() {
+    let server = MockServer::start().await;
+    let result = provider(&server).lookup_reference(PSP).await;
+    assert!(
+        matches!(result, Err(ProviderError::Unsupported(_))),
+        "{result:?}"
+    );
+    assert!(server
+        .received_requests()
+        .await
+        .expect("recording on")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn additional_data_is_recorded_with_the_api_key_masked() {
+    let response = charge_with(ok(json!({
+        "additionalData": {
+            "cardSummary": "1111",
+            "recurring.recurringDetailReference": STORED_CARD,
+            "echo": format!("key {API_KEY}"),
+        },
+        "pspReference": PSP,
+        "resultCode": "Authorised",
+    })))
+    .await;
+    assert_eq!(response.class, OutcomeClass::Succeeded);
+    let raw: Value = serde_json::from_str(&response.raw).expect("raw is JSON");
+    assert_eq!(raw["body"]["additionalData"]["cardSummary"], "1111");
+    assert_eq!(raw["body"]["additionalData"]["echo"], "key ***");
+}

@@ -308,6 +308,54 @@ async fn requires_payment_method_is_a_hard_decline_with_the_last_error_code() {
     assert_eq!(response.code.as_deref(), Some("lost_card"));
 }
 
+/// A PaymentIntent as Stripe really answers it: with the `client_secret` a
+/// browser would use to confirm it, also inside a 3DS return URL.
+fn payment_intent_with_secret(id: &str, status: &str) -> (Value, String) {
+    let secret = format!("{id}_secret_Kx8bQz0YvTn4rWc2");
+    let mut body = payment_intent(id, status);
+    body["client_secret"] = json!(secret);
+    body["next_action"] = json!({ "type": "redirect_to_url", "redirect_to_url": {
+        "url": format!("https://hooks.stripe.com/3ds?payment_intent_client_secret={secret}"),
+        "return_url": "https://shop.example/done",
+    }});
+    (body, secret)
+}
+
+#[tokio::test]
+async fn the_client_secret_never_reaches_raw() {
+    let (body, secret) = payment_intent_with_secret("pi_3MtwSecret", "succeeded");
+    let response = charge_answered(ResponseTemplate::new(200).set_body_json(&body)).await;
+    assert_eq!(response.class, OutcomeClass::Succeeded);
+    assert_eq!(
+        response.provider_payment_id.as_deref(),
+        Some("pi_3MtwSecret")
+    );
+    assert!(!response.raw.contains(&secret), "{}", response.raw);
+    let raw: Value = serde_json::from_str(&response.raw).expect("raw is still JSON");
+    assert_eq!(raw["client_secret"], "[REDACTED]");
+    assert_eq!(raw["id"], "pi_3MtwSecret");
+    assert_eq!(raw["amount"], 2000);
+}
+
+#[tokio::test]
+async fn the_client_secret_of_a_declined_intent_never_reaches_raw() {
+    let (intent, secret) = payment_intent_with_secret("pi_declined", "requires_payment_method");
+    let response = charge_answered(ResponseTemplate::new(402).set_body_json(json!({
+        "error": {
+            "type": "card_error",
+            "code": "card_declined",
+            "decline_code": "insufficient_funds",
+            "message": "Your card has insufficient funds.",
+            "payment_intent": intent,
+        }
+    })))
+    .await;
+    assert_eq!(response.class, OutcomeClass::SoftDecline);
+    assert_eq!(response.provider_payment_id.as_deref(), Some("pi_declined"));
+    assert!(!response.raw.contains(&secret), "{}", response.raw);
+    assert!(response.raw.contains("insufficient_funds"));
+}
+
 // ---- charge: HTTP errors ----
 
 fn rate_limited() -> ResponseTemplate {
@@ -629,6 +677,131 @@ async fn lookup_when_stripe_is_down_is_unreachable() {
         matches!(result, Err(ProviderError::Unreachable(_))),
         "{result:?}"
     );
+}
+
+// ---- look-up by PaymentIntent id ----
+
+async fn lookup_reference_answered(
+    id: &str,
+    answer: ResponseTemplate,
+) -> Result<LookupResult, ProviderError> {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/payment_intents/{id}")))
+        .and(header(
+            "authorization",
+            format!("Bearer {API_KEY}").as_str(),
+        ))
+        .respond_with(answer)
+        .expect(1)
+        .mount(&server)
+        .await;
+    let result = provider(&server).lookup_reference(id).await;
+    let received = server.received_requests().await.expect("recording is on");
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].method.as_str(), "GET");
+    assert_eq!(received[0].url.query(), None);
+    assert_eq!(header_of(&received[0], "idempotency-key"), None);
+    result
+}
+
+#[tokio::test]
+async fn lookup_reference_finds_a_succeeded_charge() {
+    let (body, _) = payment_intent_with_secret("pi_found", "succeeded");
+    let result =
+        lookup_reference_answered("pi_found", ResponseTemplate::new(200).set_body_json(body)).await;
+    assert_eq!(
+        result.expect("a charge"),
+        LookupResult::Charged {
+            provider_payment_id: "pi_found".into(),
+            amount: 2000,
+            currency: "usd".into(),
+        }
+    );
+}
+
+#[tokio::test]
+async fn lookup_reference_of_a_processing_charge_is_not_final() {
+    let result = lookup_reference_answered(
+        "pi_busy",
+        ResponseTemplate::new(200).set_body_json(payment_intent("pi_busy", "processing")),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(ProviderError::Unreachable(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn lookup_reference_of_a_failed_charge_is_not_found() {
+    let result = lookup_reference_answered(
+        "pi_failed",
+        ResponseTemplate::new(200)
+            .set_body_json(payment_intent("pi_failed", "requires_payment_method")),
+    )
+    .await;
+    assert!(matches!(result, Ok(LookupResult::NotFound)), "{result:?}");
+}
+
+#[tokio::test]
+async fn lookup_reference_of_a_missing_intent_is_not_found() {
+    let result = lookup_reference_answered(
+        "pi_missing",
+        ResponseTemplate::new(404).set_body_json(json!({
+            "error": {
+                "type": "invalid_request_error",
+                "code": "resource_missing",
+                "param": "intent",
+                "message": "No such payment_intent: 'pi_missing'",
+            }
+        })),
+    )
+    .await;
+    assert!(matches!(result, Ok(LookupResult::NotFound)), "{result:?}");
+}
+
+#[tokio::test]
+async fn lookup_reference_of_a_404_that_is_not_stripes_is_refused() {
+    // A wrong base URL answers 404 too; that must not pass for "nothing
+    // was charged".
+    let result = lookup_reference_answered(
+        "pi_elsewhere",
+        ResponseTemplate::new(404).set_body_raw("<html>Not Found</html>", "text/html"),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(ProviderError::Refused(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn lookup_reference_on_a_server_error_is_unreachable() {
+    let result = lookup_reference_answered("pi_1", api_error(500, "api_error", None, "oops")).await;
+    assert!(
+        matches!(result, Err(ProviderError::Unreachable(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn lookup_reference_escapes_the_id() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(payment_intent("x", "succeeded")))
+        .mount(&server)
+        .await;
+    let _ = provider(&server)
+        .lookup_reference("pi_1/../refunds?x=1")
+        .await;
+    let received = server.received_requests().await.expect("recording is on");
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].url.path(),
+        "/v1/payment_intents/pi_1%2F..%2Frefunds%3Fx%3D1"
+    );
+    assert_eq!(received[0].url.query(), None);
 }
 
 // ---- refunds ----

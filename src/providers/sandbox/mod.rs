@@ -6,6 +6,8 @@
 //! that is durable and independent of the engine.
 
 mod record;
+#[cfg(test)]
+mod tests;
 
 pub use record::{SandboxCharge, SandboxRecord, MAX_LISTED_CHARGES};
 
@@ -106,6 +108,15 @@ fn token(payment_method: &str) -> Token {
         "pm_card_provider_error" => Token::ProviderError,
         "pm_card_rate_limited" => Token::RateLimited,
         _ => Token::Unknown,
+    }
+}
+
+/// A recorded charge as a look-up finds it.
+fn charged(charge: SandboxCharge) -> LookupResult {
+    LookupResult::Charged {
+        provider_payment_id: charge.id,
+        amount: charge.amount,
+        currency: charge.currency,
     }
 }
 
@@ -312,14 +323,21 @@ impl Provider for SandboxProvider {
                 "a charge under this key is still being processed".into(),
             ));
         }
-        Ok(match self.record.find(&self.name, idempotency_key).await? {
-            Some(charge) => LookupResult::Charged {
-                provider_payment_id: charge.id,
-                amount: charge.amount,
-                currency: charge.currency,
-            },
-            None => LookupResult::NotFound,
-        })
+        let found = self.record.find(&self.name, idempotency_key).await?;
+        Ok(found.map_or(LookupResult::NotFound, charged))
+    }
+
+    /// By the charge id the sandbox answered with. No in-flight check: an
+    /// id exists only once its charge is recorded.
+    async fn lookup_reference(
+        &self,
+        provider_payment_id: &str,
+    ) -> Result<LookupResult, ProviderError> {
+        let found = self
+            .record
+            .find_by_id(&self.name, provider_payment_id)
+            .await?;
+        Ok(found.map_or(LookupResult::NotFound, charged))
     }
 
     async fn refund(&self, request: &RefundRequest) -> RefundResponse {

@@ -337,6 +337,22 @@ impl SandboxRecord {
         row.as_ref().map(decode).transpose()
     }
 
+    /// The charge of `provider` with this id (the id the sandbox answered a
+    /// charge with). Another sandbox's charge is not found, as another
+    /// provider's would not be.
+    pub async fn find_by_id(
+        &self,
+        provider: &str,
+        id: &str,
+    ) -> Result<Option<SandboxCharge>, sqlx::Error> {
+        let row = sqlx::query("SELECT * FROM sandbox_charges WHERE provider = ? AND id = ?")
+            .bind(provider)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
     /// Charges of `provider`, oldest first, optionally for one order.
     pub async fn list(
         &self,
