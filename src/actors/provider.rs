@@ -251,7 +251,16 @@ impl Handler<Lookup> for ProviderActor {
         let provider = self.provider.clone();
         let timeout = Duration::from_millis(self.settings.call_timeout_ms);
         Box::pin(async move {
-            tokio::time::timeout(timeout, provider.lookup(&msg.idempotency_key))
+            let look = async {
+                if let Some(reference) = &msg.provider_payment_id {
+                    match provider.lookup_reference(reference).await {
+                        Err(ProviderError::Unsupported(_)) => {}
+                        answer => return answer,
+                    }
+                }
+                provider.lookup(&msg.idempotency_key).await
+            };
+            tokio::time::timeout(timeout, look)
                 .await
                 .unwrap_or_else(|_| Err(ProviderError::Unreachable("look-up timed out".into())))
         })

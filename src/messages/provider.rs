@@ -24,11 +24,15 @@ pub struct ChargeReply {
 #[rtype(result = "()")]
 pub struct ForceOpen(pub bool);
 
-/// Ask the provider what happened under a provider idempotency key.
+/// Ask the provider what happened to an attempt: by the provider's own
+/// reference when an answer gave one (a direct read, e.g. Stripe's
+/// PaymentIntent), else, or where the provider cannot, by the provider
+/// idempotency key (e.g. Stripe's search, which may lag).
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<LookupResult, ProviderError>")]
 pub struct Lookup {
     pub idempotency_key: String,
+    pub provider_payment_id: Option<String>,
 }
 
 /// Enable or disable the provider (drain it without a deploy).

@@ -315,6 +315,70 @@ async fn a_configured_stripe_provider_is_wired_through_the_engine() {
     engine.shutdown().await;
 }
 
+/// Issue 8, item 10: where the provider told us its reference, recovery
+/// reads the charge by it (Stripe: retrieve the PaymentIntent) instead of
+/// its search, which may lag an hour.
+#[tokio::test]
+async fn recovery_reads_a_stripe_payment_by_its_payment_intent() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let stripe = MockServer::start().await;
+    let intent = |status: &str| {
+        serde_json::json!({
+            "id": "pi_slow", "object": "payment_intent", "amount": 700,
+            "currency": "gbp", "status": status, "latest_charge": "ch_slow",
+        })
+    };
+    Mock::given(method("POST"))
+        .and(path("/v1/payment_intents"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(intent("processing")))
+        .mount(&stripe)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/payment_intents/pi_slow"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(intent("succeeded")))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/payment_intents/search"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "object": "search_result", "data": [], "has_more": false,
+        })))
+        .expect(0)
+        .mount(&stripe)
+        .await;
+    let variable = format!("TEST_STRIPE_KEY_{}", uuid::Uuid::now_v7().simple());
+    std::env::set_var(&variable, "sk_test_slow");
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = config_in(dir.path());
+    config.reconciler.run_at_startup = false;
+    config.reconciler.pending_age = std::time::Duration::ZERO;
+    config.providers = vec![payments::config::ProviderConfig {
+        kind: payments::config::ProviderKind::Stripe,
+        base_url: Some(stripe.uri()),
+        api_key_env: Some(variable),
+        call_timeout_ms: 2_000,
+        ..payments::config::ProviderConfig::sandbox("stripe")
+    }];
+    let engine = Engine::start(config).await.expect("engine with stripe");
+    let merchant = MerchantId::new("host");
+    let created = engine
+        .create_payment(&merchant, "k", request("o", "pm_card_visa"))
+        .await
+        .expect("create");
+    assert_eq!(created.payment.status, PaymentStatus::Pending);
+    let report = engine.run_recovery().await.expect("recovery");
+    assert_eq!(report.resolved, 1, "{report:?}");
+    let payment = engine
+        .payment(&merchant, created.payment.id)
+        .await
+        .expect("payment");
+    assert_eq!(payment.status, PaymentStatus::Succeeded);
+    assert_eq!(payment.provider_payment_id.as_deref(), Some("pi_slow"));
+    engine.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_stripe_provider_without_its_key_refuses_to_start() {
     let dir = tempfile::tempdir().expect("dir");

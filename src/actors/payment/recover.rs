@@ -124,6 +124,7 @@ async fn lookup(deps: &PaymentDeps, payment: &Payment, attempt: &Attempt) -> Fin
         .addr
         .send(Lookup {
             idempotency_key: key,
+            provider_payment_id: attempt.provider_payment_id.clone(),
         })
         .await
     {
