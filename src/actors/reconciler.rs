@@ -11,6 +11,7 @@
 use super::registry::PaymentRegistry;
 use crate::clock::Clock;
 use crate::config::ReconcilerSettings;
+use crate::domain::Timestamp;
 use crate::messages::payment::{RecoverPayment, RecoveryOutcome, RetryDue};
 use crate::messages::reconciler::{RecoveryReport, RunRecovery};
 use crate::store::Store;
@@ -88,6 +89,33 @@ async fn pass(
 ) -> RecoveryReport {
     let mut report = RecoveryReport::default();
     let now = clock.now();
+    recover_stuck(&registry, store.as_ref(), &settings, now, &mut report).await;
+    fire_due_retries(&registry, store.as_ref(), &settings, now, &mut report).await;
+    let retention_ms = i64::try_from(retention_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
+    match store
+        .prune_idempotency(now.plus_millis(-retention_ms))
+        .await
+    {
+        Ok(pruned) => report.pruned_keys = pruned,
+        Err(error) => {
+            tracing::warn!(%error, "pruning idempotency keys failed");
+            report.errors += 1;
+        }
+    }
+    if report.examined > 0 || report.retried > 0 || report.pruned_keys > 0 {
+        tracing::info!(?report, "recovery pass");
+    }
+    report
+}
+
+/// Sends every stuck payment to its order's actor to be looked up.
+async fn recover_stuck(
+    registry: &PaymentRegistry,
+    store: &dyn Store,
+    settings: &ReconcilerSettings,
+    now: Timestamp,
+    report: &mut RecoveryReport,
+) {
     let pending_age_ms = i64::try_from(settings.pending_age.as_millis()).unwrap_or(i64::MAX);
     let pending_before = now.plus_millis(-pending_age_ms);
     let stuck = match store
@@ -98,7 +126,7 @@ async fn pass(
         Err(error) => {
             tracing::warn!(%error, "recovery pass could not list stuck payments");
             report.errors += 1;
-            return report;
+            return;
         }
     };
     let recovered = in_chunks(&stuck, |s| {
@@ -123,12 +151,22 @@ async fn pass(
             }
         }
     }
+}
+
+/// Sends every scheduled retry that came due to its order's actor.
+async fn fire_due_retries(
+    registry: &PaymentRegistry,
+    store: &dyn Store,
+    settings: &ReconcilerSettings,
+    now: Timestamp,
+    report: &mut RecoveryReport,
+) {
     let due = match store.due_retries(now, settings.batch_limit).await {
         Ok(due) => due,
         Err(error) => {
             tracing::warn!(%error, "could not list due retries");
             report.errors += 1;
-            Vec::new()
+            return;
         }
     };
     let retried = in_chunks(&due, |s| {
@@ -149,21 +187,6 @@ async fn pass(
             }
         }
     }
-    let retention_ms = i64::try_from(retention_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
-    match store
-        .prune_idempotency(now.plus_millis(-retention_ms))
-        .await
-    {
-        Ok(pruned) => report.pruned_keys = pruned,
-        Err(error) => {
-            tracing::warn!(%error, "pruning idempotency keys failed");
-            report.errors += 1;
-        }
-    }
-    if report.examined > 0 || report.retried > 0 || report.pruned_keys > 0 {
-        tracing::info!(?report, "recovery pass");
-    }
-    report
 }
 
 impl Handler<RunRecovery> for Reconciler {
