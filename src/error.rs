@@ -27,6 +27,10 @@ pub enum EngineError {
     OrderPaymentInProgress { payment_id: PaymentId },
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// The engine is at a bound (payment actors, queued work) and sheds
+    /// this request rather than queue it without limit; retry shortly.
+    #[error("the engine is at capacity ({what}); retry shortly")]
+    Overloaded { what: &'static str },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error(transparent)]

@@ -248,6 +248,7 @@ fn describe_engine(error: &EngineError) -> Described {
         EngineError::ShuttingDown | EngineError::Store(StoreError::Closed) => {
             retry_later("service_unavailable", "the engine is shutting down; retry")
         }
+        EngineError::Overloaded { .. } => retry_later("overloaded", &error.to_string()),
         EngineError::Config(_)
         | EngineError::Store(_)
         | EngineError::Provider(_)
