@@ -119,7 +119,7 @@ async fn recover_stuck(
     let pending_age_ms = i64::try_from(settings.pending_age.as_millis()).unwrap_or(i64::MAX);
     let pending_before = now.plus_millis(-pending_age_ms);
     let stuck = match store
-        .stuck_payments(now, pending_before, settings.batch_limit)
+        .stuck_payments(now, pending_before, registry.holder(), settings.batch_limit)
         .await
     {
         Ok(stuck) => stuck,

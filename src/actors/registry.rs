@@ -60,6 +60,11 @@ impl PaymentRegistry {
         }
     }
 
+    /// Who this process is in order leases.
+    pub fn holder(&self) -> &crate::store::LeaseHolder {
+        &self.deps.holder
+    }
+
     /// Operations currently inside payment actors.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)

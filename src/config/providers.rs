@@ -55,8 +55,8 @@ pub struct ProviderConfig {
     pub merchant_account: Option<String>,
     /// How long after a call the provider's look-up may still miss the
     /// charge (Stripe's search is eventually consistent). Until then "not
-    /// found" is not taken to mean "not charged". Default: 0 for the
-    /// sandbox, one hour for Stripe.
+    /// found" is not taken to mean "not charged". Default: one second for
+    /// the sandbox, one hour for Stripe, 0 for Adyen (which has no look-up).
     pub lookup_consistency_ms: Option<u64>,
 }
 
@@ -74,6 +74,9 @@ pub struct ProviderRetry {
     pub unknown: Option<ClassPolicy>,
 }
 
+/// The sandbox drops a charge not committed by its call's deadline; one
+/// whose commit began just before it lands within this window.
+pub const SANDBOX_LOOKUP_CONSISTENCY_MS: u64 = 1_000;
 /// Stripe's search index may lag a new charge by up to an hour in outages.
 pub const STRIPE_LOOKUP_CONSISTENCY_MS: u64 = 3_600_000;
 
@@ -94,7 +97,8 @@ impl ProviderConfig {
     pub fn lookup_consistency_ms(&self) -> u64 {
         self.lookup_consistency_ms.unwrap_or(match self.kind {
             ProviderKind::Stripe => STRIPE_LOOKUP_CONSISTENCY_MS,
-            ProviderKind::Sandbox | ProviderKind::Adyen => 0,
+            ProviderKind::Sandbox => SANDBOX_LOOKUP_CONSISTENCY_MS,
+            ProviderKind::Adyen => 0,
         })
     }
 

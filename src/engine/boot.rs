@@ -4,6 +4,7 @@ use crate::actors::{
     PaymentDeps, PaymentRegistry, ProviderActor, ProviderDirectory, ProviderEntry,
     ProviderSettings, Reconciler, Supervisor,
 };
+use crate::clock::Clock;
 use crate::clock::SystemClock;
 use crate::config::{Config, ProviderKind};
 use crate::domain::Currency;
@@ -15,7 +16,7 @@ use crate::providers::stripe::{StripeConfig, StripeProvider};
 use crate::providers::Provider;
 use crate::resilience::RetryBudget;
 use crate::routing::ProviderHealth;
-use crate::store::{self, Store};
+use crate::store::{self, LeaseHolder, Store};
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, System};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,11 +32,21 @@ pub(super) struct Parts {
     pub reconciler: Addr<Reconciler>,
     pub arbiter: ArbiterHandle,
     pub system: System,
+    /// Keeps this process's instance id its own while the engine runs.
+    pub instance_lock: Option<std::fs::File>,
 }
 
 /// Runs inside the engine's `System`: opens the store, starts the actors.
 pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
+    let instance = super::instance::claim(&config)?;
     let store = store::open(&config.database_url(), &config.database_schema).await?;
+    let incarnation = store
+        .register_instance(&instance.id, SystemClock.now())
+        .await?;
+    let holder = LeaseHolder {
+        instance_id: instance.id.clone(),
+        incarnation,
+    };
     let mut sandboxes = HashMap::new();
     let mut entries = Vec::new();
     let mut record = None;
@@ -56,6 +67,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
                     &provider_config.name,
                     record,
                     provider_config.faults,
+                    provider_config.call_timeout_ms,
                 ));
                 sandboxes.insert(provider_config.name.clone(), sandbox.clone());
                 sandbox
@@ -91,6 +103,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
             fees: provider_config.fees.clone(),
             health,
             lookup_consistency_ms: provider_config.lookup_consistency_ms(),
+            call_timeout_ms: provider_config.call_timeout_ms,
             retry: provider_config.retry_policy(&config.retry),
         });
     }
@@ -109,16 +122,12 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
         policy: config.retry,
         strategy: config.routing.strategy,
         retry_budget: Arc::new(RetryBudget::new(config.retry.budget)),
-        instance_id: config
-            .engine
-            .instance_id
-            .clone()
-            .unwrap_or_else(default_instance_id),
+        holder,
         lease_ttl_ms: i64::try_from(config.engine.lease_ttl_ms).unwrap_or(i64::MAX),
         idle_timeout: Duration::from_millis(config.engine.payment_idle_timeout_ms),
         max_recovery_attempts: config.reconciler.max_recovery_attempts,
     };
-    tracing::info!(instance = %deps.instance_id, database = %redact(&config.database_url()), "engine started");
+    tracing::info!(instance = %deps.holder.instance_id, incarnation = deps.holder.incarnation, database = %redact(&config.database_url()), "engine started");
     let clock = deps.clock.clone();
     let registry = PaymentRegistry::new(Arc::new(deps), arbiters);
     let supervisor = Supervisor::new(registry.clone(), store.clone()).start();
@@ -139,6 +148,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
         reconciler,
         arbiter: Arbiter::current(),
         system: System::current(),
+        instance_lock: instance._lock,
     })
 }
 
@@ -196,22 +206,6 @@ fn external_provider(
         ProviderKind::Sandbox => unreachable!("sandboxes are built in boot"),
     };
     Ok(provider)
-}
-
-/// Host name, process id and a random suffix: unique per process start, so a
-/// restarted process never mistakes its predecessor's leases for its own.
-fn default_instance_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    let suffix = uuid::Uuid::now_v7().simple().to_string();
-    format!(
-        "{host}-{}-{}",
-        std::process::id(),
-        &suffix[suffix.len() - 8..]
-    )
 }
 
 /// The URL without its password, for logs.

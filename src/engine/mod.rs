@@ -6,6 +6,7 @@
 //! `#[tokio::main]` included, without the host knowing about actix.
 
 mod boot;
+mod instance;
 pub mod validate;
 
 use crate::actors::{PaymentRegistry, ProviderDirectory, Reconciler, Supervisor};
@@ -69,6 +70,8 @@ struct Inner {
     system: System,
     /// Fires when the engine thread has exited.
     exited: Mutex<Option<oneshot::Receiver<()>>>,
+    /// Keeps this process's instance id its own while the handle lives.
+    _instance_lock: Option<std::fs::File>,
 }
 
 impl Engine {
@@ -115,6 +118,7 @@ impl Engine {
                 arbiter: parts.arbiter,
                 system: parts.system,
                 exited: Mutex::new(Some(exit_rx)),
+                _instance_lock: parts.instance_lock,
             }),
         })
     }

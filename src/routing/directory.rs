@@ -29,11 +29,24 @@ pub struct ProviderEntry<A> {
     pub health: Arc<ProviderHealth>,
     /// A look-up younger than this after the call may miss the charge.
     pub lookup_consistency_ms: u64,
+    /// A call not answered in this time is `unknown` (the provider actor
+    /// gives up on it); a payment calls only while its lease outlasts this.
+    pub call_timeout_ms: u64,
     /// Retries after this provider's answers (its own rows, or the engine's).
     pub retry: RetryPolicy,
 }
 
 impl<A> ProviderEntry<A> {
+    /// How long after an attempt started a look-up's "no such charge" may be
+    /// believed: once no call of the attempt can still be in flight (the
+    /// call and its same-key retries, with their waits) and the provider's
+    /// look-up has caught up with its charges (DESIGN §5).
+    pub fn not_found_trusted_after_ms(&self) -> u64 {
+        self.retry
+            .longest_renewal_gap_ms(self.call_timeout_ms)
+            .saturating_add(self.lookup_consistency_ms)
+    }
+
     pub fn supports(&self, currency: Currency) -> bool {
         self.currencies
             .as_ref()

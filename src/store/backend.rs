@@ -9,8 +9,8 @@ use super::migrate;
 use super::ops::{WriteOp, WriteReply};
 use super::sql::{idempotency, queries, Arg, Conn};
 use super::{
-    BeginOutcome, IdempotencyRecord, NewPayment, PaymentFilter, PaymentRef, PaymentWrite, Store,
-    StoreError,
+    BeginOutcome, IdempotencyRecord, LeaseClaim, LeaseHolder, NewPayment, PaymentFilter,
+    PaymentRef, PaymentWrite, Store, StoreError,
 };
 use crate::domain::{MerchantId, Payment, PaymentEvent, PaymentId, Timestamp};
 use async_trait::async_trait;
@@ -100,33 +100,40 @@ impl<B: SqlBackend> Store for B {
         &self,
         now: Timestamp,
         pending_before: Timestamp,
+        holder: &LeaseHolder,
         limit: u32,
     ) -> Result<Vec<PaymentRef>, StoreError> {
-        queries::stuck_payments(&mut self.read().await?, now, pending_before, limit).await
+        let mut conn = self.read().await?;
+        queries::stuck_payments(&mut conn, now, pending_before, holder, limit).await
     }
 
     async fn due_retries(&self, now: Timestamp, limit: u32) -> Result<Vec<PaymentRef>, StoreError> {
         queries::due_retries(&mut self.read().await?, now, limit).await
     }
 
-    async fn claim_lease(
+    async fn claim_lease(&self, claim: LeaseClaim) -> Result<bool, StoreError> {
+        self.write(WriteOp::ClaimLease(Box::new(claim)))
+            .await?
+            .claimed()
+    }
+
+    async fn renew_lease(&self, claim: LeaseClaim) -> Result<bool, StoreError> {
+        self.write(WriteOp::RenewLease(Box::new(claim)))
+            .await?
+            .claimed()
+    }
+
+    async fn register_instance(
         &self,
-        merchant: &MerchantId,
-        order_id: &str,
-        payment_id: PaymentId,
-        owner: &str,
+        instance_id: &str,
         now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let op = WriteOp::ClaimLease {
-            merchant: merchant.clone(),
-            order_id: order_id.to_string(),
-            payment_id,
-            owner: owner.to_string(),
+    ) -> Result<i64, StoreError> {
+        let op = WriteOp::RegisterInstance {
+            instance_id: instance_id.to_string(),
             now,
-            expires_at,
         };
-        self.write(op).await?.claimed()
+        let incarnation = self.write(op).await?.count()?;
+        i64::try_from(incarnation).map_err(|_| StoreError::Corrupt("incarnation".into()))
     }
 
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError> {

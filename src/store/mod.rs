@@ -75,6 +75,11 @@ pub enum StoreError {
     /// instance, or a stale actor). The write was not applied.
     #[error("conflicting update of payment {0}")]
     Conflict(PaymentId),
+    /// The writer no longer holds the order's lease (it expired and another
+    /// instance took it over). The write was not applied; the writer must
+    /// abandon the payment to the new holder.
+    #[error("the lease of payment {0}'s order is held by another instance")]
+    LeaseLost(PaymentId),
     /// The writer task is gone (shutdown in progress).
     #[error("the store is shut down")]
     Closed,
@@ -100,11 +105,23 @@ pub struct IdempotencyRecord {
     pub created_at: Timestamp,
 }
 
-/// The HTTP status and exact body returned the first time, replayed verbatim.
+/// The exact body answered the first time, replayed verbatim.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredResponse {
-    pub status: u16,
     pub body: String,
+}
+
+/// Who holds an order's lease: an instance and its incarnation (DESIGN §5).
+///
+/// Every write of a payment checks that its writer still holds the order's
+/// lease, so a process that lost it (frozen past its expiry, then resumed)
+/// can never overwrite what the new holder decided. The incarnation grows at
+/// every boot of an instance, so a booting instance knows its earlier
+/// incarnations' leases are dead and recovers their payments at once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseHolder {
+    pub instance_id: String,
+    pub incarnation: i64,
 }
 
 /// Everything written when a payment is created.
@@ -115,7 +132,7 @@ pub struct NewPayment {
     pub idempotency_key: String,
     pub fingerprint: String,
     /// The instance working on the order and until when (the order lease).
-    pub lease_owner: String,
+    pub holder: LeaseHolder,
     pub lease_expires_at: Timestamp,
     pub events: Vec<PaymentEvent>,
 }
@@ -159,6 +176,20 @@ pub struct PaymentWrite {
     /// stored under the payment's idempotency key unless one is stored already.
     pub response: Option<StoredResponse>,
     pub lease: LeaseChange,
+    /// The writer: the write is refused with [`StoreError::LeaseLost`]
+    /// unless it still holds the order's lease.
+    pub holder: LeaseHolder,
+}
+
+/// An order lease asked for by `holder`, until `expires_at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseClaim {
+    pub merchant_id: MerchantId,
+    pub order_id: String,
+    pub payment_id: PaymentId,
+    pub holder: LeaseHolder,
+    pub now: Timestamp,
+    pub expires_at: Timestamp,
 }
 
 /// Filters of `GET /v1/payments`.
@@ -225,29 +256,34 @@ pub trait Store: Send + Sync + 'static {
         id: PaymentId,
     ) -> Result<Option<Vec<PaymentEvent>>, StoreError>;
 
-    /// Payments left `processing` without a live lease, and `pending` ones
-    /// last touched before `pending_before`, at most `limit`.
+    /// Payments left `processing` or `pending` without a live lease (none,
+    /// expired, or held by an earlier incarnation of `holder`'s instance),
+    /// `pending` ones only once untouched since `pending_before`; at most
+    /// `limit`, oldest first.
     async fn stuck_payments(
         &self,
         now: Timestamp,
         pending_before: Timestamp,
+        holder: &LeaseHolder,
         limit: u32,
     ) -> Result<Vec<PaymentRef>, StoreError>;
 
     /// `retry_scheduled` payments due at `now`, at most `limit`.
     async fn due_retries(&self, now: Timestamp, limit: u32) -> Result<Vec<PaymentRef>, StoreError>;
 
-    /// Takes the order lease of `payment_id` for `owner` unless another
-    /// owner holds a live one; true if taken.
-    async fn claim_lease(
-        &self,
-        merchant: &MerchantId,
-        order_id: &str,
-        payment_id: PaymentId,
-        owner: &str,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<bool, StoreError>;
+    /// Takes the order lease for `claim.holder` unless another holder has a
+    /// live one (an earlier incarnation of the same instance is dead, whatever
+    /// its expiry); true if taken.
+    async fn claim_lease(&self, claim: LeaseClaim) -> Result<bool, StoreError>;
+
+    /// Extends the lease only if `claim.holder` still holds it; false if it
+    /// lost it (a renewal by anyone else fails).
+    async fn renew_lease(&self, claim: LeaseClaim) -> Result<bool, StoreError>;
+
+    /// Records a boot of `instance_id` and returns its new incarnation
+    /// (1 on the first boot, one more at each later one).
+    async fn register_instance(&self, instance_id: &str, now: Timestamp)
+        -> Result<i64, StoreError>;
 
     /// Deletes answered idempotency records created before `before`.
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError>;

@@ -4,20 +4,18 @@
 //! batch them, and lets the PostgreSQL backend retry one after a deadlock.
 
 use super::sql::{idempotency, leases, payments, Conn};
-use super::{BeginOutcome, NewPayment, PaymentWrite, StoreError};
-use crate::domain::{MerchantId, PaymentId, Timestamp};
+use super::{BeginOutcome, LeaseClaim, NewPayment, PaymentWrite, StoreError};
+use crate::domain::Timestamp;
 
 /// One atomic write.
 pub enum WriteOp {
     Begin(Box<NewPayment>),
     Save(Box<PaymentWrite>),
-    ClaimLease {
-        merchant: MerchantId,
-        order_id: String,
-        payment_id: PaymentId,
-        owner: String,
+    ClaimLease(Box<LeaseClaim>),
+    RenewLease(Box<LeaseClaim>),
+    RegisterInstance {
+        instance_id: String,
         now: Timestamp,
-        expires_at: Timestamp,
     },
     Prune {
         before: Timestamp,
@@ -50,24 +48,17 @@ pub(crate) async fn apply<C: Conn>(conn: &mut C, op: &WriteOp) -> Result<WriteRe
     match op {
         WriteOp::Begin(new) => payments::begin(conn, new).await.map(WriteReply::Begun),
         WriteOp::Save(write) => payments::save(conn, write).await.map(|()| WriteReply::Done),
-        WriteOp::ClaimLease {
-            merchant,
-            order_id,
-            payment_id,
-            owner,
-            now,
-            expires_at,
-        } => leases::claim_lease(
-            conn,
-            merchant,
-            order_id,
-            *payment_id,
-            owner,
-            *now,
-            *expires_at,
-        )
-        .await
-        .map(WriteReply::Claimed),
+        WriteOp::ClaimLease(claim) => leases::claim_lease(conn, claim)
+            .await
+            .map(WriteReply::Claimed),
+        WriteOp::RenewLease(claim) => leases::renew_lease(conn, claim)
+            .await
+            .map(WriteReply::Claimed),
+        WriteOp::RegisterInstance { instance_id, now } => {
+            leases::register_instance(conn, instance_id, *now)
+                .await
+                .map(|incarnation| WriteReply::Count(incarnation as u64))
+        }
         WriteOp::Prune { before } => idempotency::prune(conn, *before)
             .await
             .map(WriteReply::Count),

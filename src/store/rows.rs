@@ -131,16 +131,9 @@ pub(crate) fn event(row: &impl RowExt) -> Result<PaymentEvent, StoreError> {
 
 /// An `idempotency_keys` row.
 pub(crate) fn idempotency(row: &impl RowExt) -> Result<IdempotencyRecord, StoreError> {
-    let response = match (
-        row.opt_int("response_status")?,
-        row.opt_text("response_body")?,
-    ) {
-        (Some(status), Some(body)) => Some(StoredResponse {
-            status: u16::try_from(status).map_err(|_| corrupt("response status", status))?,
-            body,
-        }),
-        _ => None,
-    };
+    let response = row
+        .opt_text("response_body")?
+        .map(|body| StoredResponse { body });
     Ok(IdempotencyRecord {
         merchant_id: MerchantId::new(row.text("merchant_id")?),
         key: row.text("idempotency_key")?,

@@ -214,6 +214,7 @@ async fn fixture(providers: &[Arc<FakeProvider>], store: (Arc<dyn Store>, TestDb
             fees: Default::default(),
             health: Arc::new(ProviderHealth::default()),
             lookup_consistency_ms: 0,
+            call_timeout_ms: 5_000,
             retry: policy(),
         })
         .collect();
@@ -222,7 +223,10 @@ async fn fixture(providers: &[Arc<FakeProvider>], store: (Arc<dyn Store>, TestDb
         providers: ProviderDirectory::new(entries),
         clock: clock(),
         policy: policy(),
-        instance_id: "test-instance".into(),
+        holder: payments::store::LeaseHolder {
+            instance_id: "test-instance".into(),
+            incarnation: 1,
+        },
         lease_ttl_ms: 60_000,
         idle_timeout: Duration::from_secs(60),
         max_recovery_attempts: 3,

@@ -218,7 +218,7 @@ async fn answered_keys_are_pruned_after_retention_and_open_ones_kept(
                 payment: payment.clone(),
                 idempotency_key: key.into(),
                 fingerprint: "f".into(),
-                lease_owner: "test".into(),
+                holder: test_holder(),
                 lease_expires_at: created_at,
                 events: vec![],
             })
@@ -234,11 +234,9 @@ async fn answered_keys_are_pruned_after_retention_and_open_ones_kept(
                     expected_status: PaymentStatus::Processing,
                     attempts: vec![],
                     events: vec![],
-                    response: Some(StoredResponse {
-                        status: 201,
-                        body: "{}".into(),
-                    }),
+                    response: Some(StoredResponse { body: "{}".into() }),
                     lease: LeaseChange::Release,
+                    holder: test_holder(),
                 })
                 .await
                 .expect("save");
@@ -320,4 +318,11 @@ async fn the_reconcile_command_resolves_what_a_stopped_server_left_pending(
     let payment = server.get(&format!("/v1/payments/{id}")).await.json();
     assert_eq!(payment["status"], "succeeded", "{payment}");
     assert_eq!(server.sandbox_charges("sandbox_a", &order).await.len(), 1);
+}
+
+fn test_holder() -> payments::store::LeaseHolder {
+    payments::store::LeaseHolder {
+        instance_id: "test".into(),
+        incarnation: 1,
+    }
 }

@@ -191,6 +191,7 @@ fn process_with(
         fees: Default::default(),
         health: Arc::new(ProviderHealth::default()),
         lookup_consistency_ms,
+        call_timeout_ms: 5_000,
         retry: policy(),
     };
     let deps = Arc::new(PaymentDeps {
@@ -198,7 +199,10 @@ fn process_with(
         providers: ProviderDirectory::new(vec![entry]),
         clock: clock.clone(),
         policy: policy(),
-        instance_id: format!("process-{}", uuid::Uuid::now_v7().simple()),
+        holder: payments::store::LeaseHolder {
+            instance_id: format!("process-{}", uuid::Uuid::now_v7().simple()),
+            incarnation: 1,
+        },
         lease_ttl_ms: 60_000,
         idle_timeout: Duration::from_secs(60),
         max_recovery_attempts: 3,

@@ -10,8 +10,9 @@
 //!   next provider;
 //! - every retry, of either kind, is paid for from the shared retry budget.
 
+use super::call::{call_with_unknown_retries, Answer, Fence};
 use super::decide::{self, Evidence};
-use super::{PaymentDeps, CREATED_STATUS};
+use super::PaymentDeps;
 use crate::actors::provider::ProviderEntry;
 use crate::domain::{
     Attempt, AttemptId, AttemptOutcome, OutcomeClass, Payment, PaymentEvent, PaymentStatus,
@@ -19,35 +20,13 @@ use crate::domain::{
 };
 use crate::error::EngineError;
 use crate::messages::payment::CreatedPayment;
-use crate::messages::provider::Charge;
 use crate::providers::{ChargeRequest, ProviderResponse};
-use crate::resilience::CircuitChange;
 use crate::store::{LeaseChange, PaymentWrite, StoredResponse};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// Stored provider answers are cut to this size.
 const MAX_RAW_RESPONSE_BYTES: usize = 8 * 1024;
-
-/// One call through the provider actor.
-struct Call {
-    response: ProviderResponse,
-    change: Option<CircuitChange>,
-    /// The actor refused it (disabled, bulkhead, circuit): it never left.
-    refused: bool,
-}
-
-/// One provider answer and what came with it.
-struct Answer {
-    response: ProviderResponse,
-    /// Breaker state changes the calls caused, for the audit trail.
-    circuit_changes: Vec<(String, CircuitChange)>,
-    /// The budget refused a retry that the policy allowed.
-    budget_exhausted: bool,
-    /// The provider actor refused the first call: the provider is not
-    /// taking calls now, so it is not retried into.
-    refused: bool,
-}
 
 /// Makes attempts until the payment reaches a resting status, then stores
 /// the idempotent response with that final state. Attempt numbers continue
@@ -56,6 +35,8 @@ pub(super) async fn run(
     deps: &PaymentDeps,
     mut payment: Payment,
     candidates: &[ProviderEntry],
+    mut fence: Fence,
+    mut pending_events: Vec<PaymentEvent>,
 ) -> Result<CreatedPayment, EngineError> {
     assert!(!candidates.is_empty(), "routing produced no candidate");
     let mut tries = Tries::default();
@@ -68,12 +49,20 @@ pub(super) async fn run(
             deps.retry_budget.record_first_attempt();
         }
         let entry = &candidates[index];
-        let (request, started) = start_attempt(deps, &mut payment, entry, number).await?;
-        let mut answer = call_with_unknown_retries(deps, entry, &request).await;
+        let starting = std::mem::take(&mut pending_events);
+        let (request, started) =
+            start_attempt(deps, &mut payment, entry, number, &mut fence, starting).await?;
+        let mut answer =
+            call_with_unknown_retries(deps, &payment, &mut fence, entry, &request).await?;
         let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let now = deps.clock.now();
-        let mut events = complete_attempt(&mut payment, &answer.response, latency_ms, now);
-        events.extend(circuit_events(payment.id, &answer.circuit_changes, now));
+        let mut events = std::mem::take(&mut answer.events);
+        events.extend(complete_attempt(
+            &mut payment,
+            &answer.response,
+            latency_ms,
+            now,
+        ));
         tries.record(&entry.name, answer.refused);
         let next = match next_move(deps, candidates, index, &tries, &answer) {
             Move::Stop { budget_exhausted } => {
@@ -84,8 +73,10 @@ pub(super) async fn run(
         };
         payment.updated_at = now;
         let attempt = payment.attempts.last().cloned().into_iter().collect();
+        let written = Instant::now();
         let lease = renew(deps, now);
         save(deps, &payment, payment.status, attempt, events, None, lease).await?;
+        fence = Fence::from_write(deps, written);
         tokio::time::sleep(next.1).await;
         // Nothing was charged, so moving on (to this or another provider) is safe.
         index = next.0;
@@ -204,17 +195,22 @@ async fn save(
             events,
             response,
             lease,
+            holder: deps.holder.clone(),
         })
         .await?;
     Ok(())
 }
 
-/// Writes the attempt `processing` (durably) and builds its request.
+/// Writes the attempt `processing` (durably, renewing the lease) and builds
+/// its request. A payment back from `retry_scheduled` becomes `processing`
+/// in the same write, so no crash can leave one without the other.
 async fn start_attempt(
     deps: &PaymentDeps,
     payment: &mut Payment,
     entry: &ProviderEntry,
     number: u32,
+    fence: &mut Fence,
+    mut events: Vec<PaymentEvent>,
 ) -> Result<(ChargeRequest, Instant), EngineError> {
     let now = deps.clock.now();
     let attempt = Attempt {
@@ -237,20 +233,39 @@ async fn start_attempt(
         json!({ "number": number, "provider": entry.name, "provider_idempotency_key": key }),
     );
     event.attempt_id = Some(attempt.id);
+    let expected = payment.status;
+    events.splice(0..0, reopen(payment, now)?);
+    events.push(event);
     payment.provider = Some(entry.name.clone());
     payment.updated_at = now;
     payment.attempts.push(attempt.clone());
-    save(
-        deps,
-        payment,
+    let written = Instant::now();
+    let lease = renew(deps, now);
+    save(deps, payment, expected, vec![attempt], events, None, lease).await?;
+    *fence = Fence::from_write(deps, written);
+    Ok((charge_request(payment, number, key), Instant::now()))
+}
+
+/// Moves a `retry_scheduled` payment back to `processing` for its next
+/// attempt; returns the audit event (none for a payment already processing).
+fn reopen(payment: &mut Payment, now: Timestamp) -> Result<Vec<PaymentEvent>, EngineError> {
+    if payment.status != PaymentStatus::RetryScheduled {
+        return Ok(Vec::new());
+    }
+    let from = payment.status;
+    payment.status = from.transition(PaymentStatus::Processing)?;
+    payment.next_attempt_at = None;
+    Ok(vec![PaymentEvent::status_change(
+        payment.id,
+        Some(from),
         payment.status,
-        vec![attempt],
-        vec![event],
-        None,
-        renew(deps, now),
-    )
-    .await?;
-    let request = ChargeRequest {
+        now,
+        json!({ "by": "scheduled_retry" }),
+    )])
+}
+
+fn charge_request(payment: &Payment, number: u32, key: String) -> ChargeRequest {
+    ChargeRequest {
         payment_id: payment.id,
         attempt_number: number,
         idempotency_key: key,
@@ -261,106 +276,7 @@ async fn start_attempt(
         currency: payment.currency,
         payment_method: payment.payment_method.clone(),
         description: payment.description.clone(),
-    };
-    Ok((request, Instant::now()))
-}
-
-/// One provider call through the provider actor. A refusal before the call
-/// is `transient_not_charged`; a lost actor is `unknown` (the call may have
-/// gone out).
-async fn call(entry: &ProviderEntry, request: &ChargeRequest) -> Call {
-    match entry.addr.send(Charge(request.clone())).await {
-        Ok(Ok(reply)) => Call {
-            response: reply.response,
-            change: reply.circuit_change,
-            refused: false,
-        },
-        Ok(Err(rejected)) => Call {
-            response: ProviderResponse::synthetic(
-                OutcomeClass::TransientNotCharged,
-                rejected.code(),
-                &rejected.to_string(),
-            ),
-            change: None,
-            refused: true,
-        },
-        Err(error) => Call {
-            response: ProviderResponse::synthetic(
-                OutcomeClass::Unknown,
-                "provider_actor_unavailable",
-                &error.to_string(),
-            ),
-            change: None,
-            refused: false,
-        },
     }
-}
-
-/// Retries an `unknown` answer on the same provider with the same key, as
-/// the `unknown` policy and the budget allow.
-async fn call_with_unknown_retries(
-    deps: &PaymentDeps,
-    entry: &ProviderEntry,
-    request: &ChargeRequest,
-) -> Answer {
-    let policy = entry.retry.unknown;
-    let first = call(entry, request).await;
-    let refused = first.refused;
-    let mut response = first.response;
-    let mut circuit_changes: Vec<_> = first
-        .change
-        .map(|c| (entry.name.clone(), c))
-        .into_iter()
-        .collect();
-    let mut tries = 1;
-    let mut budget_exhausted = false;
-    while response.class == OutcomeClass::Unknown && tries < policy.max_attempts {
-        if !deps.retry_budget.try_spend() {
-            budget_exhausted = true;
-            break;
-        }
-        tokio::time::sleep(policy.backoff(tries)).await;
-        tries += 1;
-        tracing::info!(payment_id = %request.payment_id, provider = %entry.name, tries, "retrying unknown outcome with the same key");
-        let next = call(entry, request).await;
-        circuit_changes.extend(next.change.map(|c| (entry.name.clone(), c)));
-        // The first call may have charged: a retry that was refused, not
-        // processed or called invalid says nothing about it, so the outcome
-        // stays unknown (and the payment is never failed over or failed on
-        // that basis).
-        if !next.response.class.settles_an_unknown() && next.response.class != OutcomeClass::Unknown
-        {
-            tracing::warn!(payment_id = %request.payment_id, provider = %entry.name, class = next.response.class.as_str(), code = ?next.response.code, "same-key retry answered inconclusively; outcome stays unknown");
-            continue;
-        }
-        let reference = response.provider_payment_id.take();
-        response = next.response;
-        response.provider_payment_id = response.provider_payment_id.take().or(reference);
-    }
-    Answer {
-        response,
-        circuit_changes,
-        budget_exhausted,
-        refused,
-    }
-}
-
-fn circuit_events(
-    payment_id: crate::domain::PaymentId,
-    changes: &[(String, CircuitChange)],
-    now: Timestamp,
-) -> Vec<PaymentEvent> {
-    changes
-        .iter()
-        .map(|(provider, change)| {
-            PaymentEvent::new(
-                payment_id,
-                "provider.circuit_changed",
-                now,
-                json!({ "provider": provider, "from": change.from.as_str(), "to": change.to.as_str() }),
-            )
-        })
-        .collect()
 }
 
 /// Records the answer on the payment's last attempt; returns its audit event.
@@ -447,10 +363,7 @@ async fn finish(
         }),
     ));
     let body = serde_json::to_string(&payment).map_err(|e| EngineError::Internal(e.to_string()))?;
-    let stored = StoredResponse {
-        status: CREATED_STATUS,
-        body: body.clone(),
-    };
+    let stored = StoredResponse { body: body.clone() };
     save(
         deps,
         &payment,

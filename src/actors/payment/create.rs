@@ -1,11 +1,13 @@
 //! Creating a payment: idempotency, the order guard, then the attempts.
 
+use super::call::Fence;
 use super::{attempts, PaymentDeps};
 use crate::domain::{Payment, PaymentEvent, PaymentId, PaymentObject, PaymentStatus, Timestamp};
 use crate::error::EngineError;
 use crate::messages::payment::{CreatePayment, CreatedPayment};
-use crate::store::{BeginOutcome, IdempotencyRecord, NewPayment};
+use crate::store::{BeginOutcome, IdempotencyRecord, NewPayment, StoreError};
 use serde_json::json;
+use std::time::Instant;
 
 /// Handles [`CreatePayment`] inside the order's actor.
 pub(super) async fn create(
@@ -53,10 +55,11 @@ pub(super) async fn create(
         payment: payment.clone(),
         idempotency_key: msg.idempotency_key.clone(),
         fingerprint: msg.fingerprint.clone(),
-        lease_owner: deps.instance_id.clone(),
+        holder: deps.holder.clone(),
         lease_expires_at: now.plus_millis(deps.lease_ttl_ms),
         events,
     };
+    let written = Instant::now();
     match deps.store.begin_payment(begin).await? {
         BeginOutcome::Started => {}
         // Another process claimed the key between our read and our write.
@@ -69,8 +72,29 @@ pub(super) async fn create(
             });
         }
     }
-    tracing::info!(payment_id = %payment.id, order_id = %payment.order_id, merchant = %payment.merchant_id, "payment created");
-    attempts::run(deps, payment, &route.candidates).await
+    // User-supplied values are logged through Debug, which quotes and
+    // escapes them: an order id cannot forge log fields or lines.
+    tracing::info!(payment_id = %payment.id, order_id = ?payment.order_id, merchant = ?payment.merchant_id.as_str(), "payment created");
+    let fence = Fence::from_write(deps, written);
+    match attempts::run(deps, payment, &route.candidates, fence, Vec::new()).await {
+        Err(EngineError::Store(StoreError::LeaseLost(_))) => abandoned(deps, &msg).await,
+        finished => finished,
+    }
+}
+
+/// The answer after this process lost the order's lease mid-payment (it was
+/// frozen past the lease, and another instance's recovery took over): the
+/// payment as the new holder left it, or "in progress, retry" if it is not
+/// finished yet. Never an error of ours: nothing is wrong with the payment.
+async fn abandoned(deps: &PaymentDeps, msg: &CreatePayment) -> Result<CreatedPayment, EngineError> {
+    match deps
+        .store
+        .idempotency_record(&msg.merchant_id, &msg.idempotency_key)
+        .await?
+    {
+        Some(record) => replay(record, msg),
+        None => Err(EngineError::IdempotencyKeyInUse),
+    }
 }
 
 /// The payment a request creates, in its initial status, without attempts.

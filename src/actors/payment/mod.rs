@@ -10,6 +10,7 @@
 //! from the store, so a retired actor loses nothing.
 
 mod attempts;
+mod call;
 mod create;
 mod decide;
 mod recover;
@@ -23,7 +24,7 @@ use crate::messages::payment::{
     CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome, Retired, RetryDue, Served,
 };
 use crate::resilience::RetryPolicy;
-use crate::store::Store;
+use crate::store::{LeaseClaim, LeaseHolder, Store};
 use actix::prelude::*;
 use dashmap::DashMap;
 use std::sync::Arc;
@@ -40,8 +41,8 @@ pub struct PaymentDeps {
     pub providers: ProviderDirectory,
     pub clock: Arc<dyn Clock>,
     pub policy: RetryPolicy,
-    /// Names this process in order leases.
-    pub instance_id: String,
+    /// Names this process (instance and incarnation) in order leases.
+    pub holder: LeaseHolder,
     /// How long an order lease lasts without renewal.
     pub lease_ttl_ms: i64,
     /// An actor with no message for this long stops.
@@ -56,6 +57,29 @@ pub struct PaymentDeps {
 }
 
 impl PaymentDeps {
+    /// The lease on `payment`'s order for this process, from now on.
+    fn lease_claim(&self, payment: &crate::domain::Payment) -> LeaseClaim {
+        self.lease_claim_for(&payment.merchant_id, &payment.order_id, payment.id)
+    }
+
+    /// The lease on an order for this process, from now on.
+    fn lease_claim_for(
+        &self,
+        merchant_id: &crate::domain::MerchantId,
+        order_id: &str,
+        payment_id: crate::domain::PaymentId,
+    ) -> LeaseClaim {
+        let now = self.clock.now();
+        LeaseClaim {
+            merchant_id: merchant_id.clone(),
+            order_id: order_id.to_string(),
+            payment_id,
+            holder: self.holder.clone(),
+            now,
+            expires_at: now.plus_millis(self.lease_ttl_ms),
+        }
+    }
+
     /// The limits outcome decisions apply.
     fn limits(&self) -> decide::Limits {
         decide::Limits {
@@ -64,9 +88,6 @@ impl PaymentDeps {
         }
     }
 }
-
-/// What the idempotency record stores as the status of a finished create.
-const CREATED_STATUS: u16 = 201;
 
 /// The live payment actors, by order.
 pub type ActorMap = DashMap<OrderKey, Addr<PaymentActor>>;

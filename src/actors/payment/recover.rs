@@ -10,13 +10,13 @@
 //! unless its provider said it has no such charge.
 
 use super::decide::{self, Evidence};
-use super::{PaymentDeps, CREATED_STATUS};
+use super::PaymentDeps;
 use crate::domain::{Attempt, AttemptOutcome, OutcomeClass, Payment, PaymentEvent, PaymentStatus};
 use crate::error::EngineError;
 use crate::messages::payment::{RecoverPayment, RecoveryOutcome};
 use crate::messages::provider::Lookup;
 use crate::providers::{LookupResult, ProviderError};
-use crate::store::{LeaseChange, PaymentWrite, StoredResponse};
+use crate::store::{LeaseChange, PaymentWrite, StoreError, StoredResponse};
 use serde_json::json;
 
 /// What a look-up found, with the provider's reference when it charged.
@@ -58,19 +58,8 @@ pub(super) async fn recover(
     deps: &PaymentDeps,
     msg: RecoverPayment,
 ) -> Result<RecoveryOutcome, EngineError> {
-    let now = deps.clock.now();
-    let claimed = deps
-        .store
-        .claim_lease(
-            &msg.merchant_id,
-            &msg.order_id,
-            msg.payment_id,
-            &deps.instance_id,
-            now,
-            now.plus_millis(deps.lease_ttl_ms),
-        )
-        .await?;
-    if !claimed {
+    let claim = deps.lease_claim_for(&msg.merchant_id, &msg.order_id, msg.payment_id);
+    if !deps.store.claim_lease(claim).await? {
         return Ok(RecoveryOutcome::Skipped);
     }
     let payment = deps
@@ -89,26 +78,43 @@ pub(super) async fn recover(
     let finding = match payment.attempts.last() {
         // Nothing was ever sent.
         None => Finding::of(Evidence::NotCharged),
-        Some(last) => match last.outcome {
-            AttemptOutcome::Processing | AttemptOutcome::Completed(OutcomeClass::Unknown) => {
-                lookup(deps, &payment, last).await
-            }
-            // Every attempt so far was refused before charging (a crash in
-            // the backoff between two attempts).
-            AttemptOutcome::Completed(OutcomeClass::TransientNotCharged) => {
-                Finding::of(Evidence::NotCharged)
-            }
-            AttemptOutcome::Completed(other) => {
-                return Err(EngineError::Internal(format!(
-                    "payment {} is {} after a {} attempt",
-                    payment.id,
-                    payment.status,
-                    other.as_str()
-                )))
-            }
-        },
+        Some(last) => examine(deps, &payment, last).await,
     };
-    apply(deps, payment, finding).await
+    match apply(deps, payment, finding).await {
+        // Lost the lease between the claim and the write: the new holder
+        // finishes it.
+        Err(EngineError::Store(StoreError::LeaseLost(_))) => Ok(RecoveryOutcome::Skipped),
+        other => other,
+    }
+}
+
+/// What the last attempt tells, looking it up at its provider when its
+/// outcome is not known. Every state a crash can leave is decided here: an
+/// attempt that completed before the process died (its answer was written,
+/// the payment's new status was not) is decided on that answer.
+async fn examine(deps: &PaymentDeps, payment: &Payment, last: &Attempt) -> Finding {
+    match last.outcome {
+        AttemptOutcome::Processing | AttemptOutcome::Completed(OutcomeClass::Unknown) => {
+            lookup(deps, payment, last).await
+        }
+        // Every attempt so far was refused before charging (a crash in the
+        // backoff between two attempts).
+        AttemptOutcome::Completed(OutcomeClass::TransientNotCharged) => {
+            Finding::of(Evidence::NotCharged)
+        }
+        AttemptOutcome::Completed(OutcomeClass::Succeeded) => Finding {
+            evidence: Evidence::Charged,
+            provider_payment_id: last.provider_payment_id.clone(),
+        },
+        AttemptOutcome::Completed(
+            class @ (OutcomeClass::HardDecline | OutcomeClass::SoftDecline | OutcomeClass::Invalid),
+        ) => Finding::of(Evidence::Answer {
+            class,
+            code: last.code.clone(),
+            message: None,
+            budget_exhausted: false,
+        }),
+    }
 }
 
 async fn lookup(deps: &PaymentDeps, payment: &Payment, attempt: &Attempt) -> Finding {
@@ -118,8 +124,11 @@ async fn lookup(deps: &PaymentDeps, payment: &Payment, attempt: &Attempt) -> Fin
         });
     };
     let key = Attempt::provider_idempotency_key(payment.id, attempt.number);
-    let since_call_ms = (deps.clock.now().as_micros() - attempt.created_at.as_micros()) / 1000;
-    let settled = since_call_ms >= i64::try_from(entry.lookup_consistency_ms).unwrap_or(i64::MAX);
+    // "No such charge" is trusted only once no call of this attempt can be
+    // in flight anywhere and the provider's look-up has caught up (DESIGN §5).
+    let since_start_ms = (deps.clock.now().as_micros() - attempt.created_at.as_micros()) / 1000;
+    let trusted_after_ms = i64::try_from(entry.not_found_trusted_after_ms()).unwrap_or(i64::MAX);
+    let settled = since_start_ms >= trusted_after_ms;
     match entry
         .addr
         .send(Lookup {
@@ -210,10 +219,7 @@ async fn apply(
     let response = if resting {
         let body =
             serde_json::to_string(&payment).map_err(|e| EngineError::Internal(e.to_string()))?;
-        Some(StoredResponse {
-            status: CREATED_STATUS,
-            body,
-        })
+        Some(StoredResponse { body })
     } else {
         None
     };
@@ -225,6 +231,7 @@ async fn apply(
             response,
             lease: LeaseChange::Release,
             payment: payment.clone(),
+            holder: deps.holder.clone(),
         })
         .await?;
     tracing::info!(payment_id = %payment.id, %from, to = %payment.status, "payment recovered");

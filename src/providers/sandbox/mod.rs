@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::sync::RwLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Tries `pm_card_rate_limited` answers 429 to, per payment: its attempts
 /// 1 and 2, whichever provider each went to.
@@ -65,6 +65,10 @@ pub struct SandboxProvider {
     name: String,
     record: SandboxRecord,
     faults: RwLock<SandboxFaults>,
+    /// A charge not committed this long after its call arrived is dropped,
+    /// never committed later: the engine gave up on the call by then, and a
+    /// late charge is exactly what a look-up's "not found" must not miss.
+    call_timeout: Duration,
 }
 
 /// What a payment method token asks the sandbox to do.
@@ -144,11 +148,17 @@ fn answer(
 }
 
 impl SandboxProvider {
-    pub fn new(name: impl Into<String>, record: SandboxRecord, faults: SandboxFaults) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        record: SandboxRecord,
+        faults: SandboxFaults,
+        call_timeout_ms: u64,
+    ) -> Self {
         SandboxProvider {
             name: name.into(),
             record,
             faults: RwLock::new(faults),
+            call_timeout: Duration::from_millis(call_timeout_ms),
         }
     }
 
@@ -192,6 +202,7 @@ impl SandboxProvider {
         request: &ChargeRequest,
         lose_first_answer: bool,
         faults: &SandboxFaults,
+        deadline: Instant,
     ) -> ProviderResponse {
         let charge = SandboxCharge {
             id: format!("ch_{}", uuid::Uuid::now_v7().simple()),
@@ -206,7 +217,7 @@ impl SandboxProvider {
             status: "succeeded".to_string(),
             created_at: Timestamp::from_datetime(chrono::Utc::now()).to_string(),
         };
-        match self.record.charge_once(&charge).await {
+        match self.record.charge_once(&charge, deadline).await {
             Ok((stored, true)) if lose_first_answer || Self::roll(faults.timeout_rate) => {
                 tracing::debug!(provider = %self.name, charge = %stored.id, "sandbox charged and lost the answer");
                 ProviderResponse::synthetic(
@@ -239,6 +250,7 @@ impl Provider for SandboxProvider {
     }
 
     async fn charge(&self, request: &ChargeRequest) -> ProviderResponse {
+        let deadline = Instant::now() + self.call_timeout;
         let faults = self.faults();
         if faults.outage {
             return answer(
@@ -282,7 +294,8 @@ impl Provider for SandboxProvider {
         }
         match token(&request.payment_method) {
             Token::Charge { lose_first_answer } => {
-                self.make_charge(request, lose_first_answer, &faults).await
+                self.make_charge(request, lose_first_answer, &faults, deadline)
+                    .await
             }
             Token::Decline {
                 class,
@@ -306,7 +319,7 @@ impl Provider for SandboxProvider {
                     None,
                 )
             },
-            Token::RateLimited => self.make_charge(request, false, &faults).await,
+            Token::RateLimited => self.make_charge(request, false, &faults, deadline).await,
             Token::Unknown => answer(
                 OutcomeClass::Invalid,
                 400,

@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Connections to the record; writes serialize on SQLite's lock anyway.
@@ -49,6 +49,8 @@ const MAX_CHARGE_BATCH: usize = 256;
 /// A charge to record, and where the stored charge goes.
 struct ChargeJob {
     charge: SandboxCharge,
+    /// Past this the caller gave up: the charge is dropped, not committed.
+    deadline: Instant,
     reply: oneshot::Sender<Result<(SandboxCharge, bool), sqlx::Error>>,
     /// Marks the key in flight until the writer is done with the job, even
     /// if the caller gave up waiting (a timed-out call still lands, as at a
@@ -111,8 +113,15 @@ async fn charge_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Cha
         let mut stored = Vec::with_capacity(batch.len());
         let committed: Result<(), sqlx::Error> = async {
             sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
+            // Checked with the write lock held, right before the insert: a
+            // charge whose caller gave up (the lock was held elsewhere, or
+            // the process was frozen) never commits late.
             for job in &batch {
-                stored.push(insert_charge(&mut conn, &job.charge).await?);
+                stored.push(if Instant::now() > job.deadline {
+                    None
+                } else {
+                    Some(insert_charge(&mut conn, &job.charge).await?)
+                });
             }
             sqlx::query("COMMIT").execute(&mut conn).await?;
             Ok(())
@@ -121,7 +130,9 @@ async fn charge_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Cha
         match committed {
             Ok(()) => {
                 for (job, result) in batch.drain(..).zip(stored) {
-                    let _ = job.reply.send(Ok(result));
+                    let _ = job.reply.send(result.ok_or_else(|| {
+                        sqlx::Error::Protocol("the call's deadline passed: nothing charged".into())
+                    }));
                 }
             }
             Err(error) => {
@@ -239,10 +250,12 @@ impl SandboxRecord {
     pub async fn charge_once(
         &self,
         charge: &SandboxCharge,
+        deadline: Instant,
     ) -> Result<(SandboxCharge, bool), sqlx::Error> {
         let (reply, answer) = oneshot::channel();
         let job = ChargeJob {
             charge: charge.clone(),
+            deadline,
             reply,
             _in_flight: InFlight::enter(&self.in_flight, &charge.provider, &charge.idempotency_key),
         };

@@ -25,8 +25,13 @@ async fn lookup_reference_finds_a_charge_by_its_id() {
     let record = SandboxRecord::open(&dir.path().join("sandbox.db"))
         .await
         .expect("record");
-    let sandbox_a = SandboxProvider::new("sandbox_a", record.clone(), SandboxFaults::default());
-    let sandbox_b = SandboxProvider::new("sandbox_b", record, SandboxFaults::default());
+    let sandbox_a = SandboxProvider::new(
+        "sandbox_a",
+        record.clone(),
+        SandboxFaults::default(),
+        10_000,
+    );
+    let sandbox_b = SandboxProvider::new("sandbox_b", record, SandboxFaults::default(), 10_000);
     let response = sandbox_a.charge(&charge_request()).await;
     assert_eq!(response.class, OutcomeClass::Succeeded);
     let id = response.provider_payment_id.expect("a charge id");

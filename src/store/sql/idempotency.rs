@@ -33,10 +33,9 @@ pub(crate) async fn store_response<C: Conn>(
     response: &StoredResponse,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "UPDATE idempotency_keys SET response_status = $1, response_body = $2, completed_at = $3
-             WHERE merchant_id = $4 AND payment_id = $5 AND response_status IS NULL",
+        "UPDATE idempotency_keys SET response_body = $1, completed_at = $2
+             WHERE merchant_id = $3 AND payment_id = $4 AND response_body IS NULL",
         vec![
-            int(i64::from(response.status)),
             text(&response.body),
             int(payment.updated_at.as_micros()),
             text(payment.merchant_id.as_str()),
@@ -53,7 +52,7 @@ pub(crate) async fn store_response<C: Conn>(
 /// running, and a retry must find the key taken.
 pub(crate) async fn prune<C: Conn>(conn: &mut C, before: Timestamp) -> Result<u64, StoreError> {
     conn.execute(
-        "DELETE FROM idempotency_keys WHERE created_at < $1 AND response_status IS NOT NULL",
+        "DELETE FROM idempotency_keys WHERE created_at < $1 AND response_body IS NOT NULL",
         vec![int(before.as_micros())],
     )
     .await

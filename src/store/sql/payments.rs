@@ -67,18 +67,21 @@ async fn claim_order<C: Conn>(conn: &mut C, new: &NewPayment) -> Result<bool, St
     let p = &new.payment;
     let claimed = conn
         .execute(
-            "INSERT INTO orders (merchant_id, order_id, payment_id, status, lease_owner, lease_expires_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO orders (merchant_id, order_id, payment_id, status, lease_owner, lease_incarnation,
+                lease_expires_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (merchant_id, order_id) DO UPDATE SET
                 payment_id = excluded.payment_id, status = excluded.status, lease_owner = excluded.lease_owner,
-                lease_expires_at = excluded.lease_expires_at, updated_at = excluded.updated_at
+                lease_incarnation = excluded.lease_incarnation, lease_expires_at = excluded.lease_expires_at,
+                updated_at = excluded.updated_at
              WHERE orders.status = 'failed'",
             vec![
                 text(p.merchant_id.as_str()),
                 text(&p.order_id),
                 text(p.id.to_string()),
                 text(p.status.as_str()),
-                text(&new.lease_owner),
+                text(&new.holder.instance_id),
+                int(new.holder.incarnation),
                 int(new.lease_expires_at.as_micros()),
                 int(p.created_at.as_micros()),
             ],
@@ -144,10 +147,13 @@ async fn insert_payment<C: Conn>(conn: &mut C, p: &Payment) -> Result<(), StoreE
     Ok(())
 }
 
-/// Applies one change to a payment, refusing it if the payment's status is
-/// no longer `write.expected_status`.
+/// Applies one change to a payment, refusing it unless the writer still
+/// holds the order's lease ([`StoreError::LeaseLost`]) and the payment's
+/// status is still `write.expected_status` ([`StoreError::Conflict`]).
 pub(crate) async fn save<C: Conn>(conn: &mut C, write: &PaymentWrite) -> Result<(), StoreError> {
     let p = &write.payment;
+    // The fence first: a writer that lost the lease changes nothing.
+    leases::update_order(conn, p, write.lease, &write.holder).await?;
     update_payment(conn, write).await?;
     for attempt in &write.attempts {
         upsert_attempt(conn, p.id, attempt, p.updated_at).await?;
@@ -156,7 +162,7 @@ pub(crate) async fn save<C: Conn>(conn: &mut C, write: &PaymentWrite) -> Result<
     if let Some(response) = &write.response {
         idempotency::store_response(conn, p, response).await?;
     }
-    leases::update_order(conn, p, write.lease).await
+    Ok(())
 }
 
 /// The status-conditional update of the payment's row: a lost race

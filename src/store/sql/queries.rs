@@ -7,7 +7,7 @@
 use super::{int, placeholders, text, Arg, Conn};
 use crate::domain::{MerchantId, Payment, PaymentEvent, PaymentId, Timestamp};
 use crate::store::rows::{self, RowExt};
-use crate::store::{PaymentFilter, PaymentRef, StoreError};
+use crate::store::{LeaseHolder, PaymentFilter, PaymentRef, StoreError};
 use std::fmt::Write;
 
 /// The payment with its attempts, if it exists and belongs to `merchant`.
@@ -137,16 +137,27 @@ pub(crate) async fn stuck_payments<C: Conn>(
     conn: &mut C,
     now: Timestamp,
     pending_before: Timestamp,
+    holder: &LeaseHolder,
     limit: u32,
 ) -> Result<Vec<PaymentRef>, StoreError> {
+    // A lease is dead when nobody holds it, when it expired, or when an
+    // earlier incarnation of this very instance held it (that process is
+    // gone: this one replaced it), whatever its expiry.
     let rows = conn
         .fetch_all(
             "SELECT p.id, p.merchant_id, p.order_id, p.status FROM payments p
              JOIN orders o ON o.merchant_id = p.merchant_id AND o.order_id = p.order_id AND o.payment_id = p.id
-             WHERE (p.status = 'processing' AND (o.lease_owner IS NULL OR o.lease_expires_at < $1))
-                OR (p.status = 'pending' AND p.updated_at < $2 AND (o.lease_owner IS NULL OR o.lease_expires_at < $1))
-             ORDER BY p.id LIMIT $3",
-            vec![int(now.as_micros()), int(pending_before.as_micros()), int(i64::from(limit))],
+             WHERE (p.status = 'processing' OR (p.status = 'pending' AND p.updated_at < $2))
+               AND (o.lease_owner IS NULL OR o.lease_expires_at < $1
+                    OR (o.lease_owner = $3 AND o.lease_incarnation < $4))
+             ORDER BY p.id LIMIT $5",
+            vec![
+                int(now.as_micros()),
+                int(pending_before.as_micros()),
+                text(&holder.instance_id),
+                int(holder.incarnation),
+                int(i64::from(limit)),
+            ],
         )
         .await?;
     rows.iter().map(payment_ref).collect()
