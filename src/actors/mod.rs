@@ -17,7 +17,7 @@ pub mod reconciler;
 pub mod registry;
 pub mod supervisor;
 
-pub use payment::{PaymentActor, PaymentDeps};
+pub use payment::{PanicHook, PaymentActor, PaymentDeps};
 pub use provider::{ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings};
 pub use reconciler::Reconciler;
 pub use registry::PaymentRegistry;

@@ -13,13 +13,16 @@ use crate::clock::Clock;
 use crate::config::ReconcilerSettings;
 use crate::domain::Timestamp;
 use crate::messages::payment::{RecoverPayment, RecoveryOutcome, RetryDue};
-use crate::messages::reconciler::{RecoveryReport, RunRecovery};
+use crate::messages::reconciler::{RecoveryReport, RunRecovery, StopPasses};
 use crate::store::Store;
 use actix::prelude::*;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// Payments recovered at once within a pass: bounds the look-ups in flight.
 const RECOVERY_CONCURRENCY: usize = 8;
+/// How often a stop checks whether the running pass has ended.
+const STOP_POLL_MS: u64 = 10;
 
 /// Runs recovery passes, never two at once.
 pub struct Reconciler {
@@ -29,6 +32,8 @@ pub struct Reconciler {
     settings: ReconcilerSettings,
     retention_hours: u64,
     running: bool,
+    /// Shutdown began: no new pass starts.
+    stopping: bool,
 }
 
 impl Reconciler {
@@ -46,6 +51,7 @@ impl Reconciler {
             settings,
             retention_hours,
             running: false,
+            stopping: false,
         }
     }
 }
@@ -193,6 +199,9 @@ impl Handler<RunRecovery> for Reconciler {
     type Result = ResponseActFuture<Self, RecoveryReport>;
 
     fn handle(&mut self, _msg: RunRecovery, _ctx: &mut Self::Context) -> Self::Result {
+        if self.stopping {
+            return Box::pin(fut::ready(RecoveryReport::default()));
+        }
         if self.running {
             return Box::pin(fut::ready(RecoveryReport {
                 overlapped: true,
@@ -212,4 +221,24 @@ impl Handler<RunRecovery> for Reconciler {
             report
         }))
     }
+}
+
+impl Handler<StopPasses> for Reconciler {
+    type Result = ResponseActFuture<Self, ()>;
+
+    /// Starts no new pass, and answers once the running one (if any) ended,
+    /// so shutdown closes the store only after the reconciler let go of it.
+    fn handle(&mut self, _msg: StopPasses, _ctx: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
+        Box::pin(fut::wrap_future::<_, Self>(async {}).then(|(), act, _ctx| wait_idle(act)))
+    }
+}
+
+/// Resolves once no pass is running, checking every [`STOP_POLL_MS`].
+fn wait_idle(act: &mut Reconciler) -> Pin<Box<dyn ActorFuture<Reconciler, Output = ()>>> {
+    if !act.running {
+        return Box::pin(fut::ready(()));
+    }
+    let pause = tokio::time::sleep(std::time::Duration::from_millis(STOP_POLL_MS));
+    Box::pin(fut::wrap_future::<_, Reconciler>(pause).then(|(), act, _ctx| wait_idle(act)))
 }

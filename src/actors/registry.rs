@@ -1,20 +1,43 @@
-//! Finding (or starting) the payment actor of an order.
+//! Finding (or starting) the payment actor of an order, and retiring idle
+//! ones.
+//!
+//! The registry is bounded: at most `max_actors` orders have a live actor;
+//! past that a request for a new order is shed (`Overloaded`, a 503 with
+//! `Retry-After`) instead of growing memory without limit. Idle actors are
+//! retired by one sweeper for all of them, not by a timer each.
 
-use super::payment::{ActorMap, PaymentActor, PaymentDeps};
+use super::payment::{PaymentActor, PaymentDeps};
 use crate::domain::OrderKey;
 use crate::error::EngineError;
 use crate::messages::payment::{
-    CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome, Retired, RetryDue, Served,
+    CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome, Retire, Retired, RetryDue,
+    Served,
 };
-use actix::{Actor, ArbiterHandle, Handler, MailboxError, Message};
+use actix::{Actor, Addr, ArbiterHandle, Handler, MailboxError, Message};
+use dashmap::DashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
-/// How often a message is re-sent after landing on an actor that was retiring.
-/// One retry suffices in practice (the retiring actor has left the map); the
-/// bound makes a bug loud instead of a loop.
+/// How often a message is re-sent after landing on an actor that had
+/// stopped (retired, or replaced after a panic). One retry suffices in
+/// practice; the bound makes a bug loud instead of a loop.
 const MAX_DELIVERY_TRIES: usize = 4;
+
+/// One order's live actor and what the sweeper needs to know about it.
+pub struct Slot {
+    addr: Addr<PaymentActor>,
+    /// Messages sent to it and not yet answered. The sweeper retires only
+    /// an actor with none, under the map's lock, so no message is ever sent
+    /// to an actor after it was retired.
+    pending: AtomicUsize,
+    /// When it last got a message, in ms since the registry started.
+    last_used_ms: AtomicU64,
+}
+
+/// The live payment actors, by order.
+pub type ActorMap = DashMap<OrderKey, Arc<Slot>>;
 
 /// The payment actors by order, spread over the engine's arbiters.
 #[derive(Clone)]
@@ -23,33 +46,34 @@ pub struct PaymentRegistry {
     arbiters: Arc<Vec<ArbiterHandle>>,
     hasher: RandomState,
     deps: Arc<PaymentDeps>,
+    /// Messages on their way to, or inside, payment actors.
     in_flight: Arc<AtomicUsize>,
     accepting: Arc<AtomicBool>,
+    max_actors: usize,
+    epoch: Instant,
 }
 
-/// Counts one operation in flight for as long as it lives, so shutdown can
-/// wait for the count to reach zero even if the caller gives up.
-struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    fn enter(counter: &Arc<AtomicUsize>) -> Self {
-        counter.fetch_add(1, Ordering::SeqCst);
-        InFlight(counter.clone())
-    }
+/// Counts one message in flight (registry-wide and on its slot) for as
+/// long as it lives.
+struct Pending {
+    slot: Arc<Slot>,
+    in_flight: Arc<AtomicUsize>,
 }
 
-impl Drop for InFlight {
+impl Drop for Pending {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.slot.pending.fetch_sub(1, Ordering::SeqCst);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl PaymentRegistry {
-    pub fn new(deps: Arc<PaymentDeps>, arbiters: Vec<ArbiterHandle>) -> Self {
+    pub fn new(deps: Arc<PaymentDeps>, arbiters: Vec<ArbiterHandle>, max_actors: usize) -> Self {
         assert!(
             !arbiters.is_empty(),
             "payment actors need an arbiter to run on"
         );
+        assert!(max_actors > 0, "the registry must hold at least one actor");
         PaymentRegistry {
             actors: Arc::new(ActorMap::new()),
             arbiters: Arc::new(arbiters),
@@ -57,6 +81,8 @@ impl PaymentRegistry {
             deps,
             in_flight: Arc::new(AtomicUsize::new(0)),
             accepting: Arc::new(AtomicBool::new(true)),
+            max_actors,
+            epoch: Instant::now(),
         }
     }
 
@@ -65,9 +91,15 @@ impl PaymentRegistry {
         &self.deps.holder
     }
 
-    /// Operations currently inside payment actors.
+    /// Work not finished yet: messages on their way to payment actors, and
+    /// operations running inside them (even if their caller gave up).
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
+        self.in_flight.load(Ordering::SeqCst) + self.deps.in_progress.load(Ordering::SeqCst)
+    }
+
+    /// Live payment actors.
+    pub fn live_actors(&self) -> usize {
+        self.actors.len()
     }
 
     /// Refuses new work from now on; work already accepted continues.
@@ -75,21 +107,74 @@ impl PaymentRegistry {
         self.accepting.store(false, Ordering::SeqCst);
     }
 
-    fn actor_for(&self, key: &OrderKey) -> actix::Addr<PaymentActor> {
-        self.actors
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The order's actor, started if it has none (and the registry has
+    /// room), counted as busy until the returned guard drops.
+    fn checkout(&self, key: &OrderKey) -> Result<Pending, EngineError> {
+        if !self.actors.contains_key(key) && self.actors.len() >= self.max_actors {
+            return Err(EngineError::Overloaded {
+                what: "payment actors",
+            });
+        }
+        let slot = self
+            .actors
             .entry(key.clone())
-            .or_insert_with(|| {
-                let index = self.hasher.hash_one(key) as usize % self.arbiters.len();
-                let (key, deps, actors) = (key.clone(), self.deps.clone(), self.actors.clone());
-                PaymentActor::start_in_arbiter(&self.arbiters[index], move |_ctx| {
-                    PaymentActor::new(key, deps, actors)
-                })
+            .and_modify(|slot| {
+                // Replaced after a panic: the old one stopped.
+                if !slot.addr.connected() {
+                    *slot = self.start(key);
+                }
             })
-            .clone()
+            .or_insert_with(|| self.start(key));
+        // Counted while the map's lock is held: the sweeper cannot retire it
+        // between here and the send.
+        slot.pending.fetch_add(1, Ordering::SeqCst);
+        slot.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        Ok(Pending {
+            slot: slot.clone(),
+            in_flight: self.in_flight.clone(),
+        })
+    }
+
+    fn start(&self, key: &OrderKey) -> Arc<Slot> {
+        let index = self.hasher.hash_one(key) as usize % self.arbiters.len();
+        let (key, deps) = (key.clone(), self.deps.clone());
+        let addr = PaymentActor::start_in_arbiter(&self.arbiters[index], move |_ctx| {
+            PaymentActor::new(key, deps)
+        });
+        Arc::new(Slot {
+            addr,
+            pending: AtomicUsize::new(0),
+            last_used_ms: AtomicU64::new(self.now_ms()),
+        })
+    }
+
+    /// Retires the actors that have had no message for the idle timeout
+    /// and have none pending; returns how many.
+    pub fn sweep(&self) -> usize {
+        let idle_ms = u64::try_from(self.deps.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let now_ms = self.now_ms();
+        let mut retired = 0;
+        self.actors.retain(|_, slot| {
+            let unused = slot.pending.load(Ordering::SeqCst) == 0
+                && now_ms.saturating_sub(slot.last_used_ms.load(Ordering::Relaxed)) >= idle_ms;
+            // One that stopped (after a panic) is dropped too.
+            let gone = !slot.addr.connected();
+            if unused || gone {
+                slot.addr.do_send(Retire);
+                retired += 1;
+            }
+            !(unused || gone)
+        });
+        retired
     }
 
     /// Delivers `msg` to the actor of `key` and waits for the answer,
-    /// re-sending to a fresh actor if the first was retiring.
+    /// re-sending to a fresh actor if the first had stopped.
     async fn deliver<M, T>(&self, key: OrderKey, msg: M) -> Result<T, EngineError>
     where
         M: Message<Result = Served<T>> + Clone + Send + 'static,
@@ -99,9 +184,9 @@ impl PaymentRegistry {
         if !self.accepting.load(Ordering::SeqCst) {
             return Err(EngineError::ShuttingDown);
         }
-        let _counted = InFlight::enter(&self.in_flight);
         for _ in 0..MAX_DELIVERY_TRIES {
-            match self.actor_for(&key).send(msg.clone()).await {
+            let pending = self.checkout(&key)?;
+            match pending.slot.addr.send(msg.clone()).await {
                 // Not handled by a live actor: nothing happened, send again.
                 Ok(Err(Retired)) | Err(MailboxError::Closed) => continue,
                 Ok(Ok(result)) => return result,

@@ -6,7 +6,9 @@
 //! ordered stop: refuse new payments, let in-flight attempts finish within a
 //! bounded grace period, then make every accepted write durable.
 
+use super::reconciler::Reconciler;
 use super::registry::PaymentRegistry;
+use crate::messages::reconciler::StopPasses;
 use crate::messages::supervisor::Shutdown;
 use crate::store::Store;
 use actix::prelude::*;
@@ -15,21 +17,46 @@ use std::time::{Duration, Instant};
 
 /// How often shutdown checks whether in-flight work has drained.
 const DRAIN_POLL_MS: u64 = 10;
+/// How often idle payment actors are looked for and retired.
+const SWEEP_INTERVAL_MS: u64 = 1_000;
 
 /// Coordinates the engine's shutdown.
 pub struct Supervisor {
     registry: PaymentRegistry,
     store: Arc<dyn Store>,
+    reconciler: Addr<Reconciler>,
 }
 
 impl Supervisor {
-    pub fn new(registry: PaymentRegistry, store: Arc<dyn Store>) -> Self {
-        Supervisor { registry, store }
+    pub fn new(
+        registry: PaymentRegistry,
+        store: Arc<dyn Store>,
+        reconciler: Addr<Reconciler>,
+    ) -> Self {
+        Supervisor {
+            registry,
+            store,
+            reconciler,
+        }
     }
 }
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // One sweeper for every payment actor, instead of a timer each.
+        ctx.run_interval(Duration::from_millis(SWEEP_INTERVAL_MS), |act, _ctx| {
+            let retired = act.registry.sweep();
+            if retired > 0 {
+                tracing::debug!(
+                    retired,
+                    live = act.registry.live_actors(),
+                    "idle payment actors retired"
+                );
+            }
+        });
+    }
 }
 
 impl Handler<Shutdown> for Supervisor {
@@ -38,6 +65,7 @@ impl Handler<Shutdown> for Supervisor {
     fn handle(&mut self, msg: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
         let registry = self.registry.clone();
         let store = self.store.clone();
+        let reconciler = self.reconciler.clone();
         Box::pin(async move {
             registry.stop_accepting();
             let deadline = Instant::now() + Duration::from_millis(msg.grace_ms);
@@ -53,6 +81,9 @@ impl Handler<Shutdown> for Supervisor {
                     "shutdown grace period over with payments in flight"
                 );
             }
+            // The reconciler lets go of the store before it closes, so no
+            // connection outlives the runtime that owns it.
+            let _ = reconciler.send(StopPasses).await;
             store.close().await;
             tracing::info!("engine drained and store flushed");
         })

@@ -166,16 +166,18 @@ pub async fn serve(handle: EngineHandle) -> Result<(), ServeError> {
         return Err(ServeError::DevelopmentKeyOffLoopback(host));
     }
     let with_sandbox = handle.has_sandbox();
+    // In-flight requests get the whole grace period (and a second more) to
+    // be answered: the engine keeps working on accepted payments meanwhile.
+    let grace_secs = Duration::from_millis(config.engine.shutdown_grace_ms)
+        .as_secs()
+        .saturating_add(1);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .configure(|cfg| routes(cfg, with_sandbox))
     })
-    .shutdown_timeout(
-        Duration::from_millis(config.engine.shutdown_grace_ms)
-            .as_secs()
-            .max(1),
-    );
+    .disable_signals()
+    .shutdown_timeout(grace_secs);
     if config.server.workers > 0 {
         server = server.workers(config.server.workers);
     }
@@ -190,6 +192,40 @@ pub async fn serve(handle: EngineHandle) -> Result<(), ServeError> {
         println!("listening on http://{addr}");
     }
     tracing::info!(?addrs, "HTTP API listening");
-    server.run().await?;
+    let server = server.run();
+    let (http, engine) = (server.handle(), handle.clone());
+    actix_web::rt::spawn(async move {
+        wait_for_stop_signal().await;
+        tracing::info!("stop signal: refusing new payments, finishing accepted ones");
+        engine.stop_intake();
+        http.stop(true).await;
+    });
+    server.await?;
     Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn wait_for_stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
 }

@@ -87,8 +87,15 @@ pub struct EngineSettings {
     pub idempotency_retention_hours: u64,
     /// How long shutdown waits for in-flight payments.
     pub shutdown_grace_ms: u64,
-    /// Names this process in leases; default: host name and process id.
+    /// Names this process in leases, stable across its restarts; default:
+    /// derived from the host name and the data directory.
     pub instance_id: Option<String>,
+    /// Most orders with a live payment actor at once; beyond it new orders
+    /// are shed with 503 + Retry-After rather than grow memory.
+    pub max_payment_actors: usize,
+    /// Test hook: the first payment for this order id panics inside its
+    /// actor (to prove a panic is contained). Never set it in production.
+    pub fault_panic_on_order: Option<String>,
 }
 
 /// The reconciler (DESIGN §9): the recovery pass over stuck `processing`
@@ -212,6 +219,8 @@ impl Default for EngineSettings {
             idempotency_retention_hours: 24,
             shutdown_grace_ms: 10_000,
             instance_id: None,
+            max_payment_actors: 100_000,
+            fault_panic_on_order: None,
         }
     }
 }

@@ -74,6 +74,9 @@ impl Config {
                 format!("must be 1 to {MAX_WORKER_THREADS}"),
             ));
         }
+        if self.engine.max_payment_actors == 0 {
+            return Err(invalid("engine.max_payment_actors", "must be at least 1"));
+        }
         if self.reconciler.interval.is_zero() || self.reconciler.batch_limit == 0 {
             return Err(invalid(
                 "reconciler",

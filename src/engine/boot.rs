@@ -1,7 +1,7 @@
 //! Building the engine inside its own actix system.
 
 use crate::actors::{
-    PaymentDeps, PaymentRegistry, ProviderActor, ProviderDirectory, ProviderEntry,
+    PanicHook, PaymentDeps, PaymentRegistry, ProviderActor, ProviderDirectory, ProviderEntry,
     ProviderSettings, Reconciler, Supervisor,
 };
 use crate::clock::Clock;
@@ -126,11 +126,12 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
         lease_ttl_ms: i64::try_from(config.engine.lease_ttl_ms).unwrap_or(i64::MAX),
         idle_timeout: Duration::from_millis(config.engine.payment_idle_timeout_ms),
         max_recovery_attempts: config.reconciler.max_recovery_attempts,
+        in_progress: Arc::default(),
+        panic_on_order: PanicHook::new(config.engine.fault_panic_on_order.clone()),
     };
     tracing::info!(instance = %deps.holder.instance_id, incarnation = deps.holder.incarnation, database = %redact(&config.database_url()), "engine started");
     let clock = deps.clock.clone();
-    let registry = PaymentRegistry::new(Arc::new(deps), arbiters);
-    let supervisor = Supervisor::new(registry.clone(), store.clone()).start();
+    let registry = PaymentRegistry::new(Arc::new(deps), arbiters, config.engine.max_payment_actors);
     let reconciler = Reconciler::new(
         registry.clone(),
         store.clone(),
@@ -139,6 +140,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
         config.engine.idempotency_retention_hours,
     )
     .start();
+    let supervisor = Supervisor::new(registry.clone(), store.clone(), reconciler.clone()).start();
     Ok(Parts {
         store,
         registry,

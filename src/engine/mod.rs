@@ -155,10 +155,27 @@ impl EngineHandle {
     ) -> Result<CreatedPayment, EngineError> {
         validate::idempotency_key(idempotency_key)?;
         validate::payment_request(&request, &self.inner.providers)?;
+        let fingerprint = validate::fingerprint(&request);
+        // A key used before is answered here, from a read, without starting
+        // (or waking) the order's actor: replays cost no actor, so a client
+        // replaying one key under many order ids cannot grow the registry.
+        let (store, owner, key) = (
+            self.inner.store.clone(),
+            merchant.clone(),
+            idempotency_key.to_string(),
+        );
+        let record = self
+            .on_engine(async move { store.idempotency_record(&owner, &key).await })
+            .await??;
+        if let Some(record) =
+            record.filter(|r| r.response.is_some() || r.fingerprint != fingerprint)
+        {
+            return CreatedPayment::replay(record, merchant, &fingerprint);
+        }
         let msg = CreatePayment {
             merchant_id: merchant.clone(),
             idempotency_key: idempotency_key.to_string(),
-            fingerprint: validate::fingerprint(&request),
+            fingerprint,
             request,
         };
         self.inner.registry.create_payment(msg).await
@@ -331,6 +348,12 @@ impl EngineHandle {
             .send(RunRecovery)
             .await
             .map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Refuses new payments from now on (503 + Retry-After); accepted ones
+    /// go on. The first step of a graceful stop.
+    pub fn stop_intake(&self) {
+        self.inner.registry.stop_accepting();
     }
 
     /// Graceful stop: refuse new payments, let in-flight ones finish (within

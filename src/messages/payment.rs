@@ -2,6 +2,7 @@
 
 use crate::domain::{Amount, Currency, MerchantId, Payment};
 use crate::error::EngineError;
+use crate::store::IdempotencyRecord;
 use actix::Message;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -14,6 +15,12 @@ pub type Served<T> = Result<Result<T, EngineError>, Retired>;
 /// reaches a caller of the engine's handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retired;
+
+/// Stop: the registry's sweeper found the actor idle and removed it from the
+/// registry, so no new message can reach it.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Retire;
 
 /// A validated request to charge an order (the body of `POST /v1/payments`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -49,6 +56,34 @@ pub struct CreatedPayment {
     pub body: String,
     /// True when this is a replay of an earlier answer.
     pub replayed: bool,
+}
+
+impl CreatedPayment {
+    /// The answer for a key used before: the stored answer if the same
+    /// request finished, `IdempotencyKeyReused` for a different request,
+    /// `IdempotencyKeyInUse` while the first is still running elsewhere.
+    pub fn replay(
+        record: IdempotencyRecord,
+        merchant: &MerchantId,
+        fingerprint: &str,
+    ) -> Result<Self, EngineError> {
+        if record.fingerprint != fingerprint {
+            return Err(EngineError::IdempotencyKeyReused);
+        }
+        let Some(response) = record.response else {
+            // Still running in another process (or left by a crash and not
+            // yet recovered): the client may retry.
+            return Err(EngineError::IdempotencyKeyInUse);
+        };
+        let mut payment: Payment = serde_json::from_str(&response.body)
+            .map_err(|e| EngineError::Internal(format!("stored response unreadable: {e}")))?;
+        payment.merchant_id = merchant.clone();
+        Ok(CreatedPayment {
+            payment,
+            body: response.body,
+            replayed: true,
+        })
+    }
 }
 
 /// Finish a payment left `processing` by a dead instance, or `pending`

@@ -8,6 +8,11 @@ use serde::Serialize;
 #[rtype(result = "RecoveryReport")]
 pub struct RunRecovery;
 
+/// Start no new pass; answer once the running one ended (shutdown).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct StopPasses;
+
 /// What one recovery pass found and did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct RecoveryReport {

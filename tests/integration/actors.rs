@@ -5,9 +5,9 @@
 use crate::common::{postgres_url, Backend, TestDb};
 use actix::prelude::*;
 use async_trait::async_trait;
-use payments::actors::payment::ActorMap;
 use payments::actors::{
-    PaymentActor, PaymentDeps, ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings,
+    PaymentActor, PaymentDeps, PaymentRegistry, ProviderActor, ProviderDirectory, ProviderEntry,
+    ProviderSettings,
 };
 use payments::clock::Clock;
 use payments::clock::ManualClock;
@@ -160,7 +160,6 @@ impl Provider for FakeProvider {
 
 struct Fixture {
     deps: Arc<PaymentDeps>,
-    actors: Arc<ActorMap>,
     _db: TestDb,
 }
 
@@ -230,6 +229,8 @@ async fn fixture(providers: &[Arc<FakeProvider>], store: (Arc<dyn Store>, TestDb
         lease_ttl_ms: 60_000,
         idle_timeout: Duration::from_secs(60),
         max_recovery_attempts: 3,
+        in_progress: Default::default(),
+        panic_on_order: Default::default(),
         strategy: Strategy::Priority,
         retry_budget: Arc::new(RetryBudget::new(BudgetSettings {
             ratio: 1.0,
@@ -239,7 +240,6 @@ async fn fixture(providers: &[Arc<FakeProvider>], store: (Arc<dyn Store>, TestDb
     };
     Fixture {
         deps: Arc::new(deps),
-        actors: Arc::new(ActorMap::new()),
         _db: db,
     }
 }
@@ -273,10 +273,7 @@ impl Fixture {
             merchant_id: MerchantId::new("m"),
             order_id: order.into(),
         };
-        let (deps, actors) = (self.deps.clone(), self.actors.clone());
-        let addr = PaymentActor::new(key.clone(), deps, actors).start();
-        self.actors.insert(key, addr.clone());
-        addr
+        PaymentActor::new(key, self.deps.clone()).start()
     }
 }
 
@@ -565,26 +562,75 @@ async fn concurrent_duplicates_are_serialized_by_the_actor(
     );
 }
 
+/// Issue 8, item 9: idle actors are retired by one sweeper (no timer per
+/// actor), and a retired actor refuses work so a fresh one takes the order.
 #[rstest]
 #[actix::test]
-async fn an_idle_actor_retires_and_refuses_further_work(
+async fn the_sweeper_retires_idle_actors_and_a_retired_one_refuses_work(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
     let fake = FakeProvider::new("a", &[], OutcomeClass::Succeeded);
     let mut fx = fixture(std::slice::from_ref(&fake), open_store(backend).await).await;
     Arc::get_mut(&mut fx.deps).expect("unshared").idle_timeout = Duration::from_millis(1);
-    let actor = fx.actor("o1");
-    assert_eq!(fx.actors.len(), 1);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !fx.actors.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(fx.actors.is_empty(), "the idle actor left the registry");
-    match actor.send(create("o1", "k1")).await {
+    let registry = PaymentRegistry::new(fx.deps.clone(), vec![Arbiter::current()], 10);
+    registry
+        .create_payment(create("o1", "k1"))
+        .await
+        .expect("create");
+    assert_eq!(registry.live_actors(), 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(registry.sweep(), 1, "the idle actor was retired");
+    assert_eq!(registry.live_actors(), 0);
+    let retired = fx.actor("o2");
+    retired
+        .send(payments::messages::payment::Retire)
+        .await
+        .expect("retire");
+    match retired.send(create("o2", "k2")).await {
         Err(_) | Ok(Err(payments::messages::payment::Retired)) => {}
         Ok(other) => panic!("a retired actor must not work: {other:?}"),
     }
-    assert!(fake.calls().is_empty());
+    assert_eq!(
+        fake.calls().len(),
+        1,
+        "only the first payment reached the provider"
+    );
+    // The order gets a fresh actor through the registry.
+    registry
+        .create_payment(create("o2", "k2"))
+        .await
+        .expect("a fresh actor");
+    assert_eq!(fake.calls().len(), 2);
+}
+
+/// Issue 8, item 9: the registry is bounded; a new order beyond the bound
+/// is shed with `Overloaded` (503 + Retry-After), while orders that have
+/// an actor go on.
+#[rstest]
+#[actix::test]
+async fn a_full_registry_sheds_new_orders(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let fake = FakeProvider::new("a", &[], OutcomeClass::Succeeded);
+    let fx = fixture(std::slice::from_ref(&fake), open_store(backend).await).await;
+    let registry = PaymentRegistry::new(fx.deps.clone(), vec![Arbiter::current()], 2);
+    for order in ["o1", "o2"] {
+        registry
+            .create_payment(create(order, &format!("k-{order}")))
+            .await
+            .expect("room for two");
+    }
+    match registry.create_payment(create("o3", "k-o3")).await {
+        Err(payments::EngineError::Overloaded { .. }) => {}
+        other => panic!("a third order must be shed: {other:?}"),
+    }
+    assert_eq!(registry.live_actors(), 2);
+    // An order that has an actor is still served.
+    let replay = registry
+        .create_payment(create("o1", "k-o1"))
+        .await
+        .expect("replay on a live actor");
+    assert!(replay.replayed);
 }
 
 #[actix::test]

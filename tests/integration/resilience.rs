@@ -206,10 +206,12 @@ fn process_with(
         lease_ttl_ms: 60_000,
         idle_timeout: Duration::from_secs(60),
         max_recovery_attempts: 3,
+        in_progress: Default::default(),
+        panic_on_order: Default::default(),
         strategy: Strategy::Priority,
         retry_budget: Arc::new(RetryBudget::new(BudgetSettings::default())),
     });
-    let registry = PaymentRegistry::new(deps, vec![Arbiter::current()]);
+    let registry = PaymentRegistry::new(deps, vec![Arbiter::current()], 1_000);
     let settings = ReconcilerSettings {
         interval: std::time::Duration::from_secs(3_600),
         ..ReconcilerSettings::default()

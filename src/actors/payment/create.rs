@@ -14,15 +14,9 @@ pub(super) async fn create(
     deps: &PaymentDeps,
     msg: CreatePayment,
 ) -> Result<CreatedPayment, EngineError> {
-    // The common duplicate (a client retrying) is answered from a read,
-    // without touching the writer.
-    if let Some(record) = deps
-        .store
-        .idempotency_record(&msg.merchant_id, &msg.idempotency_key)
-        .await?
-    {
-        return replay(record, &msg);
-    }
+    // A duplicate that finished before is answered by the engine's handle
+    // without reaching this actor; one that arrived while the first was
+    // running here waited in the mailbox and finds the key taken below.
     let request = &msg.request;
     let route = crate::routing::route(
         &deps.providers,
@@ -128,20 +122,5 @@ fn new_payment(msg: &CreatePayment, now: Timestamp) -> Payment {
 
 /// The answer for a key that was used before.
 fn replay(record: IdempotencyRecord, msg: &CreatePayment) -> Result<CreatedPayment, EngineError> {
-    if record.fingerprint != msg.fingerprint {
-        return Err(EngineError::IdempotencyKeyReused);
-    }
-    let Some(response) = record.response else {
-        // Still running in another process (or left by a crash and not yet
-        // recovered): the client may retry.
-        return Err(EngineError::IdempotencyKeyInUse);
-    };
-    let mut payment: Payment = serde_json::from_str(&response.body)
-        .map_err(|e| EngineError::Internal(format!("stored response unreadable: {e}")))?;
-    payment.merchant_id = msg.merchant_id.clone();
-    Ok(CreatedPayment {
-        payment,
-        body: response.body,
-        replayed: true,
-    })
+    CreatedPayment::replay(record, &msg.merchant_id, &msg.fingerprint)
 }

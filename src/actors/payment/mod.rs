@@ -21,19 +21,19 @@ use crate::clock::Clock;
 use crate::domain::OrderKey;
 use crate::error::EngineError;
 use crate::messages::payment::{
-    CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome, Retired, RetryDue, Served,
+    CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome, Retire, Retired, RetryDue,
+    Served,
 };
 use crate::resilience::RetryPolicy;
 use crate::store::{LeaseClaim, LeaseHolder, Store};
 use actix::prelude::*;
-use dashmap::DashMap;
+use futures_util::FutureExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Messages queued for one order; more senders wait.
 const PAYMENT_MAILBOX_CAPACITY: usize = 256;
-/// How often an actor checks whether it has been idle long enough to retire.
-const IDLE_CHECK_INTERVAL_MS: u64 = 1_000;
 
 /// What a payment actor needs from the rest of the engine.
 pub struct PaymentDeps {
@@ -45,8 +45,13 @@ pub struct PaymentDeps {
     pub holder: LeaseHolder,
     /// How long an order lease lasts without renewal.
     pub lease_ttl_ms: i64,
-    /// An actor with no message for this long stops.
+    /// An actor with no message for this long is retired by the sweeper.
     pub idle_timeout: Duration,
+    /// Operations running inside payment actors (shutdown waits for them).
+    pub in_progress: Arc<AtomicUsize>,
+    /// Test hook: the first payment for this order id panics inside its
+    /// actor. Never set outside tests.
+    pub panic_on_order: PanicHook,
     /// Inconclusive recovery look-ups before a payment needs review.
     pub max_recovery_attempts: u32,
     /// How providers are ordered for a payment.
@@ -89,55 +94,34 @@ impl PaymentDeps {
     }
 }
 
-/// The live payment actors, by order.
-pub type ActorMap = DashMap<OrderKey, Addr<PaymentActor>>;
-
 /// Serializes all work on one order.
+///
+/// It holds no payment state between messages, and no timer: the registry
+/// retires idle actors with one sweeper for all of them, and tells each
+/// with [`Retire`].
 pub struct PaymentActor {
     key: OrderKey,
     deps: Arc<PaymentDeps>,
-    actors: Arc<ActorMap>,
-    last_activity: Instant,
-    /// Set once the actor has left the registry: it then refuses work so a
-    /// fresh actor, not this one, handles the order from now on.
+    /// Set once the actor was told to retire or its work panicked: it then
+    /// refuses work, so a fresh actor, not this one, handles the order.
     retired: bool,
 }
 
 impl PaymentActor {
-    pub fn new(key: OrderKey, deps: Arc<PaymentDeps>, actors: Arc<ActorMap>) -> Self {
+    pub fn new(key: OrderKey, deps: Arc<PaymentDeps>) -> Self {
         PaymentActor {
             key,
             deps,
-            actors,
-            last_activity: Instant::now(),
             retired: false,
         }
     }
 
-    fn retire(&mut self, ctx: &mut Context<Self>) {
-        let me = ctx.address();
-        self.actors.remove_if(&self.key, |_, addr| *addr == me);
-        self.retired = true;
-        ctx.stop();
-    }
-}
-
-impl Actor for PaymentActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(PAYMENT_MAILBOX_CAPACITY);
-        ctx.run_interval(Duration::from_millis(IDLE_CHECK_INTERVAL_MS), |act, ctx| {
-            if !act.retired && act.last_activity.elapsed() >= act.deps.idle_timeout {
-                act.retire(ctx);
-            }
-        });
-    }
-}
-
-impl PaymentActor {
     /// Runs `work` with the mailbox blocked until it ends: the per-order
-    /// serialization every handler relies on.
+    /// serialization every handler relies on. The work is counted while it
+    /// runs (shutdown waits for it, whether or not its caller still waits),
+    /// and a panic inside it becomes an internal error for its caller and
+    /// retires the actor: the order stays recoverable from the store, and
+    /// the next message for it gets a fresh actor.
     fn serialized<T, F>(&mut self, work: F) -> AtomicResponse<Self, Served<T>>
     where
         T: 'static,
@@ -146,11 +130,76 @@ impl PaymentActor {
         if self.retired {
             return AtomicResponse::new(Box::pin(fut::ready(Err(Retired))));
         }
-        self.last_activity = Instant::now();
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(|result, act, _ctx| {
-            act.last_activity = Instant::now();
-            Ok(result)
-        })))
+        let counted = Working::enter(&self.deps.in_progress);
+        let guarded = std::panic::AssertUnwindSafe(work).catch_unwind();
+        AtomicResponse::new(Box::pin(guarded.into_actor(self).map(
+            move |outcome, act, ctx| {
+                drop(counted);
+                match outcome {
+                    Ok(result) => Ok(result),
+                    Err(_panic) => {
+                        tracing::error!(order_id = ?act.key.order_id, "payment actor panicked; replacing it");
+                        act.retired = true;
+                        ctx.stop();
+                        Ok(Err(EngineError::Internal("payment actor failed".into())))
+                    }
+                }
+            },
+        )))
+    }
+}
+
+/// A test-only fault: the first payment for one order id panics inside its
+/// actor, so tests can prove a panic is contained and the actor replaced.
+#[derive(Debug, Default)]
+pub struct PanicHook {
+    order_id: Option<String>,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+impl PanicHook {
+    pub fn new(order_id: Option<String>) -> Self {
+        PanicHook {
+            order_id,
+            fired: Default::default(),
+        }
+    }
+
+    fn fires_for(&self, order_id: &str) -> bool {
+        self.order_id.as_deref() == Some(order_id) && !self.fired.swap(true, Ordering::SeqCst)
+    }
+}
+
+/// Counts one operation inside a payment actor for as long as it lives.
+struct Working(Arc<AtomicUsize>);
+
+impl Working {
+    fn enter(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Working(counter.clone())
+    }
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Actor for PaymentActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(PAYMENT_MAILBOX_CAPACITY);
+    }
+}
+
+impl Handler<Retire> for PaymentActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Retire, ctx: &mut Self::Context) {
+        self.retired = true;
+        ctx.stop();
     }
 }
 
@@ -167,7 +216,13 @@ impl Handler<CreatePayment> for PaymentActor {
             "routed to the wrong merchant"
         );
         let deps = self.deps.clone();
-        self.serialized(async move { create::create(&deps, msg).await })
+        self.serialized(async move {
+            // A test-only hook: proves a panic here is contained.
+            if deps.panic_on_order.fires_for(&msg.request.order_id) {
+                panic!("test hook: panic on order {:?}", msg.request.order_id);
+            }
+            create::create(&deps, msg).await
+        })
     }
 }
 
