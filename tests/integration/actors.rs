@@ -12,7 +12,8 @@ use payments::actors::{
 use payments::clock::Clock;
 use payments::clock::ManualClock;
 use payments::domain::{
-    Amount, AttemptOutcome, Currency, MerchantId, OrderKey, OutcomeClass, PaymentStatus, Timestamp,
+    Amount, Attempt, AttemptId, AttemptOutcome, Currency, MerchantId, OrderKey, OutcomeClass,
+    Payment, PaymentId, PaymentObject, PaymentStatus, Timestamp,
 };
 use payments::engine::validate::fingerprint;
 use payments::messages::payment::{CreatePayment, PaymentRequest, RecoverPayment, RecoveryOutcome};
@@ -23,7 +24,7 @@ use payments::providers::{
 };
 use payments::resilience::{BackoffKind, BudgetSettings, ClassPolicy, RetryBudget, RetryPolicy};
 use payments::routing::{ProviderHealth, Strategy};
-use payments::store::Store;
+use payments::store::{BeginOutcome, LeaseChange, NewPayment, PaymentWrite, Store};
 use rstest::rstest;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -726,4 +727,256 @@ pub(crate) fn charge_request(n: u32) -> ChargeRequest {
         payment_method: "pm".into(),
         description: None,
     }
+}
+
+/// A provider that, like a remote one whose client timed out, goes on
+/// processing the call and commits the charge `commit_after` after it
+/// arrived, long after the engine gave up on the answer.
+struct LateCommitter {
+    commit_after: Duration,
+    committed: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait]
+impl Provider for LateCommitter {
+    fn name(&self) -> &str {
+        "late"
+    }
+
+    async fn charge(&self, request: &ChargeRequest) -> ProviderResponse {
+        let (key, committed, wait) = (
+            request.idempotency_key.clone(),
+            self.committed.clone(),
+            self.commit_after,
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            committed.lock().expect("lock").push(key);
+        });
+        // Never answers in time: the engine's call timeout fires first.
+        tokio::time::sleep(Duration::from_secs(3_600)).await;
+        unreachable!("the call times out first")
+    }
+
+    async fn lookup(&self, key: &str) -> Result<LookupResult, ProviderError> {
+        let found = self
+            .committed
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|k| k == key);
+        Ok(if found {
+            LookupResult::Charged {
+                provider_payment_id: format!("late_{key}"),
+                amount: 1234,
+                currency: "eur".into(),
+            }
+        } else {
+            LookupResult::NotFound
+        })
+    }
+
+    async fn refund(&self, _request: &RefundRequest) -> RefundResponse {
+        unreachable!("not refunded here")
+    }
+
+    async fn settlements(
+        &self,
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Result<Vec<SettlementRecord>, ProviderError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Issue 8, item 4: "no such charge" from a look-up is believed only once no
+/// call of the attempt can still be in flight (attempt start + the longest
+/// the call and its retries can take) and the provider's window passed. A
+/// provider that commits after the engine gave up is found, not failed.
+#[rstest]
+#[actix::test]
+async fn a_charge_committed_after_the_engine_gave_up_is_found_not_failed(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let (store, _db) = open_store(backend).await;
+    let manual = Arc::new(ManualClock::new(
+        Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").expect("ts"),
+    ));
+    let committed = Arc::new(Mutex::new(Vec::new()));
+    let late = Arc::new(LateCommitter {
+        commit_after: Duration::from_millis(300),
+        committed: committed.clone(),
+    });
+    let settings = ProviderSettings {
+        call_timeout_ms: 100,
+        ..ProviderSettings::default()
+    };
+    let once = ClassPolicy {
+        max_attempts: 1,
+        backoff: BackoffKind::None,
+        ..ClassPolicy::default()
+    };
+    let retry = RetryPolicy {
+        unknown: once,
+        transient_not_charged: once,
+        ..policy()
+    };
+    let entry = ProviderEntry {
+        name: "late".into(),
+        addr: ProviderActor::new(
+            late,
+            settings,
+            manual.clone(),
+            Arc::new(ProviderHealth::default()),
+        )
+        .start(),
+        currencies: None,
+        priority: 0,
+        weight: 1,
+        fees: Default::default(),
+        health: Arc::new(ProviderHealth::default()),
+        lookup_consistency_ms: 0,
+        call_timeout_ms: 100,
+        retry,
+    };
+    let trusted_after_ms = entry.not_found_trusted_after_ms();
+    let mut fx = fixture(&[], (store, _db)).await;
+    let deps = Arc::get_mut(&mut fx.deps).expect("unshared");
+    deps.providers = ProviderDirectory::new(vec![entry]);
+    deps.clock = manual.clone();
+    let actor = fx.actor("o1");
+    let created = actor
+        .send(create("o1", "k1"))
+        .await
+        .expect("mailbox")
+        .expect("a live actor")
+        .expect("create");
+    assert_eq!(created.payment.status, PaymentStatus::Pending);
+    let recover = || RecoverPayment {
+        merchant_id: MerchantId::new("m"),
+        order_id: "o1".into(),
+        payment_id: created.payment.id,
+    };
+    // Right away the provider has not committed yet: "not found" now must
+    // not fail a payment whose call may still land.
+    let early = actor.send(recover()).await.expect("mailbox").expect("live");
+    assert_eq!(early.expect("recover"), RecoveryOutcome::Unresolved);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        committed.lock().expect("lock").len(),
+        1,
+        "the late charge landed"
+    );
+    manual.advance_ms(i64::try_from(trusted_after_ms).expect("ms") + 1);
+    let later = actor.send(recover()).await.expect("mailbox").expect("live");
+    assert_eq!(
+        later.expect("recover"),
+        RecoveryOutcome::Resolved {
+            from: PaymentStatus::Pending,
+            to: PaymentStatus::Succeeded
+        }
+    );
+}
+
+/// Issue 8, item 5: a crash between an attempt's answer and the payment's
+/// new status (possible with the old two-write scheduled retry) left a
+/// `processing` payment whose last attempt was a soft decline; recovery
+/// answered it with an internal error on every pass. It now decides it.
+#[rstest]
+#[actix::test]
+async fn recovery_decides_a_processing_payment_whose_last_attempt_completed(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let fake = FakeProvider::new("a", &[], OutcomeClass::Succeeded);
+    let fx = fixture(std::slice::from_ref(&fake), open_store(backend).await).await;
+    let store = fx.deps.store.clone();
+    let (mut payment, attempt) = soft_declined_payment(fx.deps.clock.now());
+    let begun = store
+        .begin_payment(NewPayment {
+            payment: payment.clone(),
+            idempotency_key: "k1".into(),
+            fingerprint: "f".into(),
+            holder: fx.deps.holder.clone(),
+            lease_expires_at: payment.created_at,
+            events: vec![],
+        })
+        .await
+        .expect("begin");
+    assert_eq!(begun, BeginOutcome::Started);
+    payment.attempts = vec![attempt.clone()];
+    store
+        .save_payment(PaymentWrite {
+            payment: payment.clone(),
+            expected_status: PaymentStatus::Processing,
+            attempts: vec![attempt],
+            events: vec![],
+            response: None,
+            lease: LeaseChange::Renew {
+                expires_at: payment.created_at,
+            },
+            holder: fx.deps.holder.clone(),
+        })
+        .await
+        .expect("the state a crash left");
+    let outcome = fx
+        .actor("o1")
+        .send(RecoverPayment {
+            merchant_id: MerchantId::new("m"),
+            order_id: "o1".into(),
+            payment_id: payment.id,
+        })
+        .await
+        .expect("mailbox")
+        .expect("a live actor")
+        .expect("recovery decides it");
+    assert_eq!(
+        outcome,
+        RecoveryOutcome::Resolved {
+            from: PaymentStatus::Processing,
+            to: PaymentStatus::RetryScheduled
+        }
+    );
+    assert!(fake.calls().is_empty(), "a soft decline is not looked up");
+}
+
+/// A `processing` payment of order `o1` whose one attempt was soft-declined.
+fn soft_declined_payment(now: Timestamp) -> (Payment, Attempt) {
+    let request = request("o1");
+    let payment = Payment {
+        id: PaymentId::new(),
+        object: PaymentObject,
+        merchant_id: MerchantId::new("m"),
+        status: PaymentStatus::Processing,
+        amount: request.amount,
+        amount_refunded: 0,
+        currency: request.currency,
+        customer_id: request.customer_id,
+        order_id: request.order_id,
+        payment_method: request.payment_method,
+        description: None,
+        provider: Some("a".into()),
+        provider_payment_id: None,
+        failure_code: None,
+        failure_message: None,
+        next_attempt_at: None,
+        attempts: Vec::new(),
+        anomaly_flags: Vec::new(),
+        metadata: BTreeMap::new(),
+        recovery_attempts: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    let attempt = Attempt {
+        id: AttemptId::new(),
+        number: 1,
+        provider: "a".into(),
+        outcome: AttemptOutcome::Completed(OutcomeClass::SoftDecline),
+        code: Some("insufficient_funds".into()),
+        latency_ms: Some(1),
+        provider_payment_id: None,
+        raw_response: None,
+        created_at: now,
+        updated_at: None,
+    };
+    (payment, attempt)
 }
