@@ -284,6 +284,21 @@ impl TestServer {
         }
     }
 
+    /// The server's process id (to signal it: SIGSTOP, SIGCONT...).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the server.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// `kill -9` through a shared reference (the child is reaped on drop).
     pub fn kill_9(&self) {
         let _ = Command::new("kill")

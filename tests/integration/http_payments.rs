@@ -847,3 +847,34 @@ async fn a_known_path_with_the_wrong_method_is_405_with_allow(
     let unknown = server.get("/v1/nothing-here").await;
     assert_eq!(unknown.status, 404);
 }
+
+/// Issue 8, item 7: a panic inside a payment actor used to leave its dead
+/// address in the registry, blocking the order until restart. The request
+/// that hit it gets a 500 `api_error`; the next request for the order gets
+/// a fresh actor and works.
+#[rstest]
+#[tokio::test]
+async fn a_panic_in_a_payment_actor_is_contained_and_the_actor_replaced(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let order = unique("boom");
+    let server = TestServer::start_with(
+        backend,
+        ServerOptions::config(&format!("[engine]\nfault_panic_on_order = \"{order}\"\n")),
+    )
+    .await;
+    let hit = server
+        .create(&unique("k"), &payment_body(&order, "pm_card_visa"))
+        .await;
+    assert_eq!(hit.status, 500, "{}", hit.text);
+    assert_eq!(hit.json()["error"]["type"], "api_error", "{}", hit.text);
+    let next = server
+        .create(&unique("k"), &payment_body(&order, "pm_card_visa"))
+        .await;
+    assert_eq!(next.status, 201, "{}", next.text);
+    assert_eq!(next.json()["status"], "succeeded", "{}", next.text);
+    let other = server
+        .create(&unique("k"), &payment_body(&unique("calm"), "pm_card_visa"))
+        .await;
+    assert_eq!(other.status, 201, "{}", other.text);
+}

@@ -9,6 +9,7 @@ mod bad_input;
 mod cluster;
 mod crash;
 mod embedded;
+mod fencing;
 mod fuzz_input;
 mod http_payments;
 mod idempotency;
