@@ -350,6 +350,12 @@ impl EngineHandle {
             .map_err(|_| EngineError::ShuttingDown)
     }
 
+    /// Orders with a live payment actor now (bounded by
+    /// `engine.max_payment_actors`).
+    pub fn live_payment_actors(&self) -> usize {
+        self.inner.registry.live_actors()
+    }
+
     /// Refuses new payments from now on (503 + Retry-After); accepted ones
     /// go on. The first step of a graceful stop.
     pub fn stop_intake(&self) {

@@ -379,6 +379,36 @@ async fn recovery_reads_a_stripe_payment_by_its_payment_intent() {
     engine.shutdown().await;
 }
 
+/// Issue 8: a client replaying one used key under many new order ids made
+/// one payment actor per order (157,000 in 15 s). A replay is answered from
+/// the key's record without starting any actor.
+#[tokio::test]
+async fn replaying_a_used_key_under_new_orders_starts_no_actor() {
+    let dir = tempfile::tempdir().expect("dir");
+    let engine = Engine::start(config_in(dir.path())).await.expect("engine");
+    let merchant = MerchantId::new("m");
+    engine
+        .create_payment(&merchant, "used", request("o-first", "pm_card_visa"))
+        .await
+        .expect("first");
+    let before = engine.live_payment_actors();
+    for i in 0..500 {
+        let reply = engine
+            .create_payment(
+                &merchant,
+                "used",
+                request(&format!("o-{i}"), "pm_card_visa"),
+            )
+            .await;
+        assert!(
+            matches!(reply, Err(EngineError::IdempotencyKeyReused)),
+            "another body under a used key is refused: {reply:?}"
+        );
+    }
+    assert_eq!(engine.live_payment_actors(), before, "no actor was started");
+    engine.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_stripe_provider_without_its_key_refuses_to_start() {
     let dir = tempfile::tempdir().expect("dir");
