@@ -500,3 +500,76 @@ pub fn payment_body(order_id: &str, token: &str) -> Value {
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
+
+/// DESIGN §4's lifecycle, every legal `(from, to)` pair of payment statuses,
+/// written out from the prose (not read from the engine's own table, which
+/// is what is being checked). Tests that observe status changes (the audit
+/// trail over HTTP, recovery after a crash) check each one against it with
+/// [`assert_legal_transition`].
+pub const DESIGN_TRANSITIONS: &[(&str, &str)] = &[
+    ("processing", "succeeded"),
+    ("processing", "failed"),
+    ("processing", "pending"),
+    ("processing", "retry_scheduled"),
+    ("pending", "succeeded"),
+    ("pending", "failed"),
+    ("pending", "needs_review"),
+    ("retry_scheduled", "processing"),
+    ("retry_scheduled", "failed"),
+    ("needs_review", "succeeded"),
+    ("needs_review", "failed"),
+    ("succeeded", "partially_refunded"),
+    ("succeeded", "refunded"),
+    ("partially_refunded", "partially_refunded"),
+    ("partially_refunded", "refunded"),
+];
+
+/// The status every payment is created in (DESIGN §4).
+pub const DESIGN_INITIAL_STATUS: &str = "processing";
+
+/// Panics unless `from -> to` is one of [`DESIGN_TRANSITIONS`]. `from` may
+/// be a status (`"pending"`) or an audit event's `from_status` as an
+/// `Option` (`event["from_status"].as_str()`), where `None` is the creation
+/// of the payment, legal only into [`DESIGN_INITIAL_STATUS`].
+#[track_caller]
+pub fn assert_legal_transition<'a>(from: impl Into<Option<&'a str>>, to: &str) {
+    match from.into() {
+        None => assert_eq!(
+            to, DESIGN_INITIAL_STATUS,
+            "a payment is created in {DESIGN_INITIAL_STATUS}, not {to} (DESIGN §4)"
+        ),
+        Some(from) => assert!(
+            DESIGN_TRANSITIONS.contains(&(from, to)),
+            "illegal status change {from} -> {to}: not in DESIGN §4's lifecycle"
+        ),
+    }
+}
+
+#[test]
+fn the_engine_allows_exactly_the_design_transitions() {
+    use payments::domain::PaymentStatus;
+    // Guards this copy of the table as much as the engine: the two were
+    // written separately, so a slip in either shows here.
+    for from in PaymentStatus::ALL {
+        for to in PaymentStatus::ALL {
+            let in_design = DESIGN_TRANSITIONS.contains(&(from.as_str(), to.as_str()));
+            assert_eq!(from.transition(to).is_ok(), in_design, "{from} -> {to}");
+        }
+    }
+    assert_eq!(PaymentStatus::INITIAL.as_str(), DESIGN_INITIAL_STATUS);
+}
+
+#[test]
+fn assert_legal_transition_refuses_what_design_does_not_allow() {
+    assert_legal_transition("pending", "succeeded");
+    assert_legal_transition(None, "processing");
+    for (from, to) in [
+        (Some("failed"), "succeeded"),
+        (Some("pending"), "retry_scheduled"),
+        (Some("refunded"), "succeeded"),
+        (None, "succeeded"),
+    ] {
+        let refused = std::panic::catch_unwind(|| assert_legal_transition(from, to));
+        assert!(refused.is_err(), "{from:?} -> {to} must be refused");
+    }
+}
