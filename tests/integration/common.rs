@@ -445,7 +445,18 @@ pub async fn wait_until_settled(server: &TestServer, timeout: Duration) {
             let reply = server
                 .get(&format!("/v1/payments?status={status}&limit=100"))
                 .await;
-            open += reply.json()["data"].as_array().map_or(0, Vec::len);
+            // An error page has no `data`: read as "nothing open", it would
+            // end the wait early and pass whatever the server does.
+            assert_eq!(
+                reply.status, 200,
+                "polling {status} payments: {}",
+                reply.text
+            );
+            let page = reply.json();
+            let data = page["data"]
+                .as_array()
+                .unwrap_or_else(|| panic!("a list without data: {}", reply.text));
+            open += data.len();
         }
         if open == 0 {
             return;
