@@ -5,6 +5,7 @@
 
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -97,6 +98,75 @@ impl TestDb {
             env.push(("PAYMENTS_DATABASE_SCHEMA".into(), self.schema.clone()));
         }
         env
+    }
+
+    /// Rows in every table of the engine's database, by table name. The
+    /// tables are read from the schema itself (`sqlite_master`,
+    /// `information_schema`), so a table added by a later migration is
+    /// counted without anyone remembering to list it.
+    pub async fn table_counts(&self) -> BTreeMap<String, i64> {
+        use sqlx::{ConnectOptions, Connection, Row};
+        let mut counts = BTreeMap::new();
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(self.data_dir.join("payments.db"))
+                    .read_only(true)
+                    .connect()
+                    .await
+                    .expect("open database");
+                let tables: Vec<String> = sqlx::query(
+                    "SELECT name FROM sqlite_master
+                     WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .expect("list tables")
+                .iter()
+                .map(|row| row.get("name"))
+                .collect();
+                for table in tables {
+                    let sql = format!("SELECT COUNT(*) AS n FROM \"{table}\"");
+                    let n = sqlx::query(&sql)
+                        .fetch_one(&mut conn)
+                        .await
+                        .expect("count")
+                        .get::<i64, _>("n");
+                    counts.insert(table, n);
+                }
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&postgres_url())
+                    .await
+                    .expect("connect");
+                let tables: Vec<String> = sqlx::query(
+                    "SELECT table_name::text AS name FROM information_schema.tables
+                     WHERE table_schema = $1 AND table_type = 'BASE TABLE' ORDER BY 1",
+                )
+                .bind(&self.schema)
+                .fetch_all(&mut conn)
+                .await
+                .expect("list tables")
+                .iter()
+                .map(|row| row.get("name"))
+                .collect();
+                for table in tables {
+                    let sql = format!("SELECT COUNT(*) AS n FROM \"{}\".\"{table}\"", self.schema);
+                    let n = sqlx::query(&sql)
+                        .fetch_one(&mut conn)
+                        .await
+                        .expect("count")
+                        .get::<i64, _>("n");
+                    counts.insert(table, n);
+                }
+            }
+        }
+        // An empty map would make every "nothing changed" check pass.
+        assert!(
+            counts.contains_key("payments"),
+            "no engine tables found: {counts:?}"
+        );
+        counts
     }
 
     /// Rows in the engine's `table`.
@@ -385,11 +455,19 @@ impl TestServer {
 
     /// Rows in the engine's `table`, when this server owns its database.
     pub async fn count_rows(&self, table: &str) -> i64 {
+        self.owned_db().count_rows(table).await
+    }
+
+    /// Rows in every engine table ([`TestDb::table_counts`]), when this
+    /// server owns its database.
+    pub async fn table_counts(&self) -> BTreeMap<String, i64> {
+        self.owned_db().table_counts().await
+    }
+
+    fn owned_db(&self) -> &TestDb {
         self.owned_db
             .as_ref()
-            .expect("count_rows needs a server started with start/start_with")
-            .count_rows(table)
-            .await
+            .expect("needs a server started with start/start_with")
     }
 }
 
