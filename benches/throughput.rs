@@ -11,14 +11,18 @@
 //!   orders; only `201` with `status: succeeded` counts as a success.
 //!
 //! Afterwards the sandbox's own charge record (`sandbox.db`) must hold
-//! exactly one charge per succeeded payment.
+//! exactly one charge per succeeded payment ([`charge_check`], which
+//! `cargo test` also runs on a short load: `tests/integration/bench_check.rs`).
 //!
 //! Run: `cargo bench --bench throughput`. Environment: `BENCH_SECONDS`
 //! (default 10), `BENCH_CONCURRENCY` (64), `BENCH_WARMUP_SECONDS` (2, run
 //! before each scenario and discarded).
 
+#[path = "support/charge_check.rs"]
+mod charge_check;
+
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, Row};
+use sqlx::{ConnectOptions, Connection};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -354,24 +358,6 @@ async fn timed_inserts(conn: &mut sqlx::SqliteConnection, n: &mut u64, seconds: 
     sample
 }
 
-/// `SELECT COUNT(*)` on a database another process may be writing.
-async fn count(path: &Path, sql: &str) -> i64 {
-    let mut conn = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .busy_timeout(Duration::from_millis(STORE_BUSY_TIMEOUT_MS))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let n: i64 = sqlx::query(sql)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql} on {}: {e}", path.display()))
-        .get(0);
-    let _ = conn.close().await;
-    n
-}
-
 /// The 1-minute load average (Linux), to show how busy the machine was.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -487,17 +473,8 @@ async fn bench(params: &Params) -> bool {
 
     // Every response is in, and the sandbox commits a charge before it
     // answers, so the record is complete now.
-    let charges = count(
-        &server.data_dir.join("sandbox.db"),
-        "SELECT COUNT(*) FROM sandbox_charges",
-    )
-    .await;
-    let stored_succeeded = count(
-        &server.data_dir.join("payments.db"),
-        "SELECT COUNT(*) FROM payments WHERE status = 'succeeded'",
-    )
-    .await;
-    let client_succeeded = (pay_warmup.ok + payments.ok) as i64;
+    let client_succeeded = (pay_warmup.ok + payments.ok) as usize;
+    let check = charge_check::check_charges(&server.data_dir, client_succeeded).await;
     let client_errors = pay_warmup.errors + payments.errors;
     drop(server);
     let load_after = load_average();
@@ -548,12 +525,8 @@ async fn bench(params: &Params) -> bool {
         println!("errors in payments warm-up: {n} × {kind}");
     }
 
-    let consistent = charges == client_succeeded && stored_succeeded == client_succeeded;
-    println!(
-        "check: sandbox charges {charges}, succeeded payments stored {stored_succeeded}, \
-         succeeded responses {client_succeeded} (warm-up included): {}",
-        if consistent { "OK" } else { "MISMATCH" }
-    );
+    let consistent = check.is_consistent();
+    println!("check (warm-up included): {check}");
     if !consistent && client_errors > 0 {
         println!(
             "  ({client_errors} requests errored; a payment may succeed after its client gave up)"

@@ -5,6 +5,7 @@
 
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -97,6 +98,75 @@ impl TestDb {
             env.push(("PAYMENTS_DATABASE_SCHEMA".into(), self.schema.clone()));
         }
         env
+    }
+
+    /// Rows in every table of the engine's database, by table name. The
+    /// tables are read from the schema itself (`sqlite_master`,
+    /// `information_schema`), so a table added by a later migration is
+    /// counted without anyone remembering to list it.
+    pub async fn table_counts(&self) -> BTreeMap<String, i64> {
+        use sqlx::{ConnectOptions, Connection, Row};
+        let mut counts = BTreeMap::new();
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(self.data_dir.join("payments.db"))
+                    .read_only(true)
+                    .connect()
+                    .await
+                    .expect("open database");
+                let tables: Vec<String> = sqlx::query(
+                    "SELECT name FROM sqlite_master
+                     WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .expect("list tables")
+                .iter()
+                .map(|row| row.get("name"))
+                .collect();
+                for table in tables {
+                    let sql = format!("SELECT COUNT(*) AS n FROM \"{table}\"");
+                    let n = sqlx::query(&sql)
+                        .fetch_one(&mut conn)
+                        .await
+                        .expect("count")
+                        .get::<i64, _>("n");
+                    counts.insert(table, n);
+                }
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&postgres_url())
+                    .await
+                    .expect("connect");
+                let tables: Vec<String> = sqlx::query(
+                    "SELECT table_name::text AS name FROM information_schema.tables
+                     WHERE table_schema = $1 AND table_type = 'BASE TABLE' ORDER BY 1",
+                )
+                .bind(&self.schema)
+                .fetch_all(&mut conn)
+                .await
+                .expect("list tables")
+                .iter()
+                .map(|row| row.get("name"))
+                .collect();
+                for table in tables {
+                    let sql = format!("SELECT COUNT(*) AS n FROM \"{}\".\"{table}\"", self.schema);
+                    let n = sqlx::query(&sql)
+                        .fetch_one(&mut conn)
+                        .await
+                        .expect("count")
+                        .get::<i64, _>("n");
+                    counts.insert(table, n);
+                }
+            }
+        }
+        // An empty map would make every "nothing changed" check pass.
+        assert!(
+            counts.contains_key("payments"),
+            "no engine tables found: {counts:?}"
+        );
+        counts
     }
 
     /// Rows in the engine's `table`.
@@ -400,11 +470,19 @@ impl TestServer {
 
     /// Rows in the engine's `table`, when this server owns its database.
     pub async fn count_rows(&self, table: &str) -> i64 {
+        self.owned_db().count_rows(table).await
+    }
+
+    /// Rows in every engine table ([`TestDb::table_counts`]), when this
+    /// server owns its database.
+    pub async fn table_counts(&self) -> BTreeMap<String, i64> {
+        self.owned_db().table_counts().await
+    }
+
+    fn owned_db(&self) -> &TestDb {
         self.owned_db
             .as_ref()
-            .expect("count_rows needs a server started with start/start_with")
-            .count_rows(table)
-            .await
+            .expect("needs a server started with start/start_with")
     }
 }
 
@@ -460,7 +538,18 @@ pub async fn wait_until_settled(server: &TestServer, timeout: Duration) {
             let reply = server
                 .get(&format!("/v1/payments?status={status}&limit=100"))
                 .await;
-            open += reply.json()["data"].as_array().map_or(0, Vec::len);
+            // An error page has no `data`: read as "nothing open", it would
+            // end the wait early and pass whatever the server does.
+            assert_eq!(
+                reply.status, 200,
+                "polling {status} payments: {}",
+                reply.text
+            );
+            let page = reply.json();
+            let data = page["data"]
+                .as_array()
+                .unwrap_or_else(|| panic!("a list without data: {}", reply.text));
+            open += data.len();
         }
         if open == 0 {
             return;
@@ -514,4 +603,77 @@ pub fn payment_body(order_id: &str, token: &str) -> Value {
 /// A key unique to this test run.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// DESIGN §4's lifecycle, every legal `(from, to)` pair of payment statuses,
+/// written out from the prose (not read from the engine's own table, which
+/// is what is being checked). Tests that observe status changes (the audit
+/// trail over HTTP, recovery after a crash) check each one against it with
+/// [`assert_legal_transition`].
+pub const DESIGN_TRANSITIONS: &[(&str, &str)] = &[
+    ("processing", "succeeded"),
+    ("processing", "failed"),
+    ("processing", "pending"),
+    ("processing", "retry_scheduled"),
+    ("pending", "succeeded"),
+    ("pending", "failed"),
+    ("pending", "needs_review"),
+    ("retry_scheduled", "processing"),
+    ("retry_scheduled", "failed"),
+    ("needs_review", "succeeded"),
+    ("needs_review", "failed"),
+    ("succeeded", "partially_refunded"),
+    ("succeeded", "refunded"),
+    ("partially_refunded", "partially_refunded"),
+    ("partially_refunded", "refunded"),
+];
+
+/// The status every payment is created in (DESIGN §4).
+pub const DESIGN_INITIAL_STATUS: &str = "processing";
+
+/// Panics unless `from -> to` is one of [`DESIGN_TRANSITIONS`]. `from` may
+/// be a status (`"pending"`) or an audit event's `from_status` as an
+/// `Option` (`event["from_status"].as_str()`), where `None` is the creation
+/// of the payment, legal only into [`DESIGN_INITIAL_STATUS`].
+#[track_caller]
+pub fn assert_legal_transition<'a>(from: impl Into<Option<&'a str>>, to: &str) {
+    match from.into() {
+        None => assert_eq!(
+            to, DESIGN_INITIAL_STATUS,
+            "a payment is created in {DESIGN_INITIAL_STATUS}, not {to} (DESIGN §4)"
+        ),
+        Some(from) => assert!(
+            DESIGN_TRANSITIONS.contains(&(from, to)),
+            "illegal status change {from} -> {to}: not in DESIGN §4's lifecycle"
+        ),
+    }
+}
+
+#[test]
+fn the_engine_allows_exactly_the_design_transitions() {
+    use payments::domain::PaymentStatus;
+    // Guards this copy of the table as much as the engine: the two were
+    // written separately, so a slip in either shows here.
+    for from in PaymentStatus::ALL {
+        for to in PaymentStatus::ALL {
+            let in_design = DESIGN_TRANSITIONS.contains(&(from.as_str(), to.as_str()));
+            assert_eq!(from.transition(to).is_ok(), in_design, "{from} -> {to}");
+        }
+    }
+    assert_eq!(PaymentStatus::INITIAL.as_str(), DESIGN_INITIAL_STATUS);
+}
+
+#[test]
+fn assert_legal_transition_refuses_what_design_does_not_allow() {
+    assert_legal_transition("pending", "succeeded");
+    assert_legal_transition(None, "processing");
+    for (from, to) in [
+        (Some("failed"), "succeeded"),
+        (Some("pending"), "retry_scheduled"),
+        (Some("refunded"), "succeeded"),
+        (None, "succeeded"),
+    ] {
+        let refused = std::panic::catch_unwind(|| assert_legal_transition(from, to));
+        assert!(refused.is_err(), "{from:?} -> {to} must be refused");
+    }
 }

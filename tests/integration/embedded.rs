@@ -1,8 +1,10 @@
 //! The embedding API: `Engine::start` from a plain tokio runtime, and the
 //! shipped example run as a real process.
 
+use crate::common::{Backend, TestDb};
 use payments::domain::{Amount, Currency, MerchantId, PaymentStatus};
 use payments::{Config, Engine, EngineError, EngineHandle, PaymentRequest};
+use rstest::rstest;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -449,21 +451,151 @@ fn the_development_key_is_refused_off_loopback() {
     );
 }
 
-#[test]
-fn migrate_applies_the_schema_and_is_idempotent() {
-    let dir = tempfile::tempdir().expect("dir");
-    for _ in 0..2 {
-        let output = Command::new(crate::common::binary())
-            .arg("migrate")
-            .env("PAYMENTS_DATA_DIR", dir.path())
-            .env_remove("DATABASE_URL")
-            .output()
-            .expect("run payments migrate");
+/// One row of the engine's migration history.
+type MigrationRow = (i64, String, String, i64);
+
+/// `payments migrate` on `db`; panics unless it succeeds.
+fn run_migrate(db: &TestDb) {
+    let mut command = Command::new(crate::common::binary());
+    command
+        .arg("migrate")
+        .env_remove("DATABASE_URL")
+        .env_remove("PAYMENTS_DATABASE_SCHEMA")
+        .env_remove("PAYMENTS_CONFIG");
+    for (name, value) in db.env() {
+        command.env(name, value);
+    }
+    let output = command.output().expect("run payments migrate");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Every row of `payments_schema_migrations` in `db`, by version.
+async fn migration_history(db: &TestDb) -> Vec<MigrationRow> {
+    use sqlx::{ConnectOptions, Connection, Row};
+    // Read column by column: the same code for both backends' row types.
+    macro_rules! read {
+        ($row:expr) => {
+            (
+                $row.get("version"),
+                $row.get("description"),
+                $row.get("checksum"),
+                $row.get("applied_at"),
+            )
+        };
+    }
+    const COLUMNS: &str = "version, description, checksum, applied_at";
+    match db.backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(db.data_dir.join("payments.db"))
+                .read_only(true)
+                .connect()
+                .await
+                .expect("open database");
+            let sql = format!("SELECT {COLUMNS} FROM payments_schema_migrations ORDER BY version");
+            let rows = sqlx::query(&sql)
+                .fetch_all(&mut conn)
+                .await
+                .expect("history");
+            rows.iter().map(|row| read!(row)).collect()
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&crate::common::postgres_url())
+                .await
+                .expect("connect");
+            let sql = format!(
+                "SELECT {COLUMNS} FROM \"{}\".payments_schema_migrations ORDER BY version",
+                db.schema
+            );
+            let rows = sqlx::query(&sql)
+                .fetch_all(&mut conn)
+                .await
+                .expect("history");
+            rows.iter().map(|row| read!(row)).collect()
+        }
+    }
+}
+
+/// The (version, description) of each migration file shipped for `backend`,
+/// read from `migrations/`, as sqlx names them (`0001_init.sql`: 1, "init").
+fn shipped_migrations(backend: Backend) -> Vec<(i64, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        });
+    let mut shipped: Vec<(i64, String)> = std::fs::read_dir(&dir)
+        .expect("migrations dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter_map(|name| {
+            let stem = name.strip_suffix(".sql")?;
+            let (version, description) = stem.split_once('_')?;
+            Some((version.parse().ok()?, description.replace('_', " ")))
+        })
+        .collect();
+    shipped.sort();
+    shipped
+}
+
+/// Opening a SQLite file creates it, so "the file exists" proves nothing:
+/// this reads what the command left in the database, after one run and
+/// after a second (which must change nothing, not even re-record a
+/// migration).
+#[rstest]
+#[tokio::test]
+async fn migrate_applies_the_schema_and_is_idempotent(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let db = TestDb::new(backend);
+    run_migrate(&db);
+    let tables: Vec<String> = db.table_counts().await.into_keys().collect();
+    for table in [
+        "payments",
+        "attempts",
+        "idempotency_keys",
+        "orders",
+        "payment_events",
+        "payments_schema_migrations",
+    ] {
         assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+            tables.iter().any(|t| t == table),
+            "{table} missing: {tables:?}"
         );
     }
-    assert!(dir.path().join("payments.db").exists());
+    let history = migration_history(&db).await;
+    let recorded: Vec<(i64, String)> = history
+        .iter()
+        .map(|(version, description, _, _)| (*version, description.clone()))
+        .collect();
+    assert_eq!(
+        recorded,
+        shipped_migrations(backend),
+        "one history row per shipped migration"
+    );
+    assert!(
+        history
+            .iter()
+            .all(|(_, _, checksum, applied_at)| !checksum.is_empty() && *applied_at > 0),
+        "{history:?}"
+    );
+
+    run_migrate(&db);
+    let tables_again: Vec<String> = db.table_counts().await.into_keys().collect();
+    assert_eq!(tables_again, tables, "a second run creates nothing");
+    assert_eq!(
+        migration_history(&db).await,
+        history,
+        "a second run re-applies and re-records nothing"
+    );
 }

@@ -2,10 +2,98 @@
 //! the order-level guard.
 
 use crate::common::Backend;
-use crate::common::{payment_body, unique, TestServer};
+use crate::common::{payment_body, unique, Reply, ServerOptions, TestServer};
 use rstest::rstest;
 use serde_json::Value;
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Latency injected into both sandboxes by the concurrency tests. Without
+/// it, whether a duplicate ever arrives while the first request is still
+/// running depends on how fast the machine is: on a fast one the first is
+/// done before the others are sent, and a test of "waits for the first"
+/// quietly becomes a test of sequential replays.
+const LATENCY: Duration = Duration::from_millis(200);
+
+fn slow_sandboxes() -> ServerOptions {
+    let ms = LATENCY.as_millis();
+    ServerOptions::config(&format!(
+        r#"
+[[providers]]
+name = "sandbox_a"
+[providers.faults]
+latency_ms = {ms}
+
+[[providers]]
+name = "sandbox_b"
+[providers.faults]
+latency_ms = {ms}
+"#
+    ))
+}
+
+/// A reply with when its request was sent and answered, both measured
+/// from one instant shared by all the requests of a test.
+struct Timed {
+    sent: Duration,
+    answered: Duration,
+    reply: Reply,
+}
+
+impl Timed {
+    fn took(&self) -> Duration {
+        self.answered - self.sent
+    }
+}
+
+/// Sends `count` requests at once, `make(i)` each, and returns them timed.
+async fn concurrently<F, Fut>(count: usize, make: F) -> Vec<Timed>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Reply> + Send + 'static,
+{
+    let epoch = Instant::now();
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let request = make(i);
+            tokio::spawn(async move {
+                let sent = epoch.elapsed();
+                let reply = request.await;
+                Timed {
+                    sent,
+                    answered: epoch.elapsed(),
+                    reply,
+                }
+            })
+        })
+        .collect();
+    let mut timed = Vec::with_capacity(count);
+    for task in tasks {
+        timed.push(task.await.expect("task"));
+    }
+    timed
+}
+
+/// The requests of `others` sent while `first` was certainly still
+/// running: before half the provider's latency had passed since `first`
+/// was sent (the other half is slack for reaching the server). `first`'s
+/// provider call alone takes [`LATENCY`], so these reached the engine
+/// while it was in flight, and whatever they were answered, they had to
+/// wait for it. Panics unless `first` really took that long: otherwise the
+/// latency was not injected and the race this counts is not real.
+fn sent_while_in_flight<'a>(first: &Timed, others: &[&'a Timed]) -> Vec<&'a Timed> {
+    assert!(
+        first.took() >= LATENCY,
+        "the first request took {:?}, less than the injected {LATENCY:?}",
+        first.took()
+    );
+    others
+        .iter()
+        .copied()
+        .filter(|other| other.sent < first.sent + LATENCY / 2)
+        .collect()
+}
 
 #[rstest]
 #[tokio::test]
@@ -77,31 +165,50 @@ async fn a_different_body_under_a_used_key_is_refused_and_stores_nothing(
 async fn hundred_concurrent_identical_requests_charge_once(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let server = std::sync::Arc::new(TestServer::start(backend).await);
+    let server = Arc::new(TestServer::start_with(backend, slow_sandboxes()).await);
     let order = unique("ord");
     let body = payment_body(&order, "pm_card_visa");
-    let mut tasks = Vec::new();
-    for _ in 0..100 {
+    let timed = concurrently(100, |_| {
         let (server, body) = (server.clone(), body.clone());
-        tasks.push(tokio::spawn(async move {
-            server.create("storm-key", &body).await
-        }));
-    }
+        async move { server.create("storm-key", &body).await }
+    })
+    .await;
     let mut bodies = HashSet::new();
-    let mut originals = 0;
-    for task in tasks {
-        let reply = task.await.expect("task");
-        assert_eq!(reply.status, 201, "{}", reply.text);
-        if reply.header("Idempotent-Replayed").is_none() {
-            originals += 1;
-        }
-        bodies.insert(reply.text);
+    for t in &timed {
+        assert_eq!(t.reply.status, 201, "{}", t.reply.text);
+        bodies.insert(t.reply.text.clone());
     }
-    assert_eq!(originals, 1, "exactly one request did the work");
+    let (originals, replays): (Vec<&Timed>, Vec<&Timed>) = timed
+        .iter()
+        .partition(|t| t.reply.header("Idempotent-Replayed").is_none());
+    assert_eq!(originals.len(), 1, "exactly one request did the work");
     assert_eq!(
         bodies.len(),
         1,
         "every answer is the same payment, byte for byte"
+    );
+    // The case DESIGN §5 describes: the same key while the first is still
+    // running waits for it and gets the replay. Each of these got the
+    // finished payment, which did not exist until the first's provider
+    // call returned.
+    let first = originals[0];
+    let waited = sent_while_in_flight(first, &replays);
+    assert!(
+        !waited.is_empty(),
+        "no replay was sent while the first request was in flight"
+    );
+    for replay in &waited {
+        assert!(
+            replay.answered >= first.sent + LATENCY,
+            "a replay answered at {:?}, before the first's provider call could end",
+            replay.answered
+        );
+    }
+    eprintln!(
+        "{backend:?}: {} of {} replays arrived while the first was in flight (it took {:?})",
+        waited.len(),
+        replays.len(),
+        first.took()
     );
     assert_eq!(server.total_charges(&order).await, 1);
     assert_eq!(server.count_rows("payments").await, 1);
@@ -140,23 +247,22 @@ async fn a_second_key_for_a_paid_order_gets_409_naming_the_first_payment(
 async fn many_keys_for_one_order_concurrently_charge_once(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let server = std::sync::Arc::new(TestServer::start(backend).await);
+    let server = Arc::new(TestServer::start_with(backend, slow_sandboxes()).await);
     let order = unique("ord");
-    let mut tasks = Vec::new();
-    for i in 0..20 {
+    let timed = concurrently(20, |i| {
         let server = server.clone();
         let body = payment_body(&order, "pm_card_visa");
-        tasks.push(tokio::spawn(async move {
-            server.create(&format!("double-click-{i}"), &body).await
-        }));
-    }
+        async move { server.create(&format!("double-click-{i}"), &body).await }
+    })
+    .await;
     let mut paid_ids = HashSet::new();
-    let mut created = 0;
-    for task in tasks {
-        let reply = task.await.expect("task");
+    let mut winners = Vec::new();
+    let mut refused = Vec::new();
+    for t in &timed {
+        let reply = &t.reply;
         match reply.status {
             201 => {
-                created += 1;
+                winners.push(t);
                 paid_ids.insert(reply.json()["id"].as_str().expect("id").to_string());
             }
             409 => {
@@ -166,6 +272,7 @@ async fn many_keys_for_one_order_concurrently_charge_once(
                     "{}",
                     reply.text
                 );
+                refused.push(t);
                 paid_ids.insert(
                     reply.json()["error"]["payment_id"]
                         .as_str()
@@ -176,8 +283,25 @@ async fn many_keys_for_one_order_concurrently_charge_once(
             other => panic!("unexpected {other}: {}", reply.text),
         }
     }
-    assert_eq!(created, 1, "one key wins");
+    assert_eq!(winners.len(), 1, "one key wins");
     assert_eq!(paid_ids.len(), 1, "every 409 names the winning payment");
+    // The double click this test is about: other keys for the order arrived
+    // while the winner was still charging, not after it had finished.
+    let racing = sent_while_in_flight(winners[0], &refused);
+    assert!(
+        !racing.is_empty(),
+        "no other key was sent while the winner was in flight"
+    );
+    for t in &racing {
+        // "Already paid" is only known once the winner's call returned.
+        if t.reply.error_code() == "order_already_paid" {
+            assert!(
+                t.answered >= winners[0].sent + LATENCY,
+                "order_already_paid at {:?}, before the winner could have been paid",
+                t.answered
+            );
+        }
+    }
     assert_eq!(server.total_charges(&order).await, 1);
 }
 

@@ -6,6 +6,7 @@ mod common;
 mod actors;
 mod adyen;
 mod bad_input;
+mod bench_check;
 mod cluster;
 mod crash;
 mod embedded;

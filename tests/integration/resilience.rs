@@ -14,7 +14,7 @@ use payments::actors::{
 use payments::clock::{Clock, ManualClock};
 use payments::config::ReconcilerSettings;
 use payments::domain::{MerchantId, OutcomeClass, PaymentStatus, Timestamp};
-use payments::messages::provider::{CallRejected, Charge, GetSnapshot};
+use payments::messages::provider::{CallRejected, Charge, GetSnapshot, ProviderSnapshot};
 use payments::messages::reconciler::RunRecovery;
 use payments::resilience::{BreakerSettings, CircuitState};
 use payments::resilience::{BudgetSettings, RetryBudget};
@@ -158,6 +158,74 @@ async fn a_thousand_hard_declines_never_open_it() {
     assert_eq!(snapshot.circuit_state, CircuitState::Closed);
     assert_eq!(snapshot.circuit_transitions, 0);
     assert_eq!(fake.calls().len(), 1_000);
+}
+
+/// Drives `classes` through a provider actor with [`breaker`]'s settings
+/// (open at 50 % failures over at least 10 calls), one call each, on a
+/// clock that never moves (so no call is slow and an open breaker stays
+/// open). Returns the calls the breaker refused and the final snapshot.
+async fn through_the_actor(classes: &[OutcomeClass]) -> (usize, ProviderSnapshot) {
+    let clock = Arc::new(ManualClock::new(start()));
+    let fake = FakeProvider::new("a", classes, OutcomeClass::Succeeded);
+    let actor = actor_with(fake.clone(), clock);
+    let (mut reached, mut refused) = (0, 0);
+    for n in 0..classes.len() {
+        match charge(&actor, n as u32).await {
+            Ok(class) => {
+                // The fake answers its script in order, one entry per call
+                // that reached it.
+                assert_eq!(class, classes[reached]);
+                reached += 1;
+            }
+            Err(CallRejected::CircuitOpen(_)) => refused += 1,
+            Err(other) => panic!("call {n} refused for another reason: {other:?}"),
+        }
+    }
+    assert_eq!(fake.calls().len(), reached);
+    (refused, actor.send(GetSnapshot).await.expect("snapshot"))
+}
+
+/// DESIGN §4: declines never count as provider failures. What the breaker
+/// records is decided in the provider actor, which turns each outcome
+/// class into a `CallRecord { failed, slow }`; the breaker's unit tests
+/// only see records. So both kinds of decline go through the actor here,
+/// against the same breaker that the test below opens.
+#[actix::test]
+async fn a_hundred_soft_and_a_hundred_hard_declines_leave_the_breaker_closed() {
+    let declines: Vec<OutcomeClass> = (0..200)
+        .map(|n| {
+            if n % 2 == 0 {
+                OutcomeClass::SoftDecline
+            } else {
+                OutcomeClass::HardDecline
+            }
+        })
+        .collect();
+    let (refused, snapshot) = through_the_actor(&declines).await;
+    assert_eq!(refused, 0, "{snapshot:?}");
+    assert_eq!(snapshot.circuit_state, CircuitState::Closed);
+    assert_eq!(snapshot.circuit_transitions, 0);
+    assert_eq!(
+        snapshot.window_failure_rate, 0.0,
+        "no decline entered the window as a failure: {snapshot:?}"
+    );
+    assert_eq!((snapshot.declined, snapshot.failed), (200, 0));
+}
+
+/// The control for the test above: the same number of calls, the same
+/// breaker, but provider failures. Without it, a breaker that never opened
+/// at all would pass the decline test.
+#[actix::test]
+async fn as_many_provider_failures_open_the_breaker() {
+    for failure in [OutcomeClass::TransientNotCharged, OutcomeClass::Unknown] {
+        let (refused, snapshot) = through_the_actor(&[failure; 200]).await;
+        assert_eq!(snapshot.circuit_state, CircuitState::Open, "{failure:?}");
+        assert_eq!(
+            snapshot.calls, 10,
+            "{failure:?}: opens at minimum_number_of_calls, then nothing reaches the provider"
+        );
+        assert_eq!(refused, 190, "{failure:?}");
+    }
 }
 
 /// Everything a payment actor and the reconciler need, on `store`, with
