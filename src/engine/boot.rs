@@ -5,7 +5,7 @@ use crate::actors::{
     ProviderSettings, Reconciler, Supervisor,
 };
 use crate::clock::SystemClock;
-use crate::config::{Config, ProviderKind};
+use crate::config::{mask_urls, Config, ProviderKind};
 use crate::domain::Currency;
 use crate::error::EngineError;
 use crate::messages::provider::SetEnabled;
@@ -118,7 +118,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
         idle_timeout: Duration::from_millis(config.engine.payment_idle_timeout_ms),
         max_recovery_attempts: config.reconciler.max_recovery_attempts,
     };
-    tracing::info!(instance = %deps.instance_id, database = %redact(&config.database_url()), "engine started");
+    tracing::info!(instance = %deps.instance_id, database = %mask_urls(&config.database_url()), "engine started");
     let clock = deps.clock.clone();
     let registry = PaymentRegistry::new(Arc::new(deps), arbiters);
     let supervisor = Supervisor::new(registry.clone(), store.clone()).start();
@@ -212,14 +212,4 @@ fn default_instance_id() -> String {
         std::process::id(),
         &suffix[suffix.len() - 8..]
     )
-}
-
-/// The URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://***{}", &url[..scheme_end], &url[at..])
-        }
-        _ => url.to_string(),
-    }
 }
