@@ -1,10 +1,17 @@
 //! The `payments` command: `serve` runs the HTTP API on the engine;
 //! `migrate` applies the database migrations and exits.
+//!
+//! Whatever it prints (errors, log lines) passes through
+//! [`payments::config::mask_urls`]: a database URL's password must not
+//! reach a terminal or a log collector, whichever message carried it.
 
 use clap::{Args, Parser, Subcommand};
+use payments::config::mask_urls;
 use payments::{Config, Engine};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -59,7 +66,33 @@ fn load(common: &CommonArgs) -> Result<Config, String> {
     if let Some(url) = &common.database_url {
         config.database_url = Some(url.clone());
     }
+    // Every command checks the whole configuration before opening anything.
+    config.validate().map_err(|e| e.to_string())?;
     Ok(config)
+}
+
+/// Standard error with the URLs of each write masked. The formatter writes
+/// each event whole, so a URL is never split between two writes.
+struct MaskedStderr;
+
+impl Write for MaskedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let masked = mask_urls(&String::from_utf8_lossy(buf));
+        std::io::stderr().lock().write_all(masked.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for MaskedStderr {
+    type Writer = MaskedStderr;
+
+    fn make_writer(&'a self) -> MaskedStderr {
+        MaskedStderr
+    }
 }
 
 fn init_tracing(config: &Config) {
@@ -67,7 +100,7 @@ fn init_tracing(config: &Config) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(MaskedStderr);
     if config.log.format == "json" {
         builder.json().init();
     } else {
@@ -100,10 +133,7 @@ async fn migrate(args: CommonArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     store.close().await;
-    println!(
-        "migrations applied to {}",
-        url.split('@').next_back().unwrap_or(&url)
-    );
+    println!("migrations applied to {}", mask_urls(&url));
     Ok(())
 }
 
@@ -133,7 +163,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("payments: {message}");
+            eprintln!("payments: {}", mask_urls(&message));
             ExitCode::FAILURE
         }
     }

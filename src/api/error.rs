@@ -29,11 +29,22 @@ pub enum ApiError {
     },
     /// The body exceeds the limit.
     BodyTooLarge { limit_bytes: usize },
+    /// The body did not arrive within `server.body_timeout_ms`.
+    RequestTimeout { timeout_ms: u64 },
     /// No credentials, or wrong ones.
     Unauthenticated {
         code: &'static str,
         message: &'static str,
     },
+    /// A valid key used beyond its role (a merchant key on an operator
+    /// action, an operator-only key on a merchant's resources).
+    Forbidden {
+        code: &'static str,
+        message: &'static str,
+    },
+    /// `/readyz`: the store is unreachable or not migrated. The cause is
+    /// logged, never answered: it may name hosts, schemas or tables.
+    NotReady,
     /// No such route.
     RouteNotFound,
     /// The path exists, the method does not; `allow` lists the methods.
@@ -84,6 +95,7 @@ impl fmt::Display for ApiError {
 enum ErrorType {
     InvalidRequestError,
     AuthenticationError,
+    PermissionError,
     NotFound,
     Conflict,
     IdempotencyError,
@@ -164,9 +176,26 @@ impl ApiError {
                 format!("the request body exceeds {limit_bytes} bytes"),
                 None,
             ),
+            ApiError::RequestTimeout { timeout_ms } => row(
+                S::REQUEST_TIMEOUT,
+                InvalidRequestError,
+                "request_timeout",
+                format!("the request body did not arrive within {timeout_ms} ms"),
+                None,
+            ),
             ApiError::Unauthenticated { code, message } => {
                 row(S::UNAUTHORIZED, AuthenticationError, code, *message, None)
             }
+            ApiError::Forbidden { code, message } => {
+                row(S::FORBIDDEN, PermissionError, code, *message, None)
+            }
+            ApiError::NotReady => row(
+                S::SERVICE_UNAVAILABLE,
+                Server,
+                "not_ready",
+                "not ready to serve: the database is unreachable or not migrated",
+                None,
+            ),
             ApiError::RouteNotFound => row(
                 S::NOT_FOUND,
                 NotFound,
@@ -270,11 +299,17 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let described = self.describe();
-        if described.status.is_server_error() {
-            // The client gets a generic message; the details go to the log.
+        // The client gets a generic message; the details go to the log
+        // (`/readyz` logs its own cause, once per probe, as a warning).
+        if described.status.is_server_error() && !matches!(self, ApiError::NotReady) {
             tracing::error!(error = ?self, "request failed");
         }
         let mut response = HttpResponse::build(described.status);
+        if let ApiError::RequestTimeout { .. } = self {
+            // The rest of the body may still be on its way: the connection
+            // cannot carry another request.
+            response.force_close();
+        }
         if let ApiError::MethodNotAllowed { allow } = self {
             response.insert_header((actix_web::http::header::ALLOW, allow.clone()));
         }
@@ -293,5 +328,41 @@ impl ResponseError for ApiError {
                 payment_id: described.payment_id,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(error: ApiError) -> (u16, ErrorType, &'static str) {
+        let described = error.describe();
+        (described.status.as_u16(), described.kind, described.code)
+    }
+
+    #[test]
+    fn roles_timeouts_and_readiness_have_their_rows() {
+        use ErrorType::*;
+        assert_eq!(
+            answer(ApiError::Forbidden {
+                code: "operator_key_required",
+                message: "",
+            }),
+            (403, PermissionError, "operator_key_required")
+        );
+        assert_eq!(
+            answer(ApiError::RequestTimeout { timeout_ms: 10 }),
+            (408, InvalidRequestError, "request_timeout")
+        );
+        assert_eq!(answer(ApiError::NotReady), (503, Server, "not_ready"));
+        let kind = serde_json::to_value(PermissionError).unwrap();
+        assert_eq!(kind, "permission_error");
+    }
+
+    #[test]
+    fn a_timed_out_body_closes_the_connection() {
+        let response = ApiError::RequestTimeout { timeout_ms: 10 }.error_response();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert!(!response.head().keep_alive());
     }
 }

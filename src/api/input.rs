@@ -2,13 +2,18 @@
 //! errors that name the offending parameter.
 
 use super::error::ApiError;
+use super::AppState;
+use crate::config::DEFAULT_BODY_TIMEOUT_MS;
 use crate::domain::{Amount, AmountError, Currency, PaymentStatus, Timestamp};
 use crate::messages::payment::PaymentRequest;
+use crate::providers::sandbox::{ChargeFilter, MAX_CHARGES_PER_PAGE};
 use crate::store::PaymentFilter;
+use actix_web::http::header::HeaderValue;
 use actix_web::{web, HttpRequest};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Largest request body accepted (DESIGN §6); larger is a 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -16,8 +21,52 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_PAGE_LIMIT: u32 = 10;
 pub const MAX_PAGE_LIMIT: u32 = 100;
 
-/// The body, refusing more than [`MAX_BODY_BYTES`] without reading it all.
-pub async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
+/// Page size of the sandbox's charge listing when none is asked for: the
+/// largest, so a test or operator counting an order's charges needs one.
+pub const DEFAULT_CHARGE_PAGE_LIMIT: u32 = MAX_CHARGES_PER_PAGE;
+
+/// The one value of header `name`, if sent. Sent twice it is a 400 naming
+/// it: which copy counts would be a guess (and two `Authorization` headers
+/// are a classic way to confuse a proxy and a server about who is asking).
+pub fn single_header<'a>(
+    req: &'a HttpRequest,
+    name: &str,
+) -> Result<Option<&'a HeaderValue>, ApiError> {
+    let mut values = req.headers().get_all(name);
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest {
+            code: "duplicate_header",
+            param: Some(name.to_string()),
+            message: format!("send the {name} header once"),
+        });
+    }
+    Ok(first)
+}
+
+/// The body, refusing more than [`MAX_BODY_BYTES`] without reading it all,
+/// and a body that takes longer than `server.body_timeout_ms` to arrive
+/// (408): a client trickling bytes would otherwise hold a connection and
+/// a worker's buffer for as long as it likes.
+pub async fn read_body(req: &HttpRequest, payload: web::Payload) -> Result<Vec<u8>, ApiError> {
+    let timeout_ms = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(DEFAULT_BODY_TIMEOUT_MS, |state| {
+            state.handle.config().server.body_timeout_ms
+        });
+    tokio::time::timeout(
+        Duration::from_millis(timeout_ms),
+        read_body_unbounded(req, payload),
+    )
+    .await
+    .map_err(|_| ApiError::RequestTimeout { timeout_ms })?
+}
+
+/// [`read_body`] without the time bound.
+async fn read_body_unbounded(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<Vec<u8>, ApiError> {
     let too_large = ApiError::BodyTooLarge {
         limit_bytes: MAX_BODY_BYTES,
     };
@@ -174,6 +223,40 @@ fn text_filter(param: &str, value: String) -> Result<String, ApiError> {
     Ok(value)
 }
 
+/// `limit`: 1 to [`MAX_PAGE_LIMIT`].
+fn page_limit(value: &str) -> Result<u32, ApiError> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|limit| (1..=MAX_PAGE_LIMIT).contains(limit))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "limit",
+                format!("limit must be an integer from 1 to {MAX_PAGE_LIMIT}"),
+            )
+        })
+}
+
+/// The filters of `GET /v1/sandbox/{provider}/charges`: `limit` (default
+/// [`DEFAULT_CHARGE_PAGE_LIMIT`]), `starting_after` (a charge id),
+/// `order_id`. Whose charges is for the handler to say. Unknown parameters
+/// are ignored.
+pub fn charge_filter(req: &HttpRequest) -> Result<ChargeFilter, ApiError> {
+    let mut filter = ChargeFilter {
+        limit: DEFAULT_CHARGE_PAGE_LIMIT,
+        ..ChargeFilter::default()
+    };
+    for (name, value) in query_pairs(req)? {
+        match name.as_str() {
+            "limit" => filter.limit = page_limit(&value)?,
+            "starting_after" => filter.starting_after = Some(text_filter("starting_after", value)?),
+            "order_id" => filter.order_id = Some(text_filter("order_id", value)?),
+            _ => {}
+        }
+    }
+    Ok(filter)
+}
+
 /// The filters of `GET /v1/payments`. Unknown parameters are ignored.
 pub fn payment_filter(req: &HttpRequest) -> Result<PaymentFilter, ApiError> {
     let mut filter = PaymentFilter {
@@ -182,18 +265,7 @@ pub fn payment_filter(req: &HttpRequest) -> Result<PaymentFilter, ApiError> {
     };
     for (name, value) in query_pairs(req)? {
         match name.as_str() {
-            "limit" => {
-                filter.limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|limit| (1..=MAX_PAGE_LIMIT).contains(limit))
-                    .ok_or_else(|| {
-                        ApiError::invalid(
-                            "limit",
-                            format!("limit must be an integer from 1 to {MAX_PAGE_LIMIT}"),
-                        )
-                    })?;
-            }
+            "limit" => filter.limit = page_limit(&value)?,
             "starting_after" => {
                 filter.starting_after = Some(value.parse().map_err(|_| {
                     ApiError::invalid("starting_after", "starting_after must be a payment id")
@@ -263,5 +335,47 @@ mod tests {
             param_of(&GOOD.replace("}", r#","metadata":{"k":1}}"#)).as_deref(),
             Some("metadata[k]")
         );
+    }
+}
+
+#[cfg(test)]
+mod header_and_charge_tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn a_header_sent_twice_is_named() {
+        let req = TestRequest::default()
+            .append_header(("Idempotency-Key", "a"))
+            .append_header(("idempotency-key", "b"))
+            .to_http_request();
+        match single_header(&req, "Idempotency-Key") {
+            Err(ApiError::BadRequest { code, param, .. }) => {
+                assert_eq!(code, "duplicate_header");
+                assert_eq!(param.as_deref(), Some("Idempotency-Key"));
+            }
+            other => panic!("expected a 400, got {other:?}"),
+        }
+        let once = TestRequest::default()
+            .append_header(("Idempotency-Key", "a"))
+            .to_http_request();
+        assert_eq!(
+            single_header(&once, "Idempotency-Key").unwrap(),
+            Some(&HeaderValue::from_static("a"))
+        );
+        assert_eq!(single_header(&once, "Authorization").unwrap(), None);
+    }
+
+    #[test]
+    fn charge_pages_default_to_the_largest() {
+        let req = TestRequest::with_uri("/x?order_id=o1&starting_after=ch_1").to_http_request();
+        let filter = charge_filter(&req).unwrap();
+        assert_eq!(filter.limit, DEFAULT_CHARGE_PAGE_LIMIT);
+        assert_eq!(DEFAULT_CHARGE_PAGE_LIMIT, MAX_PAGE_LIMIT);
+        assert_eq!(filter.order_id.as_deref(), Some("o1"));
+        assert_eq!(filter.starting_after.as_deref(), Some("ch_1"));
+        assert_eq!(filter.merchant_id, None, "the handler says whose");
+        let too_many = TestRequest::with_uri("/x?limit=101").to_http_request();
+        assert!(charge_filter(&too_many).is_err());
     }
 }

@@ -1,7 +1,9 @@
 //! The HTTP/JSON API (DESIGN §6): a thin layer over [`EngineHandle`].
 //!
 //! Handlers parse and validate input ([`input`]), call the handle, and
-//! serialize the answer. Errors become responses in one place ([`error`]).
+//! serialize the answer. Who may call what is [`auth`]'s: each handler
+//! takes a `Merchant`, `Operator` or `Caller` extractor. Errors become
+//! responses in one place ([`error`]).
 
 pub mod auth;
 pub mod error;
@@ -12,6 +14,7 @@ mod sandbox;
 
 pub use payments::REPLAYED_HEADER;
 
+use crate::config::mask_urls;
 use crate::engine::EngineHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use auth::Authenticator;
@@ -45,10 +48,23 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(handle: EngineHandle) -> Self {
-        let auth = Authenticator::new(&handle.config().api_keys);
+        let auth = Authenticator::from_config(handle.config());
         AppState { handle, auth }
     }
 }
+
+/// Longest a client may take to send a request's head (line and headers);
+/// a slower one is answered 408 and dropped.
+const CLIENT_REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// How long a response may take to be flushed to a client closing the
+/// connection before it is dropped.
+const CLIENT_DISCONNECT_TIMEOUT_MS: u64 = 1_000;
+/// Open connections per worker thread; past it, new ones wait in the
+/// backlog. Far above what the engine can usefully serve at once, well
+/// below what exhausts file descriptors.
+const MAX_CONNECTIONS_PER_WORKER: usize = 4_096;
+/// Connections the kernel queues while every worker is full.
+const LISTEN_BACKLOG_CONNECTIONS: u32 = 1_024;
 
 /// Registers every route on `cfg`.
 pub fn routes(cfg: &mut web::ServiceConfig, with_sandbox: bool) {
@@ -124,15 +140,15 @@ async fn healthz() -> HttpResponse {
 }
 
 /// 200 when the database answers and every migration is applied; 503
-/// otherwise, so a load balancer stops sending traffic here.
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+/// otherwise, so a load balancer stops sending traffic here. The answer
+/// says only that: this route needs no key, and a store error may name
+/// hosts, schemas and tables. The cause goes to the log.
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match state.handle.ready().await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Ok(()) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),
         Err(error) => {
-            tracing::warn!(%error, "not ready");
-            HttpResponse::ServiceUnavailable().json(json!({
-                "error": { "type": "api_error", "code": "not_ready", "message": error.to_string(), "param": null }
-            }))
+            tracing::warn!(error = %mask_urls(&error.to_string()), "not ready");
+            Err(ApiError::NotReady)
         }
     }
 }
@@ -151,6 +167,22 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// Says at start who can call: the merchants (never a key) and whether
+/// anyone can take operator actions.
+fn log_keys(auth: &Authenticator) {
+    tracing::info!(
+        merchants = ?auth.merchants(),
+        operator_keys = auth.operator_keys(),
+        development_key = auth.is_development(),
+        "API keys configured"
+    );
+    if auth.operator_keys() == 0 {
+        tracing::warn!(
+            "no operator key configured (PAYMENTS_ADMIN_KEYS): operator actions are refused"
+        );
+    }
+}
+
 fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
@@ -165,6 +197,7 @@ pub async fn serve(handle: EngineHandle) -> Result<(), ServeError> {
     if state.auth.is_development() && !is_loopback(&host) {
         return Err(ServeError::DevelopmentKeyOffLoopback(host));
     }
+    log_keys(&state.auth);
     let with_sandbox = handle.has_sandbox();
     // In-flight requests get the whole grace period (and a second more) to
     // be answered: the engine keeps working on accepted payments meanwhile.
@@ -177,7 +210,11 @@ pub async fn serve(handle: EngineHandle) -> Result<(), ServeError> {
             .configure(|cfg| routes(cfg, with_sandbox))
     })
     .disable_signals()
-    .shutdown_timeout(grace_secs);
+    .shutdown_timeout(grace_secs)
+    .client_request_timeout(Duration::from_millis(CLIENT_REQUEST_TIMEOUT_MS))
+    .client_disconnect_timeout(Duration::from_millis(CLIENT_DISCONNECT_TIMEOUT_MS))
+    .max_connections(MAX_CONNECTIONS_PER_WORKER)
+    .backlog(LISTEN_BACKLOG_CONNECTIONS);
     if config.server.workers > 0 {
         server = server.workers(config.server.workers);
     }

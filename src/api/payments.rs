@@ -29,7 +29,7 @@ pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let key = match req.headers().get(IDEMPOTENCY_KEY_PARAM) {
+    let key = match input::single_header(&req, IDEMPOTENCY_KEY_PARAM)? {
         None => return Err(ApiError::missing(IDEMPOTENCY_KEY_PARAM)),
         Some(value) => value
             .to_str()

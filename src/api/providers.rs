@@ -1,16 +1,13 @@
 //! `/v1/providers`: each provider's health, and draining one without a deploy.
 
-use super::auth::Merchant;
+use super::auth::{Caller, Operator};
 use super::error::ApiError;
 use super::{input, AppState, ListBody};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
-/// `GET /v1/providers`.
-pub async fn list(
-    state: web::Data<AppState>,
-    _merchant: Merchant,
-) -> Result<HttpResponse, ApiError> {
+/// `GET /v1/providers`: any key; it shows no merchant's data.
+pub async fn list(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(ListBody::complete(state.handle.providers().await?)))
 }
 
@@ -28,10 +25,11 @@ fn optional_bool(
     }
 }
 
-/// `PATCH /v1/providers/{name}` with `enabled` and/or `force_open`.
+/// `PATCH /v1/providers/{name}` with `enabled` and/or `force_open`: an
+/// operator action, since it changes routing for every merchant.
 pub async fn update(
     state: web::Data<AppState>,
-    _merchant: Merchant,
+    operator: Operator,
     path: web::Path<String>,
     req: HttpRequest,
     payload: web::Payload,
@@ -44,5 +42,6 @@ pub async fn update(
         .handle
         .update_provider(&path, enabled, force_open)
         .await?;
+    tracing::info!(provider = %path, ?enabled, ?force_open, merchant = ?operator.merchant, "provider updated by an operator");
     Ok(HttpResponse::Ok().json(view))
 }

@@ -1,9 +1,12 @@
 //! `/v1/sandbox/{provider}/…`: the sandbox's own books and fault knobs.
 //! Registered only when a sandbox provider is configured.
+//!
+//! The books are readable with any key, each merchant its own charges and
+//! the operator all of them; the knobs are the operator's.
 
-use super::auth::Merchant;
+use super::auth::{Caller, Operator};
 use super::error::ApiError;
-use super::{input, AppState, ListBody};
+use super::{input, AppState};
 use crate::error::EngineError;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -13,26 +16,37 @@ fn unknown_provider() -> ApiError {
     })
 }
 
-/// `GET /v1/sandbox/{provider}/charges?order_id=`: what the sandbox really
-/// charged. Open without a key: it is the provider's view, not a merchant's,
-/// and exists so anyone can count charges.
+/// `GET /v1/sandbox/{provider}/charges`: what the sandbox really charged,
+/// newest first, paged (`limit`, `starting_after`), optionally for one
+/// `order_id`. A merchant sees its own charges, the operator everyone's:
+/// they carry customers and orders.
 pub async fn charges(
     state: web::Data<AppState>,
+    Caller(principal): Caller,
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let order_id = input::query_pairs(&req)?
-        .into_iter()
-        .find(|(name, _)| name == "order_id")
-        .map(|(_, value)| value);
-    let charges = state.handle.sandbox_charges(&path, order_id).await?;
-    Ok(HttpResponse::Ok().json(ListBody::complete(charges)))
+    let mut filter = input::charge_filter(&req)?;
+    filter.merchant_id = match (principal.operator, principal.merchant) {
+        (true, _) => None,
+        (false, Some(merchant)) => Some(merchant.as_str().to_string()),
+        // Every key is a merchant's or the operator's; should one ever be
+        // neither, it gets nothing rather than everyone's.
+        (false, None) => {
+            return Err(ApiError::Forbidden {
+                code: "merchant_key_required",
+                message: "this key reaches no merchant's charges",
+            })
+        }
+    };
+    let page = state.handle.sandbox_charges(&path, filter).await?;
+    Ok(HttpResponse::Ok().json(page))
 }
 
 /// `GET /v1/sandbox/{provider}/faults`.
 pub async fn get_faults(
     state: web::Data<AppState>,
-    _merchant: Merchant,
+    _operator: Operator,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let sandbox = state.handle.sandbox(&path).ok_or_else(unknown_provider)?;
@@ -43,7 +57,7 @@ pub async fn get_faults(
 /// `timeout_rate`, `outage`; the knobs not named keep their value.
 pub async fn put_faults(
     state: web::Data<AppState>,
-    _merchant: Merchant,
+    _operator: Operator,
     path: web::Path<String>,
     req: HttpRequest,
     payload: web::Payload,

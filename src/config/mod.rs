@@ -11,11 +11,17 @@
 //! - this file: the schema (every section and its defaults) and the
 //!   environment overrides;
 //! - `providers`: one configured provider;
+//! - `keys`: merchant and operator API keys, held only as digests;
+//! - `mask`: credentials out of every URL in a message or log line;
 //! - `validate`: every check that needs no I/O, run by every command.
 
+mod keys;
+mod mask;
 mod providers;
 mod validate;
 
+pub use keys::{parse_admin_keys, parse_api_keys, ApiKey, KeyDigest, MIN_API_KEY_CHARS};
+pub use mask::mask_urls;
 pub use providers::{ProviderConfig, ProviderKind, ProviderRetry, STRIPE_LOOKUP_CONSISTENCY_MS};
 pub use validate::ConfigError;
 
@@ -26,11 +32,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use validate::invalid;
 
-/// The development key accepted for merchant `default` when no keys are
-/// configured (and only on a loopback address).
+/// The development key accepted for merchant `default` when no merchant
+/// keys are configured (and only on a loopback address).
 pub const DEVELOPMENT_API_KEY: &str = "sk_test_default";
 /// The merchant the development key belongs to.
 pub const DEVELOPMENT_MERCHANT: &str = "default";
+/// How long a client may take to send a request body, by default: a body
+/// trickled in slower than this holds a connection and a worker's buffer
+/// for nothing (DESIGN §6).
+pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 10_000;
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,7 +54,12 @@ pub struct Config {
     pub database_schema: String,
     /// Where the default SQLite files live.
     pub data_dir: PathBuf,
+    /// Merchant keys; none: the development key is active (loopback only).
     pub api_keys: Vec<ApiKey>,
+    /// Operator keys (DESIGN §6): provider draining, sandbox knobs and the
+    /// other operator actions. None: the development key is the operator
+    /// key while it is active, and nobody is otherwise.
+    pub admin_keys: Vec<KeyDigest>,
     pub engine: EngineSettings,
     pub retry: RetryPolicy,
     pub reconciler: ReconcilerSettings,
@@ -62,14 +77,8 @@ pub struct ServerConfig {
     pub port: u16,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
-}
-
-/// An API key and the merchant it authenticates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKey {
-    pub merchant: String,
-    pub key: String,
+    /// Longest a request body may take to arrive; slower is a 408.
+    pub body_timeout_ms: u64,
 }
 
 /// Knobs of the engine core.
@@ -186,6 +195,7 @@ impl Default for Config {
             database_schema: "payments".into(),
             data_dir: PathBuf::from("data"),
             api_keys: Vec::new(),
+            admin_keys: Vec::new(),
             engine: EngineSettings::default(),
             retry: RetryPolicy::default(),
             reconciler: ReconcilerSettings::default(),
@@ -206,6 +216,7 @@ impl Default for ServerConfig {
             host: "127.0.0.1".into(),
             port: 8080,
             workers: 0,
+            body_timeout_ms: DEFAULT_BODY_TIMEOUT_MS,
         }
     }
 }
@@ -269,6 +280,9 @@ impl Config {
         if let Some(keys) = get("PAYMENTS_API_KEYS") {
             self.api_keys = parse_api_keys(&keys)?;
         }
+        if let Some(keys) = get("PAYMENTS_ADMIN_KEYS") {
+            self.admin_keys = parse_admin_keys(&keys)?;
+        }
         Ok(())
     }
 
@@ -286,26 +300,6 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("sandbox.db"))
     }
-}
-
-/// Parses `merchant:key,merchant:key`.
-pub fn parse_api_keys(text: &str) -> Result<Vec<ApiKey>, ConfigError> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (merchant, key) = pair.split_once(':').ok_or_else(|| {
-                invalid(
-                    "PAYMENTS_API_KEYS",
-                    "expected merchant:key[,merchant:key...]",
-                )
-            })?;
-            Ok(ApiKey {
-                merchant: merchant.trim().to_string(),
-                key: key.trim().to_string(),
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -346,7 +340,7 @@ mod tests {
         assert_eq!(config.database_url(), "postgres://db/payments");
         assert_eq!(config.api_keys.len(), 2);
         assert_eq!(config.api_keys[1].merchant, "globex");
-        assert_eq!(config.api_keys[1].key, "sk_globex_123456");
+        assert_eq!(config.api_keys[1].key, KeyDigest::of("sk_globex_123456"));
     }
 
     #[test]
@@ -408,5 +402,90 @@ mod tests {
         assert!(toml::from_str::<Config>("bogus_field = 1").is_err());
         config.providers[1].name = "sandbox_a".into();
         assert!(config.validate().unwrap_err().to_string().contains("twice"));
+    }
+
+    #[test]
+    fn one_key_for_two_merchants_is_refused() {
+        let mut config = Config {
+            api_keys: parse_api_keys("acme:sk_shared_1234,globex:sk_shared_1234").unwrap(),
+            ..Config::default()
+        };
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("api_keys"), "{error}");
+        assert!(
+            error.contains("acme") && error.contains("globex"),
+            "{error}"
+        );
+        assert!(!error.contains("sk_shared_1234"), "{error}");
+        config.api_keys = parse_api_keys("acme:sk_shared_1234,acme:sk_shared_1234").unwrap();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn keys_in_the_file_are_read_as_digests_and_checked() {
+        let config: Config = toml::from_str(
+            "admin_keys = [\"sk_admin_from_file\"]\n[[api_keys]]\nmerchant = \"m\"\nkey = \"sk_from_file\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.api_keys[0].key, KeyDigest::of("sk_from_file"));
+        assert_eq!(config.admin_keys, [KeyDigest::of("sk_admin_from_file")]);
+        assert!(!format!("{config:?}").contains("sk_from_file"));
+        let short = toml::from_str::<Config>("[[api_keys]]\nmerchant = \"m\"\nkey = \"short\"\n");
+        assert!(short.unwrap_err().to_string().contains("at least"));
+        let spaced =
+            toml::from_str::<Config>("[[api_keys]]\nmerchant = \"m\"\nkey = \"sk with space\"\n");
+        assert!(spaced.is_err());
+    }
+
+    #[test]
+    fn admin_keys_come_from_the_environment_too() {
+        let mut config = Config::default();
+        config
+            .apply_env(|name| (name == "PAYMENTS_ADMIN_KEYS").then(|| "sk_ops_12345678".into()))
+            .unwrap();
+        assert_eq!(config.admin_keys, [KeyDigest::of("sk_ops_12345678")]);
+    }
+
+    #[test]
+    fn a_mistyped_database_url_is_refused_with_its_password_masked() {
+        let mut config = Config {
+            database_url: Some("postgress://user:secret@host/db?password=other".into()),
+            ..Config::default()
+        };
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("database_url"), "{error}");
+        assert!(error.contains("postgress://***@host/db"), "{error}");
+        assert!(
+            !error.contains("secret") && !error.contains("other"),
+            "{error}"
+        );
+        config.database_url = Some("postgresql://user:secret@host/db".into());
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_errors_mask_urls_they_quote() {
+        let path = Path::new("payments.toml");
+        let source = toml::from_str::<Config>("database_url = \"postgres://u:secret@h/db\" junk\n")
+            .unwrap_err();
+        let error = ConfigError::Parse {
+            path: path.into(),
+            source,
+        }
+        .to_string();
+        assert!(
+            error.contains("postgres://***@h/db"),
+            "the line is quoted: {error}"
+        );
+        assert!(!error.contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn the_body_timeout_is_bounded() {
+        let mut config = Config::default();
+        assert_eq!(config.server.body_timeout_ms, DEFAULT_BODY_TIMEOUT_MS);
+        config.server.body_timeout_ms = 0;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("server.body_timeout_ms"), "{error}");
     }
 }

@@ -4,11 +4,15 @@
 //! Each check names the setting it refuses, so an operator reading the
 //! error knows which line to change.
 
-use super::{Config, ProviderConfig, ProviderKind};
+use super::{mask_urls, Config, KeyDigest, ProviderConfig, ProviderKind};
 use crate::domain::Currency;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// Why a configuration cannot be used.
+///
+/// Every message passes through [`mask_urls`]: a TOML error quotes the
+/// offending line, and a refused value may be a URL with a password.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -16,12 +20,12 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid TOML in {path}: {source}")]
+    #[error("invalid TOML in {path}: {}", mask_urls(&source.to_string()))]
     Parse {
         path: PathBuf,
         source: toml::de::Error,
     },
-    #[error("invalid {name}: {reason}")]
+    #[error("invalid {name}: {}", mask_urls(reason))]
     Invalid { name: String, reason: String },
 }
 
@@ -36,8 +40,11 @@ pub(super) fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
 const MAX_WORKER_THREADS: usize = 64;
 /// Idempotency keys are kept at least a day (DESIGN §5).
 const MIN_IDEMPOTENCY_RETENTION_HOURS: u64 = 24;
-/// Shortest API key accepted: shorter ones are guessable.
-const MIN_API_KEY_CHARS: usize = 8;
+/// Longest `server.body_timeout_ms`: past a minute a slow client holds a
+/// connection for nothing.
+const MAX_BODY_TIMEOUT_MS: u64 = 60_000;
+/// Database URL schemes the store opens (`store::open`).
+const DATABASE_SCHEMES: &[&str] = &["sqlite:", "postgres:", "postgresql:"];
 
 impl Config {
     /// Checks everything that can be checked without I/O.
@@ -64,7 +71,35 @@ impl Config {
             ));
         }
         self.validate_engine()?;
+        self.validate_server()?;
+        self.validate_database_url()?;
         self.validate_api_keys()
+    }
+
+    fn validate_server(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_BODY_TIMEOUT_MS).contains(&self.server.body_timeout_ms) {
+            return Err(invalid(
+                "server.body_timeout_ms",
+                format!("must be 1 to {MAX_BODY_TIMEOUT_MS}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refused here rather than by the store so the message is ours, with
+    /// the URL masked (a mistyped scheme still carries its password).
+    fn validate_database_url(&self) -> Result<(), ConfigError> {
+        let url = self.database_url();
+        if !DATABASE_SCHEMES
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
+            return Err(invalid(
+                "database_url",
+                format!("{url} is neither sqlite://... nor postgres://..."),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_engine(&self) -> Result<(), ConfigError> {
@@ -92,15 +127,27 @@ impl Config {
         Ok(())
     }
 
+    /// Key formats were checked as they were read (only digests are left);
+    /// here: each key has a merchant, and one key never names two merchants
+    /// (which one a request is for would depend on the order of the list).
     fn validate_api_keys(&self) -> Result<(), ConfigError> {
+        let mut merchant_of: HashMap<&KeyDigest, &str> = HashMap::new();
         for key in &self.api_keys {
-            if key.merchant.is_empty() || key.key.len() < MIN_API_KEY_CHARS {
+            let merchant = key.merchant.as_str();
+            if merchant.trim().is_empty() || merchant.chars().any(char::is_control) {
                 return Err(invalid(
                     "api_keys",
-                    format!(
-                        "each key needs a merchant and at least {MIN_API_KEY_CHARS} characters"
-                    ),
+                    "each key needs a merchant name without control characters",
                 ));
+            }
+            match merchant_of.insert(&key.key, merchant) {
+                Some(other) if other != merchant => {
+                    return Err(invalid(
+                        "api_keys",
+                        format!("the same key is configured for merchants {other} and {merchant}"),
+                    ))
+                }
+                _ => {}
             }
         }
         Ok(())

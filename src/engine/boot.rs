@@ -6,7 +6,7 @@ use crate::actors::{
 };
 use crate::clock::Clock;
 use crate::clock::SystemClock;
-use crate::config::{Config, ProviderKind};
+use crate::config::{mask_urls, Config, ProviderKind};
 use crate::domain::Currency;
 use crate::error::EngineError;
 use crate::messages::provider::SetEnabled;
@@ -129,7 +129,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
         in_progress: Arc::default(),
         panic_on_order: PanicHook::new(config.engine.fault_panic_on_order.clone()),
     };
-    tracing::info!(instance = %deps.holder.instance_id, incarnation = deps.holder.incarnation, database = %redact(&config.database_url()), "engine started");
+    tracing::info!(instance = %deps.holder.instance_id, incarnation = deps.holder.incarnation, database = %mask_urls(&config.database_url()), "engine started");
     let clock = deps.clock.clone();
     let registry = PaymentRegistry::new(Arc::new(deps), arbiters, config.engine.max_payment_actors);
     let reconciler = Reconciler::new(
@@ -208,14 +208,4 @@ fn external_provider(
         ProviderKind::Sandbox => unreachable!("sandboxes are built in boot"),
     };
     Ok(provider)
-}
-
-/// The URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://***{}", &url[..scheme_end], &url[at..])
-        }
-        _ => url.to_string(),
-    }
 }

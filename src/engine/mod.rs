@@ -17,7 +17,9 @@ use crate::messages::payment::{CreatePayment, CreatedPayment, PaymentRequest};
 use crate::messages::provider::{ForceOpen, GetSnapshot, ProviderSnapshot, SetEnabled};
 use crate::messages::reconciler::{RecoveryReport, RunRecovery};
 use crate::messages::supervisor::Shutdown;
-use crate::providers::sandbox::{SandboxCharge, SandboxFaults, SandboxProvider};
+use crate::providers::sandbox::{
+    ChargeFilter, SandboxCharge, SandboxFaults, SandboxProvider, MAX_CHARGES_PER_PAGE,
+};
 use crate::store::{PaymentFilter, Store};
 use actix::{Addr, ArbiterHandle, System};
 use serde::Serialize;
@@ -33,6 +35,13 @@ pub struct Engine;
 #[derive(Debug, Clone, Serialize)]
 pub struct PaymentPage {
     pub data: Vec<Payment>,
+    pub has_more: bool,
+}
+
+/// A page of `GET /v1/sandbox/{provider}/charges`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxChargePage {
+    pub data: Vec<SandboxCharge>,
     pub has_more: bool,
 }
 
@@ -309,18 +318,30 @@ impl EngineHandle {
         !self.inner.sandboxes.is_empty()
     }
 
-    /// What the sandbox `name` really charged, optionally for one order.
+    /// A page of what the sandbox `name` really charged, newest first, of
+    /// `filter.limit` charges clamped to 1..=[`MAX_CHARGES_PER_PAGE`].
+    ///
+    /// Runs on the caller's runtime, not the engine's: the record is its
+    /// own connection pool, so a heavy or abusive listing costs the HTTP
+    /// worker that asked for it and never delays a payment.
     pub async fn sandbox_charges(
         &self,
         name: &str,
-        order_id: Option<String>,
-    ) -> Result<Vec<SandboxCharge>, EngineError> {
+        mut filter: ChargeFilter,
+    ) -> Result<SandboxChargePage, EngineError> {
         let sandbox = self.sandbox(name).ok_or(EngineError::NotFound {
             resource: "provider",
         })?;
-        self.on_engine(async move { sandbox.charges(order_id.as_deref()).await })
-            .await?
-            .map_err(|e| EngineError::Provider(e.into()))
+        let limit = filter.limit.clamp(1, MAX_CHARGES_PER_PAGE);
+        // One extra row tells whether another page exists.
+        filter.limit = limit + 1;
+        let mut data = sandbox
+            .charges(&filter)
+            .await
+            .map_err(|e| EngineError::Provider(e.into()))?;
+        let has_more = data.len() > limit as usize;
+        data.truncate(limit as usize);
+        Ok(SandboxChargePage { data, has_more })
     }
 
     /// Sets the fault knobs of the sandbox `name`.

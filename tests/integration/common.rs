@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 /// The development key the server accepts when no keys are configured.
 pub const DEV_KEY: &str = "sk_test_default";
+/// The operator key the harness adds when a test configures merchant keys
+/// and no operator key, so the helpers that read the sandbox's books
+/// (an operator's view) keep working.
+pub const HARNESS_OPERATOR_KEY: &str = "sk_harness_operator_0000";
 /// How long a server may take to print its address.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// PostgreSQL used when `TEST_DATABASE_URL` is not set: the local server
@@ -202,6 +206,36 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Drops the engine's `table` behind the server's back (to break it).
+    pub async fn drop_table(&self, table: &str) {
+        use sqlx::{ConnectOptions, Connection};
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(self.data_dir.join("payments.db"))
+                    .connect()
+                    .await
+                    .expect("open database");
+                sqlx::query(&format!("DROP TABLE {table}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("drop table");
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&postgres_url())
+                    .await
+                    .expect("connect");
+                let sql = format!("DROP TABLE \"{}\".{table}", self.schema);
+                sqlx::query(&sql)
+                    .execute(&mut conn)
+                    .await
+                    .expect("drop table");
+            }
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if self.backend == Backend::Postgres {
@@ -224,6 +258,10 @@ pub struct TestServer {
     /// test owns it (`start_on`).
     owned_db: Option<TestDb>,
     pub client: reqwest::Client,
+    /// A key that may take operator actions on this server: the
+    /// development key, the first of the test's `PAYMENTS_ADMIN_KEYS`, or
+    /// [`HARNESS_OPERATOR_KEY`].
+    pub operator_key: String,
 }
 
 /// How to start a test server.
@@ -302,6 +340,7 @@ impl TestServer {
             .args(["serve", "--host", "127.0.0.1", "--port", "0"])
             .env_remove("DATABASE_URL")
             .env_remove("PAYMENTS_API_KEYS")
+            .env_remove("PAYMENTS_ADMIN_KEYS")
             .env_remove("PAYMENTS_CONFIG")
             .env_remove("PAYMENTS_PORT")
             .env_remove("PAYMENTS_DATABASE_SCHEMA")
@@ -321,6 +360,10 @@ impl TestServer {
         }
         for (name, value) in &options.env {
             command.env(name, value);
+        }
+        let operator_key = operator_key(&options);
+        if operator_key == HARNESS_OPERATOR_KEY {
+            command.env("PAYMENTS_ADMIN_KEYS", HARNESS_OPERATOR_KEY);
         }
         let mut child = command.spawn().expect("spawn payments");
         let stdout = child.stdout.take().expect("stdout");
@@ -351,6 +394,7 @@ impl TestServer {
             child,
             owned_db: None,
             client,
+            operator_key,
         }
     }
 
@@ -451,15 +495,36 @@ impl TestServer {
             .await
     }
 
-    /// Charges the sandbox `provider` really made for `order_id`.
+    /// Charges the sandbox `provider` really made for `order_id` (one page
+    /// of 100: an order has a charge or two).
     pub async fn sandbox_charges(&self, provider: &str, order_id: &str) -> Vec<Value> {
         let reply = self
-            .get(&format!(
-                "/v1/sandbox/{provider}/charges?order_id={order_id}"
-            ))
+            .get_as(
+                &format!("/v1/sandbox/{provider}/charges?order_id={order_id}"),
+                &self.operator_key,
+            )
             .await;
         assert_eq!(reply.status, 200, "{}", reply.text);
         reply.json()["data"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Every charge the sandbox `provider` made, as `api_key` sees them,
+    /// newest first, following the cursor through all pages.
+    pub async fn all_charges_as(&self, provider: &str, api_key: &str) -> Vec<Value> {
+        let mut all: Vec<Value> = Vec::new();
+        loop {
+            let mut path = format!("/v1/sandbox/{provider}/charges?limit=100");
+            if let Some(last) = all.last().and_then(|c| c["id"].as_str()) {
+                path.push_str(&format!("&starting_after={last}"));
+            }
+            let reply = self.get_as(&path, api_key).await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            let page = reply.json();
+            all.extend(page["data"].as_array().cloned().unwrap_or_default());
+            if page["has_more"] != Value::Bool(true) {
+                return all;
+            }
+        }
     }
 
     /// Charges across both default sandboxes for `order_id`.
@@ -517,15 +582,37 @@ pub async fn all_payments(server: &TestServer) -> Vec<Value> {
     }
 }
 
-/// Every charge both default sandboxes made (at most 10,000 each).
+/// Every charge both default sandboxes made, page after page.
 pub async fn all_sandbox_charges(server: &TestServer) -> Vec<Value> {
     let mut charges = Vec::new();
     for provider in ["sandbox_a", "sandbox_b"] {
-        let reply = server.get(&format!("/v1/sandbox/{provider}/charges")).await;
-        assert_eq!(reply.status, 200, "{}", reply.text);
-        charges.extend(reply.json()["data"].as_array().cloned().unwrap_or_default());
+        charges.extend(server.all_charges_as(provider, &server.operator_key).await);
     }
     charges
+}
+
+/// The operator key a server started with `options` accepts (see
+/// [`TestServer::operator_key`]).
+fn operator_key(options: &ServerOptions) -> String {
+    let var = |name: &str| {
+        options
+            .env
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    if let Some(admin) = var("PAYMENTS_ADMIN_KEYS") {
+        return admin
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+    }
+    if var("PAYMENTS_API_KEYS").is_some() {
+        return HARNESS_OPERATOR_KEY.to_string();
+    }
+    DEV_KEY.to_string()
 }
 
 /// Waits until no payment is `processing` or `pending` (recovery finished),

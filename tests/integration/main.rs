@@ -17,4 +17,5 @@ mod idempotency;
 mod layers;
 mod recovery;
 mod resilience;
+mod security;
 mod stripe;

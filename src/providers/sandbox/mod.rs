@@ -9,7 +9,9 @@ mod record;
 #[cfg(test)]
 mod tests;
 
-pub use record::{SandboxCharge, SandboxRecord, MAX_LISTED_CHARGES};
+pub use record::{
+    ChargeFilter, SandboxCharge, SandboxRecord, MAX_CHARGES_PER_PAGE, MAX_LISTED_CHARGES,
+};
 
 use super::{
     ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse, RefundRequest,
@@ -176,9 +178,9 @@ impl SandboxProvider {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = faults;
     }
 
-    /// The charges this provider made, optionally for one order.
-    pub async fn charges(&self, order_id: Option<&str>) -> Result<Vec<SandboxCharge>, sqlx::Error> {
-        self.record.list(&self.name, order_id).await
+    /// A page of the charges this provider made, newest first.
+    pub async fn charges(&self, filter: &ChargeFilter) -> Result<Vec<SandboxCharge>, sqlx::Error> {
+        self.record.page(&self.name, filter).await
     }
 
     fn roll(rate: f64) -> bool {

@@ -22,8 +22,23 @@ use tokio::sync::{mpsc, oneshot};
 const RECORD_POOL_SIZE: u32 = 4;
 /// Another process may hold the write lock briefly; wait for it.
 const RECORD_BUSY_TIMEOUT_MS: u64 = 30_000;
-/// Most charges one listing returns.
+/// Most charges one settlement listing returns.
 pub const MAX_LISTED_CHARGES: i64 = 10_000;
+
+/// Most charges one page holds, whoever asks: a page is one bounded query.
+pub const MAX_CHARGES_PER_PAGE: u32 = 100;
+
+/// Which charges a page of the record holds (`GET /v1/sandbox/{provider}/charges`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChargeFilter {
+    /// Only this merchant's charges; `None`: every merchant's (operators).
+    pub merchant_id: Option<String>,
+    pub order_id: Option<String>,
+    /// Charges older than this one (the last id of the previous page).
+    pub starting_after: Option<String>,
+    /// Rows to return (at most [`MAX_CHARGES_PER_PAGE`] are).
+    pub limit: u32,
+}
 
 /// One charge the sandbox made.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -221,6 +236,11 @@ impl SandboxRecord {
         sqlx::query("CREATE INDEX IF NOT EXISTS sandbox_charges_by_order ON sandbox_charges (provider, order_id)")
             .execute(&pool)
             .await?;
+        // Pages walk charges newest first; without this each page sorts the
+        // provider's whole history.
+        sqlx::query("CREATE INDEX IF NOT EXISTS sandbox_charges_by_time ON sandbox_charges (provider, created_at, id)")
+            .execute(&pool)
+            .await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS sandbox_refunds (
                 id TEXT PRIMARY KEY,
@@ -366,21 +386,42 @@ impl SandboxRecord {
         row.as_ref().map(decode).transpose()
     }
 
-    /// Charges of `provider`, oldest first, optionally for one order.
-    pub async fn list(
+    /// One page of `provider`'s charges, newest first (by creation time,
+    /// then id), narrowed by `filter`. A cursor naming no charge of this
+    /// provider (and merchant, when narrowed to one) gives an empty page
+    /// rather than someone else's position.
+    pub async fn page(
         &self,
         provider: &str,
-        order_id: Option<&str>,
+        filter: &ChargeFilter,
     ) -> Result<Vec<SandboxCharge>, sqlx::Error> {
         let mut query =
             QueryBuilder::<Sqlite>::new("SELECT * FROM sandbox_charges WHERE provider = ");
         query.push_bind(provider.to_string());
-        if let Some(order) = order_id {
-            query.push(" AND order_id = ").push_bind(order.to_string());
+        if let Some(merchant) = &filter.merchant_id {
+            query
+                .push(" AND merchant_id = ")
+                .push_bind(merchant.clone());
+        }
+        if let Some(order) = &filter.order_id {
+            query.push(" AND order_id = ").push_bind(order.clone());
+        }
+        if let Some(after) = &filter.starting_after {
+            query
+                .push(" AND (created_at, id) < (SELECT created_at, id FROM sandbox_charges WHERE provider = ")
+                .push_bind(provider.to_string())
+                .push(" AND id = ")
+                .push_bind(after.clone());
+            if let Some(merchant) = &filter.merchant_id {
+                query
+                    .push(" AND merchant_id = ")
+                    .push_bind(merchant.clone());
+            }
+            query.push(")");
         }
         query
-            .push(" ORDER BY created_at, id LIMIT ")
-            .push_bind(MAX_LISTED_CHARGES);
+            .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit.min(MAX_CHARGES_PER_PAGE + 1)));
         let rows: Vec<SqliteRow> = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(decode).collect()
     }

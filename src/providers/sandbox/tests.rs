@@ -57,3 +57,58 @@ async fn lookup_reference_finds_a_charge_by_its_id() {
         "another provider's charge"
     );
 }
+
+#[tokio::test]
+async fn pages_walk_charges_newest_first_per_merchant() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let record = SandboxRecord::open(&dir.path().join("sandbox.db"))
+        .await
+        .expect("record");
+    let sandbox = SandboxProvider::new("sandbox_a", record, SandboxFaults::default(), 10_000);
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let mut request = charge_request();
+        request.merchant_id = MerchantId::new(if i % 2 == 0 { "even" } else { "odd" });
+        let response = sandbox.charge(&request).await;
+        made.push((i, response.provider_payment_id.expect("a charge id")));
+    }
+    made.reverse();
+    let page = |merchant: Option<&str>, starting_after: Option<&str>, limit| ChargeFilter {
+        merchant_id: merchant.map(str::to_string),
+        order_id: None,
+        starting_after: starting_after.map(str::to_string),
+        limit,
+    };
+    let ids = |charges: Vec<SandboxCharge>| -> Vec<String> {
+        charges.into_iter().map(|charge| charge.id).collect()
+    };
+    let all: Vec<String> = made.iter().map(|(_, id)| id.clone()).collect();
+    let first = ids(sandbox.charges(&page(None, None, 2)).await.unwrap());
+    assert_eq!(first, all[..2]);
+    let rest = ids(sandbox
+        .charges(&page(None, Some(&first[1]), 10))
+        .await
+        .unwrap());
+    assert_eq!(rest, all[2..]);
+    let even: Vec<String> = made
+        .iter()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert_eq!(
+        ids(sandbox
+            .charges(&page(Some("even"), None, 10))
+            .await
+            .unwrap()),
+        even
+    );
+    let odd_id = &made.iter().find(|(i, _)| i % 2 == 1).expect("an odd one").1;
+    assert!(
+        sandbox
+            .charges(&page(Some("even"), Some(odd_id), 10))
+            .await
+            .unwrap()
+            .is_empty(),
+        "another merchant's charge is no cursor"
+    );
+}
