@@ -278,6 +278,10 @@ fn describe_engine(error: &EngineError) -> Described {
             retry_later("service_unavailable", "the engine is shutting down; retry")
         }
         EngineError::Overloaded { .. } => retry_later("overloaded", &error.to_string()),
+        EngineError::Store(StoreError::Overloaded) => retry_later(
+            "overloaded",
+            "the engine is at capacity (store writes); retry shortly",
+        ),
         EngineError::Config(_)
         | EngineError::Store(_)
         | EngineError::Provider(_)

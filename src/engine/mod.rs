@@ -138,12 +138,17 @@ impl EngineHandle {
         &self.inner.config
     }
 
-    /// Runs `future` on the engine's runtime and returns its output.
+    /// Runs a store read and returns its output: right here when the store
+    /// reads on the caller's thread (SQLite: no hand-off at all), else on
+    /// the engine's runtime, which owns the store's pooled connections.
     async fn on_engine<T, F>(&self, future: F) -> Result<T, EngineError>
     where
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
+        if self.inner.store.reads_inline() {
+            return Ok(future.await);
+        }
         let (tx, rx) = oneshot::channel();
         let spawned = self.inner.arbiter.spawn(async move {
             let _ = tx.send(future.await);

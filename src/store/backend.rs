@@ -28,6 +28,11 @@ pub trait SqlBackend: Send + Sync + 'static {
     async fn write(&self, op: WriteOp) -> Result<WriteReply, StoreError>;
     /// The migrations `ready` checks for.
     fn migrations(&self) -> &'static Migrator;
+    /// Whether reads complete on the caller's thread without waiting on
+    /// anything (so callers need not move them to the engine's runtime).
+    fn reads_inline(&self) -> bool {
+        false
+    }
     /// Waits until accepted writes are durable, then closes connections.
     async fn shutdown(&self);
 }
@@ -138,6 +143,10 @@ impl<B: SqlBackend> Store for B {
 
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.write(WriteOp::Prune { before }).await?.count()
+    }
+
+    fn reads_inline(&self) -> bool {
+        SqlBackend::reads_inline(self)
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

@@ -10,7 +10,7 @@ use super::sql::{Arg, Conn};
 use super::StoreError;
 use crate::clock::now_micros;
 use sqlx::migrate::{Migration, Migrator};
-use sqlx::{PgConnection, SqliteConnection};
+use sqlx::PgConnection;
 
 /// The engine's migration history table.
 pub const MIGRATIONS_TABLE: &str = "payments_schema_migrations";
@@ -89,7 +89,7 @@ async fn run<C: Conn>(conn: &mut C, migrator: &Migrator, begin: &str) -> Result<
 
 /// SQLite: `BEGIN IMMEDIATE` takes the write lock first, so two processes
 /// starting together apply each migration once.
-pub async fn run_sqlite(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+pub async fn run_sqlite<C: Conn>(conn: &mut C) -> Result<(), StoreError> {
     run(conn, &SQLITE_MIGRATIONS, "BEGIN IMMEDIATE").await
 }
 

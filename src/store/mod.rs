@@ -65,6 +65,12 @@ use std::sync::Arc;
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(String),
+    /// The write queue is full: the write that would start new work is
+    /// refused (the request is shed) rather than queued without bound.
+    #[error("the store's write queue is full")]
+    Overloaded,
     #[error("migration error: {0}")]
     Migration(String),
     /// A row holds a value the engine never writes; someone edited it by hand
@@ -290,6 +296,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Database reachable and every migration applied.
     async fn ready(&self) -> Result<(), StoreError>;
+
+    /// Whether reads complete on the caller's thread (SQLite): then they
+    /// may run on any runtime. PostgreSQL's pooled connections belong to
+    /// the engine's runtime, so reads are sent there.
+    fn reads_inline(&self) -> bool;
 
     /// Waits until every accepted write is durable, then closes connections.
     async fn close(&self);

@@ -24,6 +24,15 @@ pub enum WriteOp {
     Barrier,
 }
 
+impl WriteOp {
+    /// Whether this write starts new work (a new payment): such a write is
+    /// refused when the queue is full, so the request is shed while work
+    /// already under way keeps its place.
+    pub fn starts_work(&self) -> bool {
+        matches!(self, WriteOp::Begin(_))
+    }
+}
+
 /// What a write answers.
 pub enum WriteReply {
     Begun(BeginOutcome),

@@ -36,22 +36,35 @@ pub(super) async fn run(
     mut payment: Payment,
     candidates: &[ProviderEntry],
     mut fence: Fence,
-    mut pending_events: Vec<PaymentEvent>,
+    first: FirstAttempt,
 ) -> Result<CreatedPayment, EngineError> {
     assert!(!candidates.is_empty(), "routing produced no candidate");
     let mut tries = Tries::default();
     let mut index = 0;
+    // What the next attempt's write carries besides the attempt itself: the
+    // reopening of a scheduled retry, or the previous attempt's answer when
+    // the payment fails over at once (one write instead of two).
+    let (mut written, mut carried) = match first {
+        FirstAttempt::Written => (true, Carried::default()),
+        FirstAttempt::Reopen(events) => (
+            false,
+            Carried {
+                events,
+                attempts: Vec::new(),
+            },
+        ),
+    };
     loop {
-        let number = u32::try_from(payment.attempts.len())
-            .unwrap_or(u32::MAX)
-            .saturating_add(1);
-        if number == 1 {
+        let entry = &candidates[index];
+        let (request, started) = if std::mem::take(&mut written) {
+            (current_request(&payment), Instant::now())
+        } else {
+            let carry = std::mem::take(&mut carried);
+            start_attempt(deps, &mut payment, entry, &mut fence, carry).await?
+        };
+        if request.attempt_number == 1 {
             deps.retry_budget.record_first_attempt();
         }
-        let entry = &candidates[index];
-        let starting = std::mem::take(&mut pending_events);
-        let (request, started) =
-            start_attempt(deps, &mut payment, entry, number, &mut fence, starting).await?;
         let mut answer =
             call_with_unknown_retries(deps, &payment, &mut fence, entry, &request).await?;
         let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
@@ -64,23 +77,47 @@ pub(super) async fn run(
             now,
         ));
         tries.record(&entry.name, answer.refused);
-        let next = match next_move(deps, candidates, index, &tries, &answer) {
+        let (next, wait) = match next_move(deps, candidates, index, &tries, &answer) {
             Move::Stop { budget_exhausted } => {
                 answer.budget_exhausted = budget_exhausted;
                 return finish(deps, payment, &answer, events).await;
             }
             Move::Next { index, wait } => (index, wait),
         };
-        payment.updated_at = now;
-        let attempt = payment.attempts.last().cloned().into_iter().collect();
-        let written = Instant::now();
-        let lease = renew(deps, now);
-        save(deps, &payment, payment.status, attempt, events, None, lease).await?;
-        fence = Fence::from_write(deps, written);
-        tokio::time::sleep(next.1).await;
+        let attempt: Vec<Attempt> = payment.attempts.last().cloned().into_iter().collect();
+        if wait.is_zero() {
+            carried = Carried {
+                events,
+                attempts: attempt,
+            };
+        } else {
+            // The answer is written before the wait, so a crash in it
+            // leaves the attempt decided, not `processing`.
+            payment.updated_at = now;
+            let started_write = Instant::now();
+            let lease = renew(deps, now);
+            save(deps, &payment, payment.status, attempt, events, None, lease).await?;
+            fence = Fence::from_write(deps, started_write);
+            tokio::time::sleep(wait).await;
+        }
         // Nothing was charged, so moving on (to this or another provider) is safe.
-        index = next.0;
+        index = next;
     }
+}
+
+/// How a run's first attempt begins.
+pub(super) enum FirstAttempt {
+    /// Already written `processing`, with the new payment itself.
+    Written,
+    /// To be written with these events (a scheduled retry reopening).
+    Reopen(Vec<PaymentEvent>),
+}
+
+/// Written with the next attempt rather than on their own.
+#[derive(Default)]
+struct Carried {
+    events: Vec<PaymentEvent>,
+    attempts: Vec<Attempt>,
 }
 
 /// What this payment's attempts so far have been told.
@@ -201,18 +238,15 @@ async fn save(
     Ok(())
 }
 
-/// Writes the attempt `processing` (durably, renewing the lease) and builds
-/// its request. A payment back from `retry_scheduled` becomes `processing`
-/// in the same write, so no crash can leave one without the other.
-async fn start_attempt(
-    deps: &PaymentDeps,
-    payment: &mut Payment,
+/// A new attempt of `payment` at `entry`, `processing`, and its audit event.
+pub(super) fn new_attempt(
+    payment: &Payment,
     entry: &ProviderEntry,
-    number: u32,
-    fence: &mut Fence,
-    mut events: Vec<PaymentEvent>,
-) -> Result<(ChargeRequest, Instant), EngineError> {
-    let now = deps.clock.now();
+    now: Timestamp,
+) -> (Attempt, PaymentEvent) {
+    let number = u32::try_from(payment.attempts.len())
+        .unwrap_or(u32::MAX)
+        .saturating_add(1);
     let attempt = Attempt {
         id: AttemptId::new(),
         number,
@@ -233,17 +267,36 @@ async fn start_attempt(
         json!({ "number": number, "provider": entry.name, "provider_idempotency_key": key }),
     );
     event.attempt_id = Some(attempt.id);
+    (attempt, event)
+}
+
+/// Writes the next attempt `processing` (durably, renewing the lease) with
+/// what is carried, and builds its request. A payment back from
+/// `retry_scheduled` becomes `processing` in the same write, so no crash
+/// can leave one without the other.
+async fn start_attempt(
+    deps: &PaymentDeps,
+    payment: &mut Payment,
+    entry: &ProviderEntry,
+    fence: &mut Fence,
+    carried: Carried,
+) -> Result<(ChargeRequest, Instant), EngineError> {
+    let now = deps.clock.now();
+    let (attempt, event) = new_attempt(payment, entry, now);
     let expected = payment.status;
-    events.splice(0..0, reopen(payment, now)?);
+    let mut events = reopen(payment, now)?;
+    events.extend(carried.events);
     events.push(event);
     payment.provider = Some(entry.name.clone());
     payment.updated_at = now;
     payment.attempts.push(attempt.clone());
+    let mut attempts = carried.attempts;
+    attempts.push(attempt);
     let written = Instant::now();
     let lease = renew(deps, now);
-    save(deps, payment, expected, vec![attempt], events, None, lease).await?;
+    save(deps, payment, expected, attempts, events, None, lease).await?;
     *fence = Fence::from_write(deps, written);
-    Ok((charge_request(payment, number, key), Instant::now()))
+    Ok((current_request(payment), Instant::now()))
 }
 
 /// Moves a `retry_scheduled` payment back to `processing` for its next
@@ -264,11 +317,13 @@ fn reopen(payment: &mut Payment, now: Timestamp) -> Result<Vec<PaymentEvent>, En
     )])
 }
 
-fn charge_request(payment: &Payment, number: u32, key: String) -> ChargeRequest {
+/// The request of the payment's last attempt.
+fn current_request(payment: &Payment) -> ChargeRequest {
+    let number = payment.attempts.last().map_or(1, |a| a.number);
     ChargeRequest {
         payment_id: payment.id,
         attempt_number: number,
-        idempotency_key: key,
+        idempotency_key: Attempt::provider_idempotency_key(payment.id, number),
         merchant_id: payment.merchant_id.clone(),
         order_id: payment.order_id.clone(),
         customer_id: payment.customer_id.clone(),

@@ -34,8 +34,8 @@ pub(super) async fn create(
         ));
     }
     let now = deps.clock.now();
-    let payment = new_payment(&msg, now);
-    let events = vec![
+    let mut payment = new_payment(&msg, now);
+    let mut events = vec![
         PaymentEvent::status_change(
             payment.id,
             None,
@@ -45,6 +45,13 @@ pub(super) async fn create(
         ),
         PaymentEvent::new(payment.id, "payment.routed", now, route.reason.clone()),
     ];
+    // The first attempt is written with the payment: one durable write
+    // before the provider call (DESIGN §12). Its event comes after the
+    // creation's (event ids sort by creation time).
+    let (attempt, started) = attempts::new_attempt(&payment, &route.candidates[0], now);
+    payment.provider = Some(attempt.provider.clone());
+    payment.attempts.push(attempt);
+    events.push(started);
     let begin = NewPayment {
         payment: payment.clone(),
         idempotency_key: msg.idempotency_key.clone(),
@@ -70,7 +77,8 @@ pub(super) async fn create(
     // escapes them: an order id cannot forge log fields or lines.
     tracing::info!(payment_id = %payment.id, order_id = ?payment.order_id, merchant = ?payment.merchant_id.as_str(), "payment created");
     let fence = Fence::from_write(deps, written);
-    match attempts::run(deps, payment, &route.candidates, fence, Vec::new()).await {
+    let first = attempts::FirstAttempt::Written;
+    match attempts::run(deps, payment, &route.candidates, fence, first).await {
         Err(EngineError::Store(StoreError::LeaseLost(_))) => abandoned(deps, &msg).await,
         finished => finished,
     }

@@ -50,6 +50,7 @@ pub(super) async fn retry(
         ));
     }
     let routed = PaymentEvent::new(payment.id, "payment.routed", now, route.reason.clone());
-    let finished = attempts::run(deps, payment, &route.candidates, fence, vec![routed]).await?;
+    let first = attempts::FirstAttempt::Reopen(vec![routed]);
+    let finished = attempts::run(deps, payment, &route.candidates, fence, first).await?;
     Ok(Some(finished.payment.status))
 }

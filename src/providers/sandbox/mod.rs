@@ -6,6 +6,7 @@
 //! that is durable and independent of the engine.
 
 mod record;
+mod record_writer;
 #[cfg(test)]
 mod tests;
 

@@ -6,13 +6,15 @@
 //! Crash and concurrency tests count charges here and compare them with what
 //! the engine recorded. Several engine processes may share one file.
 
-use dashmap::DashMap;
+use super::record_writer::{
+    spawn_writer, ChargeJob, FastReads, InFlight, InFlightKeys, RECORD_BUSY_TIMEOUT_MS,
+};
 use serde::Serialize;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +22,6 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Connections to the record; writes serialize on SQLite's lock anyway.
 const RECORD_POOL_SIZE: u32 = 4;
-/// Another process may hold the write lock briefly; wait for it.
-const RECORD_BUSY_TIMEOUT_MS: u64 = 30_000;
 /// Most charges one settlement listing returns.
 pub const MAX_LISTED_CHARGES: i64 = 10_000;
 
@@ -56,52 +56,6 @@ pub struct SandboxCharge {
     pub created_at: String,
 }
 
-/// Charges waiting for the record's writer; callers wait when it is full.
-const CHARGE_QUEUE_CAPACITY: usize = 4096;
-/// Most charges committed in one transaction.
-const MAX_CHARGE_BATCH: usize = 256;
-
-/// A charge to record, and where the stored charge goes.
-struct ChargeJob {
-    charge: SandboxCharge,
-    /// Past this the caller gave up: the charge is dropped, not committed.
-    deadline: Instant,
-    reply: oneshot::Sender<Result<(SandboxCharge, bool), sqlx::Error>>,
-    /// Marks the key in flight until the writer is done with the job, even
-    /// if the caller gave up waiting (a timed-out call still lands, as at a
-    /// real provider).
-    _in_flight: InFlight,
-}
-
-/// Charges being processed, by (provider, idempotency key).
-type InFlightKeys = Arc<DashMap<(String, String), u32>>;
-
-/// Counts one charge in flight under its key for as long as it lives.
-struct InFlight {
-    keys: InFlightKeys,
-    key: (String, String),
-}
-
-impl InFlight {
-    fn enter(keys: &InFlightKeys, provider: &str, idempotency_key: &str) -> Self {
-        let key = (provider.to_string(), idempotency_key.to_string());
-        *keys.entry(key.clone()).or_insert(0) += 1;
-        InFlight {
-            keys: keys.clone(),
-            key,
-        }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.keys.remove_if_mut(&self.key, |_, count| {
-            *count -= 1;
-            *count == 0
-        });
-    }
-}
-
 /// Handle to the sandbox record file.
 ///
 /// Charges are written by one task that batches concurrent ones into a
@@ -112,91 +66,8 @@ impl Drop for InFlight {
 pub struct SandboxRecord {
     pool: SqlitePool,
     charges: mpsc::Sender<ChargeJob>,
+    fast: Arc<FastReads>,
     in_flight: InFlightKeys,
-}
-
-async fn charge_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<ChargeJob>) {
-    let mut batch = Vec::with_capacity(MAX_CHARGE_BATCH);
-    while let Some(job) = queue.recv().await {
-        batch.push(job);
-        while batch.len() < MAX_CHARGE_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let mut stored = Vec::with_capacity(batch.len());
-        let committed: Result<(), sqlx::Error> = async {
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
-            // Checked with the write lock held, right before the insert: a
-            // charge whose caller gave up (the lock was held elsewhere, or
-            // the process was frozen) never commits late.
-            for job in &batch {
-                stored.push(if Instant::now() > job.deadline {
-                    None
-                } else {
-                    Some(insert_charge(&mut conn, &job.charge).await?)
-                });
-            }
-            sqlx::query("COMMIT").execute(&mut conn).await?;
-            Ok(())
-        }
-        .await;
-        match committed {
-            Ok(()) => {
-                for (job, result) in batch.drain(..).zip(stored) {
-                    let _ = job.reply.send(result.ok_or_else(|| {
-                        sqlx::Error::Protocol("the call's deadline passed: nothing charged".into())
-                    }));
-                }
-            }
-            Err(error) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
-                let message = error.to_string();
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(sqlx::Error::Protocol(format!(
-                        "charge not recorded: {message}"
-                    ))));
-                }
-            }
-        }
-    }
-}
-
-/// Inserts `charge` unless its key exists; returns the stored charge and
-/// whether it is new.
-async fn insert_charge(
-    conn: &mut SqliteConnection,
-    charge: &SandboxCharge,
-) -> Result<(SandboxCharge, bool), sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO sandbox_charges (id, provider, idempotency_key, merchant_id, order_id, customer_id,
-            amount, currency, payment_method, status, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (provider, idempotency_key) DO NOTHING",
-    )
-    .bind(&charge.id)
-    .bind(&charge.provider)
-    .bind(&charge.idempotency_key)
-    .bind(&charge.merchant_id)
-    .bind(&charge.order_id)
-    .bind(&charge.customer_id)
-    .bind(charge.amount)
-    .bind(&charge.currency)
-    .bind(&charge.payment_method)
-    .bind(&charge.status)
-    .bind(&charge.created_at)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    let row =
-        sqlx::query("SELECT * FROM sandbox_charges WHERE provider = ? AND idempotency_key = ?")
-            .bind(&charge.provider)
-            .bind(&charge.idempotency_key)
-            .fetch_one(&mut *conn)
-            .await?;
-    Ok((decode(&row)?, inserted))
 }
 
 impl SandboxRecord {
@@ -254,12 +125,11 @@ impl SandboxRecord {
         )
         .execute(&pool)
         .await?;
-        let writer = SqliteConnection::connect_with(&options).await?;
-        let (charges, queue) = mpsc::channel(CHARGE_QUEUE_CAPACITY);
-        tokio::spawn(charge_writer(writer, queue));
+        let charges = spawn_writer(path)?;
         Ok(SandboxRecord {
             pool,
             charges,
+            fast: Arc::new(FastReads::new(path)),
             in_flight: InFlightKeys::default(),
         })
     }
@@ -283,7 +153,10 @@ impl SandboxRecord {
             .send(job)
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
-        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+        answer
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?
+            .map_err(sqlx::Error::Protocol)
     }
 
     /// Records a refund of `amount` against `charge_id` unless one exists
@@ -356,18 +229,16 @@ impl SandboxRecord {
             .contains_key(&(provider.to_string(), idempotency_key.to_string()))
     }
 
+    /// The charge `provider` made under `idempotency_key`, if any. Read on
+    /// the caller's thread: it is on every charge's path.
     pub async fn find(
         &self,
         provider: &str,
         idempotency_key: &str,
     ) -> Result<Option<SandboxCharge>, sqlx::Error> {
-        let row =
-            sqlx::query("SELECT * FROM sandbox_charges WHERE provider = ? AND idempotency_key = ?")
-                .bind(provider)
-                .bind(idempotency_key)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.as_ref().map(decode).transpose()
+        self.fast
+            .find(provider, idempotency_key)
+            .map_err(sqlx::Error::Protocol)
     }
 
     /// The charge of `provider` with this id (the id the sandbox answered a

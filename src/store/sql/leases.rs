@@ -108,6 +108,30 @@ pub(crate) async fn update_order<C: Conn>(
     Ok(())
 }
 
+/// Whether `holder` holds the lease of `p`'s order.
+pub(crate) async fn holds<C: Conn>(
+    conn: &mut C,
+    p: &Payment,
+    holder: &LeaseHolder,
+) -> Result<bool, StoreError> {
+    let row = conn
+        .fetch_optional(
+            "SELECT lease_owner, lease_incarnation FROM orders
+             WHERE merchant_id = $1 AND order_id = $2 AND payment_id = $3",
+            vec![
+                text(p.merchant_id.as_str()),
+                text(&p.order_id),
+                text(p.id.to_string()),
+            ],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(false) };
+    Ok(
+        row.opt_text("lease_owner")?.as_deref() == Some(holder.instance_id.as_str())
+            && row.opt_int("lease_incarnation")? == Some(holder.incarnation),
+    )
+}
+
 /// Records a boot of `instance_id`; returns its incarnation.
 pub(crate) async fn register_instance<C: Conn>(
     conn: &mut C,

@@ -74,7 +74,7 @@ pub trait Conn: Send {
 }
 
 /// `$first, $first+1, …` for `count` values, for `IN (…)` lists.
-fn placeholders(first: usize, count: usize) -> String {
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
     let mut list = String::new();
     for i in 0..count {
         let _ = write!(list, "{}${}", if i == 0 { "" } else { ", " }, first + i);

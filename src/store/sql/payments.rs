@@ -3,8 +3,13 @@
 //! These are the engine's units of atomicity (DESIGN §4): each runs inside
 //! one transaction the caller owns, so the statements below, and those it
 //! borrows from [`idempotency`] and [`leases`], commit or roll back together.
+//!
+//! A write that is refused (key taken, order busy, lease lost, payment
+//! changed) is refused before it has changed anything, or undoes what it
+//! changed itself: the SQLite writer batches many writes in one
+//! transaction without a savepoint each, so a refusal must leave nothing.
 
-use super::{idempotency, int, json, leases, opt_int, opt_text, text, Arg, Conn};
+use super::{idempotency, int, json, leases, opt_int, opt_text, placeholders, text, Arg, Conn};
 use crate::domain::{Attempt, Payment, PaymentEvent, PaymentId, PaymentStatus, Timestamp};
 use crate::store::rows::RowExt;
 use crate::store::{BeginOutcome, NewPayment, PaymentWrite, StoreError};
@@ -23,6 +28,13 @@ pub(crate) async fn begin<C: Conn>(
         return Ok(BeginOutcome::KeyExists(record));
     }
     if !claim_order(conn, new).await? {
+        // The key was claimed for nothing: give it back, so the refusal
+        // leaves no trace (and the client may reuse the key).
+        conn.execute(
+            "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND idempotency_key = $2",
+            vec![text(p.merchant_id.as_str()), text(&new.idempotency_key)],
+        )
+        .await?;
         let (payment_id, status) = order_holder(conn, p).await?;
         debug_assert!(
             status.blocks_new_payment(),
@@ -31,6 +43,9 @@ pub(crate) async fn begin<C: Conn>(
         return Ok(BeginOutcome::OrderBusy { payment_id, status });
     }
     insert_payment(conn, p).await?;
+    for attempt in &p.attempts {
+        upsert_attempt(conn, p.id, attempt, p.updated_at).await?;
+    }
     insert_events(conn, p.merchant_id.as_str(), &new.events).await?;
     Ok(BeginOutcome::Started)
 }
@@ -152,9 +167,9 @@ async fn insert_payment<C: Conn>(conn: &mut C, p: &Payment) -> Result<(), StoreE
 /// status is still `write.expected_status` ([`StoreError::Conflict`]).
 pub(crate) async fn save<C: Conn>(conn: &mut C, write: &PaymentWrite) -> Result<(), StoreError> {
     let p = &write.payment;
-    // The fence first: a writer that lost the lease changes nothing.
-    leases::update_order(conn, p, write.lease, &write.holder).await?;
+    // Both checks in the first statement: a refused save changes nothing.
     update_payment(conn, write).await?;
+    leases::update_order(conn, p, write.lease, &write.holder).await?;
     for attempt in &write.attempts {
         upsert_attempt(conn, p.id, attempt, p.updated_at).await?;
     }
@@ -165,8 +180,9 @@ pub(crate) async fn save<C: Conn>(conn: &mut C, write: &PaymentWrite) -> Result<
     Ok(())
 }
 
-/// The status-conditional update of the payment's row: a lost race
-/// changes nothing and answers [`StoreError::Conflict`].
+/// The update of the payment's row, made only if the payment still has the
+/// expected status and the writer still holds its order's lease; otherwise
+/// nothing changes and the answer says which check failed.
 async fn update_payment<C: Conn>(conn: &mut C, write: &PaymentWrite) -> Result<(), StoreError> {
     let p = &write.payment;
     let updated = conn
@@ -174,7 +190,9 @@ async fn update_payment<C: Conn>(conn: &mut C, write: &PaymentWrite) -> Result<(
             "UPDATE payments SET status = $1, amount_refunded = $2, provider = $3, provider_payment_id = $4,
                 failure_code = $5, failure_message = $6, next_attempt_at = $7, anomaly_flags = $8,
                 recovery_attempts = $9, updated_at = $10
-             WHERE id = $11 AND merchant_id = $12 AND status = $13",
+             WHERE id = $11 AND merchant_id = $12 AND status = $13
+               AND EXISTS (SELECT 1 FROM orders o WHERE o.merchant_id = $12 AND o.order_id = $14
+                           AND o.payment_id = $11 AND o.lease_owner = $15 AND o.lease_incarnation = $16)",
             vec![
                 text(p.status.as_str()),
                 int(p.amount_refunded),
@@ -189,13 +207,22 @@ async fn update_payment<C: Conn>(conn: &mut C, write: &PaymentWrite) -> Result<(
                 text(p.id.to_string()),
                 text(p.merchant_id.as_str()),
                 text(write.expected_status.as_str()),
+                text(&p.order_id),
+                text(&write.holder.instance_id),
+                int(write.holder.incarnation),
             ],
         )
         .await?;
-    if updated != 1 {
-        return Err(StoreError::Conflict(p.id));
+    if updated == 1 {
+        return Ok(());
     }
-    Ok(())
+    // Refused: say why (a rare path, so a read is fine here).
+    let held = leases::holds(conn, p, &write.holder).await?;
+    Err(if held {
+        StoreError::Conflict(p.id)
+    } else {
+        StoreError::LeaseLost(p.id)
+    })
 }
 
 /// Inserts an attempt, or updates the fields its outcome fills in.
@@ -231,29 +258,42 @@ async fn upsert_attempt<C: Conn>(
     Ok(())
 }
 
-/// Appends audit events, one statement each (the trail is append-only).
+/// Columns of one audit event row.
+const EVENT_COLUMNS: usize = 9;
+
+/// Appends audit events, all of them in one multi-row statement (the
+/// trail is append-only).
 async fn insert_events<C: Conn>(
     conn: &mut C,
     merchant: &str,
     events: &[PaymentEvent],
 ) -> Result<(), StoreError> {
-    for event in events {
-        conn.execute(
-            "INSERT INTO payment_events (id, payment_id, merchant_id, type, from_status, to_status, attempt_id, data, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            vec![
-                text(event.id.to_string()),
-                text(event.payment_id.to_string()),
-                text(merchant),
-                text(&event.kind),
-                Arg::Text(event.from_status.map(|s| s.as_str().to_string())),
-                Arg::Text(event.to_status.map(|s| s.as_str().to_string())),
-                Arg::Text(event.attempt_id.map(|id| id.to_string())),
-                text(event.data.to_string()),
-                int(event.created_at.as_micros()),
-            ],
-        )
-        .await?;
+    if events.is_empty() {
+        return Ok(());
     }
+    let mut sql = String::from(
+        "INSERT INTO payment_events (id, payment_id, merchant_id, type, from_status, to_status, attempt_id, data, created_at) VALUES ",
+    );
+    let mut args = Vec::with_capacity(events.len() * EVENT_COLUMNS);
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        sql.push_str(&placeholders(i * EVENT_COLUMNS + 1, EVENT_COLUMNS));
+        sql.push(')');
+        args.extend([
+            text(event.id.to_string()),
+            text(event.payment_id.to_string()),
+            text(merchant),
+            text(&event.kind),
+            Arg::Text(event.from_status.map(|s| s.as_str().to_string())),
+            Arg::Text(event.to_status.map(|s| s.as_str().to_string())),
+            Arg::Text(event.attempt_id.map(|id| id.to_string())),
+            text(event.data.to_string()),
+            int(event.created_at.as_micros()),
+        ]);
+    }
+    conn.execute(&sql, args).await?;
     Ok(())
 }

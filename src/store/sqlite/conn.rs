@@ -1,0 +1,138 @@
+//! The shared SQL on a synchronous SQLite connection (rusqlite).
+//!
+//! The SQL modules are written once, as `async fn`s generic over [`Conn`],
+//! for both backends. On SQLite they run on a plain `rusqlite` connection:
+//! each statement executes right away on the calling thread, so the futures
+//! are ready at their first poll and are driven with `now_or_never`. That is
+//! the point of it: sqlx's SQLite driver sends every statement to a worker
+//! thread and back, two thread hand-offs per statement, which cost far more
+//! than the statements themselves (DESIGN §12).
+//!
+//! Statements are prepared once per connection and cached; `$N`
+//! placeholders are bound by their number, whatever order they appear in.
+
+use crate::store::rows::RowExt;
+use crate::store::sql::{Arg, Conn};
+use crate::store::StoreError;
+use async_trait::async_trait;
+use rusqlite::types::{Value, ValueRef};
+use std::sync::Arc;
+
+/// Statements each connection keeps prepared.
+pub(super) const STATEMENT_CACHE_CAPACITY: usize = 128;
+
+/// One result row, owned (a rusqlite row borrows its statement).
+#[derive(Debug)]
+pub struct OwnedRow {
+    columns: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+impl OwnedRow {
+    fn value(&self, column: &str) -> Result<&Value, StoreError> {
+        self.columns
+            .iter()
+            .position(|name| name == column)
+            .map(|i| &self.values[i])
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {column}")))
+    }
+}
+
+impl RowExt for OwnedRow {
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        self.opt_text(column)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{column} is NULL")))
+    }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        match self.value(column)? {
+            Value::Null => Ok(None),
+            Value::Text(text) => Ok(Some(text.clone())),
+            other => Err(StoreError::Corrupt(format!(
+                "{column} is not text: {other:?}"
+            ))),
+        }
+    }
+
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        self.opt_int(column)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{column} is NULL")))
+    }
+
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        match self.value(column)? {
+            Value::Null => Ok(None),
+            Value::Integer(n) => Ok(Some(*n)),
+            other => Err(StoreError::Corrupt(format!(
+                "{column} is not an integer: {other:?}"
+            ))),
+        }
+    }
+}
+
+fn sqlite_error(error: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite(error.to_string())
+}
+
+/// Binds `args` to `statement` by placeholder number (`$3` takes `args[2]`).
+fn bind(statement: &mut rusqlite::CachedStatement<'_>, args: &[Arg]) -> Result<(), StoreError> {
+    for index in 1..=statement.parameter_count() {
+        let number = statement
+            .parameter_name(index)
+            .and_then(|name| name.trim_start_matches(['$', '?']).parse::<usize>().ok())
+            .unwrap_or(index);
+        let arg = args
+            .get(number - 1)
+            .ok_or_else(|| StoreError::Corrupt(format!("no argument for placeholder ${number}")))?;
+        let bound = match arg {
+            Arg::Text(value) => statement.raw_bind_parameter(index, value),
+            Arg::Int(value) => statement.raw_bind_parameter(index, value),
+        };
+        bound.map_err(sqlite_error)?;
+    }
+    Ok(())
+}
+
+fn owned(value: ValueRef<'_>) -> Value {
+    value.into()
+}
+
+#[async_trait]
+impl Conn for rusqlite::Connection {
+    type Row = OwnedRow;
+
+    async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, StoreError> {
+        let mut statement = self.prepare_cached(sql).map_err(sqlite_error)?;
+        bind(&mut statement, &args)?;
+        let changed = statement.raw_execute().map_err(sqlite_error)?;
+        Ok(changed as u64)
+    }
+
+    async fn fetch_all(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<OwnedRow>, StoreError> {
+        let mut statement = self.prepare_cached(sql).map_err(sqlite_error)?;
+        bind(&mut statement, &args)?;
+        let columns: Arc<[String]> = statement
+            .column_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let width = columns.len();
+        let mut rows = statement.raw_query();
+        let mut found = Vec::new();
+        while let Some(row) = rows.next().map_err(sqlite_error)? {
+            let values = (0..width)
+                .map(|i| row.get_ref(i).map(owned))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sqlite_error)?;
+            found.push(OwnedRow {
+                columns: columns.clone(),
+                values,
+            });
+        }
+        Ok(found)
+    }
+
+    async fn execute_script(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.execute_batch(sql).map_err(sqlite_error)
+    }
+}
