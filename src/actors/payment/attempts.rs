@@ -84,25 +84,34 @@ pub(super) async fn run(
             }
             Move::Next { index, wait } => (index, wait),
         };
-        let attempt: Vec<Attempt> = payment.attempts.last().cloned().into_iter().collect();
-        if wait.is_zero() {
-            carried = Carried {
-                events,
-                attempts: attempt,
-            };
-        } else {
-            // The answer is written before the wait, so a crash in it
-            // leaves the attempt decided, not `processing`.
-            payment.updated_at = now;
-            let started_write = Instant::now();
-            let lease = renew(deps, now);
-            save(deps, &payment, payment.status, attempt, events, None, lease).await?;
-            fence = Fence::from_write(deps, started_write);
-            tokio::time::sleep(wait).await;
-        }
+        carried = between_attempts(deps, &mut payment, &mut fence, events, wait).await?;
         // Nothing was charged, so moving on (to this or another provider) is safe.
         index = next;
     }
+}
+
+/// Between two attempts: with no wait, the answer is carried into the next
+/// attempt's write; with one, it is written first, so a crash during the
+/// wait leaves the attempt decided, not `processing`.
+async fn between_attempts(
+    deps: &PaymentDeps,
+    payment: &mut Payment,
+    fence: &mut Fence,
+    events: Vec<PaymentEvent>,
+    wait: Duration,
+) -> Result<Carried, EngineError> {
+    let attempts: Vec<Attempt> = payment.attempts.last().cloned().into_iter().collect();
+    if wait.is_zero() {
+        return Ok(Carried { events, attempts });
+    }
+    let now = deps.clock.now();
+    payment.updated_at = now;
+    let started_write = Instant::now();
+    let lease = renew(deps, now);
+    save(deps, payment, payment.status, attempts, events, None, lease).await?;
+    *fence = Fence::from_write(deps, started_write);
+    tokio::time::sleep(wait).await;
+    Ok(Carried::default())
 }
 
 /// How a run's first attempt begins.

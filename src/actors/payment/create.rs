@@ -52,26 +52,9 @@ pub(super) async fn create(
     payment.provider = Some(attempt.provider.clone());
     payment.attempts.push(attempt);
     events.push(started);
-    let begin = NewPayment {
-        payment: payment.clone(),
-        idempotency_key: msg.idempotency_key.clone(),
-        fingerprint: msg.fingerprint.clone(),
-        holder: deps.holder.clone(),
-        lease_expires_at: now.plus_millis(deps.lease_ttl_ms),
-        events,
-    };
     let written = Instant::now();
-    match deps.store.begin_payment(begin).await? {
-        BeginOutcome::Started => {}
-        // Another process claimed the key between our read and our write.
-        BeginOutcome::KeyExists(record) => return replay(record, &msg),
-        BeginOutcome::OrderBusy { payment_id, status } => {
-            return Err(if status.is_paid() {
-                EngineError::OrderAlreadyPaid { payment_id }
-            } else {
-                EngineError::OrderPaymentInProgress { payment_id }
-            });
-        }
+    if let Some(refused) = begin(deps, &msg, &payment, events).await? {
+        return refused;
     }
     // User-supplied values are logged through Debug, which quotes and
     // escapes them: an order id cannot forge log fields or lines.
@@ -125,6 +108,36 @@ fn new_payment(msg: &CreatePayment, now: Timestamp) -> Payment {
         recovery_attempts: 0,
         created_at: now,
         updated_at: now,
+    }
+}
+
+/// The one write before the provider call: key, order claim, payment,
+/// first attempt and events. `Some` is the answer when it was refused (the
+/// key was used before, or the order has a live payment).
+async fn begin(
+    deps: &PaymentDeps,
+    msg: &CreatePayment,
+    payment: &Payment,
+    events: Vec<PaymentEvent>,
+) -> Result<Option<Result<CreatedPayment, EngineError>>, EngineError> {
+    let now = payment.created_at;
+    let new = NewPayment {
+        payment: payment.clone(),
+        idempotency_key: msg.idempotency_key.clone(),
+        fingerprint: msg.fingerprint.clone(),
+        holder: deps.holder.clone(),
+        lease_expires_at: now.plus_millis(deps.lease_ttl_ms),
+        events,
+    };
+    match deps.store.begin_payment(new).await? {
+        BeginOutcome::Started => Ok(None),
+        // Another process claimed the key between our read and our write.
+        BeginOutcome::KeyExists(record) => Ok(Some(replay(record, msg))),
+        BeginOutcome::OrderBusy { payment_id, status } => Ok(Some(Err(if status.is_paid() {
+            EngineError::OrderAlreadyPaid { payment_id }
+        } else {
+            EngineError::OrderPaymentInProgress { payment_id }
+        }))),
     }
 }
 
