@@ -285,13 +285,7 @@ async fn a_successful_charge_is_recorded_with_one_attempt(
 ) {
     let fake = FakeProvider::new("a", &[], OutcomeClass::Succeeded);
     let fx = fixture(std::slice::from_ref(&fake), open_store(backend).await).await;
-    let created = fx
-        .actor("o1")
-        .send(create("o1", "k1"))
-        .await
-        .expect("mailbox")
-        .expect("a live actor")
-        .expect("create");
+    let created = created_on(&fx.actor("o1"), "o1", "k1").await;
     assert_eq!(created.payment.status, PaymentStatus::Succeeded);
     assert!(!created.replayed);
     let stored = fx
@@ -325,13 +319,7 @@ async fn the_attempt_is_durable_as_processing_before_the_provider_is_called(
         )
     });
     let fx = fixture(std::slice::from_ref(&fake), (store, db)).await;
-    let created = fx
-        .actor("o1")
-        .send(create("o1", "k1"))
-        .await
-        .expect("mailbox")
-        .expect("a live actor")
-        .expect("create");
+    let created = created_on(&fx.actor("o1"), "o1", "k1").await;
     assert_eq!(created.payment.status, PaymentStatus::Succeeded);
     let seen = fake.seen_outcomes.lock().expect("lock").clone();
     assert_eq!(
@@ -353,13 +341,7 @@ async fn an_unknown_outcome_is_retried_on_the_same_provider_with_the_same_key(
     );
     let b = FakeProvider::new("b", &[], OutcomeClass::Succeeded);
     let fx = fixture(&[a.clone(), b.clone()], open_store(backend).await).await;
-    let created = fx
-        .actor("o1")
-        .send(create("o1", "k1"))
-        .await
-        .expect("mailbox")
-        .expect("a live actor")
-        .expect("create");
+    let created = created_on(&fx.actor("o1"), "o1", "k1").await;
     assert_eq!(created.payment.status, PaymentStatus::Succeeded);
     let keys: Vec<String> = a.calls().into_iter().map(|c| c.idempotency_key).collect();
     assert_eq!(keys.len(), 3);
@@ -383,13 +365,7 @@ async fn an_outcome_that_stays_unknown_leaves_the_payment_pending_never_failed(
     let a = FakeProvider::new("a", &[], OutcomeClass::Unknown);
     let b = FakeProvider::new("b", &[], OutcomeClass::Succeeded);
     let fx = fixture(&[a.clone(), b.clone()], open_store(backend).await).await;
-    let created = fx
-        .actor("o1")
-        .send(create("o1", "k1"))
-        .await
-        .expect("mailbox")
-        .expect("a live actor")
-        .expect("create");
+    let created = created_on(&fx.actor("o1"), "o1", "k1").await;
     assert_eq!(created.payment.status, PaymentStatus::Pending);
     assert_eq!(created.payment.failure_code, None);
     assert_eq!(a.calls().len(), policy().unknown.max_attempts as usize);
@@ -410,13 +386,7 @@ async fn after_an_unknown_answer_an_invalid_one_leaves_the_payment_pending(
 ) {
     let a = FakeProvider::new("a", &[OutcomeClass::Unknown], OutcomeClass::Invalid);
     let fx = fixture(std::slice::from_ref(&a), open_store(backend).await).await;
-    let created = fx
-        .actor("o1")
-        .send(create("o1", "k1"))
-        .await
-        .expect("mailbox")
-        .expect("a live actor")
-        .expect("create");
+    let created = created_on(&fx.actor("o1"), "o1", "k1").await;
     assert_eq!(created.payment.status, PaymentStatus::Pending);
     assert_eq!(created.payment.failure_code, None);
     assert_eq!(a.calls().len(), policy().unknown.max_attempts as usize);
@@ -434,12 +404,7 @@ async fn an_inconclusive_recovery_keeps_the_attempts_provider_reference(
     let a = FakeProvider::referencing_and_unreachable("a", OutcomeClass::Unknown);
     let fx = fixture(std::slice::from_ref(&a), open_store(backend).await).await;
     let actor = fx.actor("o1");
-    let created = actor
-        .send(create("o1", "k1"))
-        .await
-        .expect("mailbox")
-        .expect("a live actor")
-        .expect("create");
+    let created = created_on(&actor, "o1", "k1").await;
     assert_eq!(created.payment.status, PaymentStatus::Pending);
     let reference = created.payment.attempts[0].provider_payment_id.clone();
     assert!(
@@ -485,13 +450,7 @@ async fn transient_failures_fail_over_with_a_new_attempt_and_key(
     );
     let b = FakeProvider::new("b", &[], OutcomeClass::Succeeded);
     let fx = fixture(&[a.clone(), b.clone()], open_store(backend).await).await;
-    let created = fx
-        .actor("o1")
-        .send(create("o1", "k1"))
-        .await
-        .expect("mailbox")
-        .expect("a live actor")
-        .expect("create");
+    let created = created_on(&fx.actor("o1"), "o1", "k1").await;
     assert_eq!(created.payment.status, PaymentStatus::Succeeded);
     assert_eq!(created.payment.provider.as_deref(), Some("b"));
     let attempts = &created.payment.attempts;
@@ -518,13 +477,7 @@ async fn hard_declines_fail_without_retry(
     let a = FakeProvider::new("a", &[], OutcomeClass::HardDecline);
     let b = FakeProvider::new("b", &[], OutcomeClass::Succeeded);
     let fx = fixture(&[a.clone(), b.clone()], open_store(backend).await).await;
-    let created = fx
-        .actor("o1")
-        .send(create("o1", "k1"))
-        .await
-        .expect("mailbox")
-        .expect("a live actor")
-        .expect("create");
+    let created = created_on(&fx.actor("o1"), "o1", "k1").await;
     assert_eq!(created.payment.status, PaymentStatus::Failed);
     assert_eq!(
         created.payment.failure_code.as_deref(),
@@ -845,12 +798,7 @@ async fn a_charge_committed_after_the_engine_gave_up_is_found_not_failed(
     deps.providers = ProviderDirectory::new(vec![entry]);
     deps.clock = manual.clone();
     let actor = fx.actor("o1");
-    let created = actor
-        .send(create("o1", "k1"))
-        .await
-        .expect("mailbox")
-        .expect("a live actor")
-        .expect("create");
+    let created = created_on(&actor, "o1", "k1").await;
     assert_eq!(created.payment.status, PaymentStatus::Pending);
     let recover = || RecoverPayment {
         merchant_id: MerchantId::new("m"),
@@ -979,4 +927,18 @@ fn soft_declined_payment(now: Timestamp) -> (Payment, Attempt) {
         updated_at: None,
     };
     (payment, attempt)
+}
+
+/// Sends a create for `order` under `key` to `actor`; the created payment.
+async fn created_on(
+    actor: &Addr<PaymentActor>,
+    order: &str,
+    key: &str,
+) -> payments::CreatedPayment {
+    actor
+        .send(create(order, key))
+        .await
+        .expect("mailbox")
+        .expect("a live actor")
+        .expect("create")
 }
