@@ -85,7 +85,7 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineSettings {
-    /// Arbiter threads running payment actors.
+    /// Arbiter threads running payment actors; 0 means one per core.
     pub worker_threads: usize,
     /// A payment actor with no message for this long stops.
     pub payment_idle_timeout_ms: u64,
@@ -224,7 +224,7 @@ impl Default for ServerConfig {
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
-            worker_threads: 1,
+            worker_threads: 0,
             payment_idle_timeout_ms: 30_000,
             lease_ttl_ms: 60_000,
             idempotency_retention_hours: 24,

@@ -103,10 +103,10 @@ impl Config {
     }
 
     fn validate_engine(&self) -> Result<(), ConfigError> {
-        if self.engine.worker_threads == 0 || self.engine.worker_threads > MAX_WORKER_THREADS {
+        if self.engine.worker_threads > MAX_WORKER_THREADS {
             return Err(invalid(
                 "engine.worker_threads",
-                format!("must be 1 to {MAX_WORKER_THREADS}"),
+                format!("must be 0 (one per core) to {MAX_WORKER_THREADS}"),
             ));
         }
         if self.engine.max_payment_actors == 0 {

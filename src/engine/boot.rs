@@ -108,13 +108,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
         });
     }
     let providers = ProviderDirectory::new(entries);
-    let arbiters: Vec<ArbiterHandle> = if config.engine.worker_threads <= 1 {
-        vec![Arbiter::current()]
-    } else {
-        (0..config.engine.worker_threads)
-            .map(|_| Arbiter::new().handle())
-            .collect()
-    };
+    let arbiters = payment_arbiters(config.engine.worker_threads);
     let deps = PaymentDeps {
         store: store.clone(),
         providers: providers.clone(),
@@ -152,6 +146,19 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
         system: System::current(),
         instance_lock: instance._lock,
     })
+}
+
+/// The arbiters payment actors run on: `threads` of them (0: one per core),
+/// the engine's own thread counting as the first, so with one core nothing
+/// crosses a thread.
+fn payment_arbiters(threads: usize) -> Vec<ArbiterHandle> {
+    let wanted = match threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    std::iter::once(Arbiter::current())
+        .chain((1..wanted).map(|_| Arbiter::new().handle()))
+        .collect()
 }
 
 /// Public API base URLs, used when the configuration names none.

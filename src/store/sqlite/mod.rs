@@ -38,12 +38,17 @@ const READ_POOL_SIZE: usize = 16;
 /// How long a connection waits for a lock held by another process (a second
 /// engine on the same file, or an operator's sqlite3 shell).
 const BUSY_TIMEOUT_MS: u64 = 10_000;
+/// How often the WAL is copied back into the database file. Checkpoints
+/// run on a thread of their own, so the writer never stops to do one.
+const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
 
 /// [`super::Store`] on a SQLite file.
 pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<writer::Job>,
     reads: Arc<Mutex<Vec<rusqlite::Connection>>>,
+    /// Dropping it stops the checkpoint thread.
+    _checkpoints: std::sync::mpsc::Sender<()>,
 }
 
 /// The file a `sqlite://…` URL names.
@@ -90,7 +95,9 @@ impl SqliteStore {
         // WAL lets readers run beside the writer; FULL makes a commit
         // survive power loss (DESIGN §12: durability is never traded).
         writer_conn
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;",
+            )
             .map_err(|e| StoreError::Sqlite(e.to_string()))?;
         migrate::run_sqlite(&mut writer_conn).await?;
         let (sender, queue) = mpsc::channel(WRITE_QUEUE_CAPACITY);
@@ -98,10 +105,12 @@ impl SqliteStore {
             .name("payments-sqlite-writer".into())
             .spawn(move || writer::writer_loop(writer_conn, queue))
             .map_err(|e| StoreError::Sqlite(format!("cannot start the writer thread: {e}")))?;
+        let checkpoints = start_checkpoints(&path)?;
         Ok(SqliteStore {
             path,
             writer: sender,
             reads: Arc::new(Mutex::new(Vec::new())),
+            _checkpoints: checkpoints,
         })
     }
 
@@ -122,6 +131,28 @@ impl SqliteStore {
         }
         answer.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+/// Starts the checkpoint thread: every [`CHECKPOINT_INTERVAL_MS`] it copies
+/// what it can of the WAL into the database (`PASSIVE`: it never waits on,
+/// or blocks, the writer or readers). It stops when the store is dropped.
+fn start_checkpoints(path: &Path) -> Result<std::sync::mpsc::Sender<()>, StoreError> {
+    let conn = open_connection(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let interval = Duration::from_millis(CHECKPOINT_INTERVAL_MS);
+    std::thread::Builder::new()
+        .name("payments-sqlite-checkpoint".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(interval)
+            {
+                if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                    tracing::warn!(%error, "WAL checkpoint failed; will try again");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Sqlite(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(stop)
 }
 
 /// A read-only connection borrowed from the pool, returned on drop.
