@@ -102,6 +102,12 @@ pub struct EngineSettings {
     /// Most orders with a live payment actor at once; beyond it new orders
     /// are shed with 503 + Retry-After rather than grow memory.
     pub max_payment_actors: usize,
+    /// Most new payments in flight at once. A payment beyond it waits for
+    /// room at most `admission_wait_ms`, then is shed with 503 +
+    /// Retry-After: at saturation latency stays bounded instead of growing
+    /// with the queue.
+    pub max_in_flight_payments: usize,
+    pub admission_wait_ms: u64,
     /// Test hook: the first payment for this order id panics inside its
     /// actor (to prove a panic is contained). Never set it in production.
     pub fault_panic_on_order: Option<String>,
@@ -231,6 +237,8 @@ impl Default for EngineSettings {
             shutdown_grace_ms: 10_000,
             instance_id: None,
             max_payment_actors: 100_000,
+            max_in_flight_payments: 512,
+            admission_wait_ms: 100,
             fault_panic_on_order: None,
         }
     }

@@ -109,6 +109,12 @@ impl Config {
                 format!("must be 0 (one per core) to {MAX_WORKER_THREADS}"),
             ));
         }
+        if self.engine.max_in_flight_payments == 0 {
+            return Err(invalid(
+                "engine.max_in_flight_payments",
+                "must be at least 1",
+            ));
+        }
         if self.engine.max_payment_actors == 0 {
             return Err(invalid("engine.max_payment_actors", "must be at least 1"));
         }

@@ -81,6 +81,8 @@ struct Inner {
     exited: Mutex<Option<oneshot::Receiver<()>>>,
     /// Keeps this process's instance id its own while the handle lives.
     _instance_lock: Option<std::fs::File>,
+    /// Room for new payments in flight (`engine.max_in_flight_payments`).
+    admission: tokio::sync::Semaphore,
 }
 
 impl Engine {
@@ -115,6 +117,7 @@ impl Engine {
         let parts = ready_rx
             .await
             .map_err(|_| EngineError::Internal("engine thread died while starting".into()))??;
+        let admission = tokio::sync::Semaphore::new(config.engine.max_in_flight_payments);
         Ok(EngineHandle {
             inner: Arc::new(Inner {
                 config,
@@ -128,6 +131,7 @@ impl Engine {
                 system: parts.system,
                 exited: Mutex::new(Some(exit_rx)),
                 _instance_lock: parts.instance_lock,
+                admission,
             }),
         })
     }
@@ -192,7 +196,22 @@ impl EngineHandle {
             fingerprint,
             request,
         };
+        let _room = self.admit().await?;
         self.inner.registry.create_payment(msg).await
+    }
+
+    /// Room for one more payment in flight, waiting at most
+    /// `engine.admission_wait_ms` for it; else the payment is shed.
+    async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, EngineError> {
+        let wait = std::time::Duration::from_millis(self.inner.config.engine.admission_wait_ms);
+        let overloaded = EngineError::Overloaded {
+            what: "payments in flight",
+        };
+        match tokio::time::timeout(wait, self.inner.admission.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_closed)) => Err(EngineError::ShuttingDown),
+            Err(_elapsed) => Err(overloaded),
+        }
     }
 
     /// The merchant's payment `id`, with its attempts.

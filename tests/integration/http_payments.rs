@@ -878,3 +878,52 @@ async fn a_panic_in_a_payment_actor_is_contained_and_the_actor_replaced(
         .await;
     assert_eq!(other.status, 201, "{}", other.text);
 }
+
+/// Issue 9: at saturation the excess is shed with 503 + Retry-After after
+/// a bounded wait, not queued without bound; a shed request writes nothing
+/// and its key can be retried later.
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payments_beyond_the_in_flight_bound_are_shed_with_retry_after(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let config = "[engine]\nmax_in_flight_payments = 2\nadmission_wait_ms = 50\n\
+                  [[providers]]\nname = \"sandbox_a\"\n[providers.faults]\nlatency_ms = 600\n";
+    let server =
+        std::sync::Arc::new(TestServer::start_with(backend, ServerOptions::config(config)).await);
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                let key = format!("shed-{i}");
+                let reply = server
+                    .create(&key, &payment_body(&format!("shed-o{i}"), "pm_card_visa"))
+                    .await;
+                (key, i, reply)
+            })
+        })
+        .collect();
+    let mut shed = Vec::new();
+    let mut served = 0;
+    for task in tasks {
+        let (key, i, reply) = task.await.expect("task");
+        match reply.status {
+            201 => served += 1,
+            503 => {
+                assert_eq!(reply.error_code(), "overloaded", "{}", reply.text);
+                assert!(reply.header("retry-after").is_some(), "{}", reply.text);
+                shed.push((key, i));
+            }
+            other => panic!("unexpected {other}: {}", reply.text),
+        }
+    }
+    assert_eq!(served, 2, "exactly the bound was served at once");
+    assert_eq!(shed.len(), 6);
+    // A shed key was never stored: retried later, it is a new payment.
+    let (key, i) = &shed[0];
+    let again = server
+        .create(key, &payment_body(&format!("shed-o{i}"), "pm_card_visa"))
+        .await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert!(again.header("Idempotent-Replayed").is_none());
+}
