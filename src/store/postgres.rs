@@ -4,8 +4,9 @@
 //! The engine's tables live in a schema of their own (default `payments`,
 //! set as each connection's `search_path`), with their own migration history,
 //! so a host application's tables and sqlx migrations in the same database
-//! are untouched. Each write is one short transaction on a pooled connection
-//! (PostgreSQL merges concurrent commits' WAL flushes itself); a write the
+//! are untouched. Writes are group-committed: a few writer connections each
+//! take whatever writes are queued into one short transaction, so many
+//! payments share one commit and its round trips (DESIGN §12); a batch the
 //! database aborted to break a deadlock is retried. No transaction is ever
 //! held across a provider call: the engine writes before and after it.
 
@@ -20,10 +21,19 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPool
 use sqlx::query::Query;
 use sqlx::{Connection, Postgres};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
-/// Connections per engine instance.
+/// Read connections per engine instance.
 const POOL_SIZE: u32 = 16;
+/// Writer connections, each committing its own batches: more than one so a
+/// batch's round trips overlap another's commit.
+const WRITER_CONNECTIONS: usize = 4;
+/// Most writes in one transaction.
+const MAX_WRITE_BATCH: usize = 256;
+/// Writes waiting for a writer connection; new payments are shed when full.
+const WRITE_QUEUE_CAPACITY: usize = 4096;
 /// How long a caller waits for a pooled connection before failing.
 const ACQUIRE_TIMEOUT_MS: u64 = 10_000;
 /// Tries of one write aborted by a deadlock or serialization conflict.
@@ -81,7 +91,17 @@ pub fn valid_schema_name(name: &str) -> bool {
 /// [`Store`] on a PostgreSQL database.
 pub struct PostgresStore {
     pool: PgPool,
+    writer: mpsc::Sender<Job>,
 }
+
+/// One write and where its answer goes.
+struct Job {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<WriteReply, StoreError>>,
+}
+
+/// The writers' shared queue: each writer takes a batch under the lock.
+type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>;
 
 impl PostgresStore {
     /// Connects to `url`, creates `schema` if needed and applies the migrations there.
@@ -98,9 +118,15 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(PostgresStore { pool })
+        let (writer, queue) = mpsc::channel(WRITE_QUEUE_CAPACITY);
+        let queue: Queue = Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..WRITER_CONNECTIONS {
+            let conn = PgConnection::connect_with(&options).await?;
+            tokio::spawn(writer_loop(conn, queue.clone()));
+        }
+        Ok(PostgresStore { pool, writer })
     }
 }
 
@@ -112,30 +138,22 @@ impl SqlBackend for PostgresStore {
         Ok(self.pool.acquire().await?)
     }
 
-    /// Runs `op` in its own transaction, retrying it if the database aborted
-    /// it to resolve a conflict. A failed `COMMIT` is not retried: whether it
-    /// took effect is unknown, and recovery will find out.
     async fn write(&self, op: WriteOp) -> Result<WriteReply, StoreError> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let mut tx = self.pool.begin().await?;
-            match ops::apply(&mut *tx, &op).await {
-                Ok(reply) if reply.keeps_writes() => {
-                    tx.commit().await?;
-                    return Ok(reply);
-                }
-                Ok(reply) => {
-                    tx.rollback().await?;
-                    return Ok(reply);
-                }
-                Err(error) if is_transient(&error) && tries < MAX_WRITE_TRIES => {
-                    tracing::debug!(%error, tries, "retrying a write aborted by the database");
-                    let _ = tx.rollback().await;
-                }
-                Err(error) => return Err(error),
-            }
+        let (reply, answer) = oneshot::channel();
+        let sheddable = op.starts_work();
+        let job = Job { op, reply };
+        if sheddable {
+            self.writer.try_send(job).map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            })?;
+        } else {
+            self.writer
+                .send(job)
+                .await
+                .map_err(|_| StoreError::Closed)?;
         }
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     fn migrations(&self) -> &'static Migrator {
@@ -145,5 +163,107 @@ impl SqlBackend for PostgresStore {
     async fn shutdown(&self) {
         // Every write answered before this point is committed already.
         self.pool.close().await;
+    }
+}
+
+/// One writer connection's loop: take a batch, commit it, answer it.
+async fn writer_loop(mut conn: PgConnection, queue: Queue) {
+    let mut batch = Vec::with_capacity(MAX_WRITE_BATCH);
+    loop {
+        {
+            let mut queue = queue.lock().await;
+            let Some(job) = queue.recv().await else {
+                return;
+            };
+            batch.push(job);
+            while batch.len() < MAX_WRITE_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        commit_batch(&mut conn, &mut batch).await;
+        assert!(batch.is_empty(), "every job of a batch is answered");
+    }
+}
+
+/// Whether `error` is a refusal that changed nothing (see `sql::payments`).
+fn refused_cleanly(error: &StoreError) -> bool {
+    matches!(error, StoreError::LeaseLost(_) | StoreError::Conflict(_))
+}
+
+/// Commits `batch` in one transaction, retrying it after a deadlock or
+/// serialization abort; a write that fails after changing something makes
+/// its batch run again one transaction per write.
+async fn commit_batch(conn: &mut PgConnection, batch: &mut Vec<Job>) {
+    let mut tries = 0;
+    let outcome = loop {
+        tries += 1;
+        match try_batch(conn, batch).await {
+            Err(error) if is_transient(&error) && tries < MAX_WRITE_TRIES => {
+                tracing::debug!(%error, tries, "retrying a write batch aborted by the database");
+            }
+            other => break other,
+        }
+    };
+    match outcome {
+        Ok(results) => {
+            for (job, result) in batch.drain(..).zip(results) {
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, jobs = batch.len(), "write batch rolled back; writing its jobs one by one");
+            for job in batch.drain(..) {
+                let result = one_by_one(conn, &job.op).await;
+                let _ = job.reply.send(result);
+            }
+        }
+    }
+}
+
+async fn try_batch(
+    conn: &mut PgConnection,
+    batch: &[Job],
+) -> Result<Vec<Result<WriteReply, StoreError>>, StoreError> {
+    conn.execute("BEGIN", vec![]).await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        match ops::apply(conn, &job.op).await {
+            Ok(reply) => results.push(Ok(reply)),
+            Err(error) if refused_cleanly(&error) => results.push(Err(error)),
+            Err(error) => {
+                let _ = conn.execute("ROLLBACK", vec![]).await;
+                return Err(error);
+            }
+        }
+    }
+    if let Err(error) = conn.execute("COMMIT", vec![]).await {
+        let _ = conn.execute("ROLLBACK", vec![]).await;
+        return Err(error);
+    }
+    Ok(results)
+}
+
+/// `op` alone in its own transaction, retried after an abort.
+async fn one_by_one(conn: &mut PgConnection, op: &WriteOp) -> Result<WriteReply, StoreError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        conn.execute("BEGIN", vec![]).await?;
+        let applied = ops::apply(conn, op).await;
+        let ended = match &applied {
+            Ok(_) => conn.execute("COMMIT", vec![]).await,
+            Err(_) => conn.execute("ROLLBACK", vec![]).await,
+        };
+        match (applied, ended) {
+            (Err(error), _) if is_transient(&error) && tries < MAX_WRITE_TRIES => continue,
+            (Ok(_), Err(error)) => {
+                let _ = conn.execute("ROLLBACK", vec![]).await;
+                return Err(StoreError::NotCommitted(error.to_string()));
+            }
+            (applied, _) => return applied,
+        }
     }
 }
