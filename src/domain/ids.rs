@@ -1,4 +1,4 @@
-//! Typed, prefixed identifiers (`pay_…`, `att_…`, `evt_…`).
+//! Typed, prefixed identifiers (`pay_…`, `att_…`, `evt_…`, `re_…`, `txn_…`).
 //!
 //! Each id is a UUIDv7 behind a type-specific prefix: the type keeps a payment
 //! id from being passed where an attempt id is expected, the prefix tells a
@@ -28,6 +28,12 @@ pub enum AttemptKind {}
 /// Marker for audit-trail event ids.
 #[derive(Debug)]
 pub enum EventKind {}
+/// Marker for refund ids.
+#[derive(Debug)]
+pub enum RefundKind {}
+/// Marker for ledger transaction ids.
+#[derive(Debug)]
+pub enum TransactionKind {}
 
 impl IdKind for PaymentKind {
     const PREFIX: &'static str = "pay_";
@@ -41,6 +47,14 @@ impl IdKind for EventKind {
     const PREFIX: &'static str = "evt_";
     const NAME: &'static str = "event";
 }
+impl IdKind for RefundKind {
+    const PREFIX: &'static str = "re_";
+    const NAME: &'static str = "refund";
+}
+impl IdKind for TransactionKind {
+    const PREFIX: &'static str = "txn_";
+    const NAME: &'static str = "ledger transaction";
+}
 
 /// One payment: one merchant request to charge an order.
 pub type PaymentId = Id<PaymentKind>;
@@ -49,6 +63,11 @@ pub type PaymentId = Id<PaymentKind>;
 pub type AttemptId = Id<AttemptKind>;
 /// One entry of a payment's audit trail.
 pub type EventId = Id<EventKind>;
+/// One refund of a payment; the ledger posts one reversal per refund.
+pub type RefundId = Id<RefundKind>;
+/// One ledger posting (a balanced set of entries), so a posting can be
+/// named, paginated and made idempotent on its own.
+pub type TransactionId = Id<TransactionKind>;
 
 /// Why a string is not an id of the expected kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

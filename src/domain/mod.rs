@@ -1,4 +1,5 @@
-//! Domain types: money, identifiers, time, and the payment lifecycle.
+//! Domain types: money, identifiers, time, the payment lifecycle and the
+//! ledger's double entries.
 //!
 //! Everything here is plain data with no I/O, so it can be unit-tested
 //! exhaustively and shared by the store, the actors and the HTTP layer.
@@ -6,6 +7,7 @@
 mod currency;
 mod fee;
 mod ids;
+mod ledger;
 mod money;
 mod payment;
 mod status;
@@ -13,7 +15,12 @@ mod time;
 
 pub use currency::Currency;
 pub use fee::Fee;
-pub use ids::{AttemptId, EventId, IdError, PaymentId};
+pub use ids::{AttemptId, EventId, IdError, PaymentId, RefundId, TransactionId};
+pub use ledger::{
+    Account, AccountError, AccountKind, AccountTotal, Balance, CardCharge, CardRefund, Direction,
+    Entry, LedgerError, Posting, PostingKind, PostingParts, WalletCharge, WalletRefund,
+    WalletTopUp, MIN_POSTING_ENTRIES,
+};
 pub use money::{Amount, AmountError, MAX_AMOUNT};
 pub use payment::{
     Attempt, AttemptOutcome, MerchantId, OrderKey, OutcomeClass, Payment, PaymentEvent,

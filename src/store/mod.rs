@@ -33,7 +33,10 @@
 //!   - `sql/leases.rs`: taking the order lease over (recovery), and the
 //!     order-row update that renews or releases it within a save;
 //!   - `sql/queries.rs`: the reads, including the recovery and due-retry
-//!     scans that answer with [`PaymentRef`]s.
+//!     scans that answer with [`PaymentRef`]s;
+//!   - `sql/ledger.rs` ([`ledger`]): posting a balanced transaction (wallet
+//!     debits checked first, idempotent by unique indexes) and reading
+//!     balances (now, or `as_of`) and postings.
 //! - `rows.rs`: decoding rows into domain records ([`RowExt`]).
 //! - `migrate.rs`: applying and checking the embedded migrations.
 //! - `sqlite.rs`, `postgres.rs`: the two backends.
@@ -51,7 +54,7 @@ pub use migrate::MIGRATIONS_TABLE;
 pub use ops::{WriteOp, WriteReply};
 pub use postgres::{valid_schema_name, PostgresStore};
 pub use rows::RowExt;
-pub use sql::{Arg, Conn};
+pub use sql::{ledger, Arg, Conn};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{

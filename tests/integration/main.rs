@@ -15,6 +15,7 @@ mod fuzz_input;
 mod http_payments;
 mod idempotency;
 mod layers;
+mod ledger;
 mod recovery;
 mod resilience;
 mod security;

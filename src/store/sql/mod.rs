@@ -13,13 +13,18 @@
 //! - [`payments`]: the two payment writes, `begin` and `save`;
 //! - [`idempotency`]: the idempotency key's record, stored answer and pruning;
 //! - [`leases`]: the order row's lease, claimed alone or moved with a save;
-//! - [`queries`]: every read (payments, events, the recovery scans).
+//! - [`queries`]: every read (payments, events, the recovery scans);
+//! - [`ledger`]: posting to the ledger and reading balances and postings.
 //!
 //! None of these opens or commits a transaction: the caller owns it, so a
 //! write that spans modules (a save touches all but `queries`) stays atomic.
 
 pub(crate) mod idempotency;
 pub(crate) mod leases;
+// Public (re-exported as `store::ledger`): the functions are generic over
+// the public `Conn`, so tests and the write path run them inside a
+// transaction they own, on a raw connection or the store's.
+pub mod ledger;
 pub(crate) mod payments;
 pub(crate) mod queries;
 
