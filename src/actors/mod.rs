@@ -8,15 +8,19 @@
 //! - [`payment`]: one per (merchant, order), the single serialization point
 //!   for everything that touches the order; found or started through the
 //!   [`registry`] and stopped when idle.
+//! - [`anomaly`]: the anomaly rules' sliding windows per customer,
+//!   bounded per customer and in number; evaluated on every payment.
 //! - [`reconciler`]: finds payments whose outcome is unknown (left by a
 //!   crash, or pending) and has their order's actor finish them.
 
+pub mod anomaly;
 pub mod payment;
 pub mod provider;
 pub mod reconciler;
 pub mod registry;
 pub mod supervisor;
 
+pub use anomaly::{AnomalyActor, AnomalyDetector, AnomalyWindows};
 pub use payment::{PanicHook, PaymentActor, PaymentDeps};
 pub use provider::{ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings};
 pub use reconciler::Reconciler;

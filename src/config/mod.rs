@@ -11,15 +11,22 @@
 //! - this file: the schema (every section and its defaults) and the
 //!   environment overrides;
 //! - `providers`: one configured provider;
+//! - `anomaly`: the `[anomaly]` rules, their actions and numbers;
 //! - `keys`: merchant and operator API keys, held only as digests;
 //! - `mask`: credentials out of every URL in a message or log line;
 //! - `validate`: every check that needs no I/O, run by every command.
 
+mod anomaly;
 mod keys;
 mod mask;
 mod providers;
 mod validate;
 
+pub use anomaly::{
+    AnomalyScope, AnomalySettings, CardTestingRule, DuplicateAmountRule, FailedStreakRule,
+    LargeAmountRule, VelocityRule, ANY_CURRENCY, DEFAULT_LARGE_AMOUNT_MINOR, MAX_TRACKED_CUSTOMERS,
+    MAX_VELOCITY_COUNT, MAX_WINDOW_SECS,
+};
 pub use keys::{parse_admin_keys, parse_api_keys, ApiKey, KeyDigest, MIN_API_KEY_CHARS};
 pub use mask::mask_urls;
 pub use providers::{ProviderConfig, ProviderKind, ProviderRetry, STRIPE_LOOKUP_CONSISTENCY_MS};
@@ -67,6 +74,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     pub sandbox: SandboxSettings,
     pub log: LogSettings,
+    /// The anomaly rules (DESIGN §10).
+    pub anomaly: AnomalySettings,
 }
 
 /// Where the HTTP API listens.
@@ -212,6 +221,7 @@ impl Default for Config {
             ],
             sandbox: SandboxSettings::default(),
             log: LogSettings::default(),
+            anomaly: AnomalySettings::default(),
         }
     }
 }

@@ -73,6 +73,7 @@ impl Config {
         self.validate_engine()?;
         self.validate_server()?;
         self.validate_database_url()?;
+        self.anomaly.validate()?;
         self.validate_api_keys()
     }
 

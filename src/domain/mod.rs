@@ -1,9 +1,10 @@
-//! Domain types: money, identifiers, time, the payment lifecycle and the
-//! ledger's double entries.
+//! Domain types: money, identifiers, time, the payment lifecycle, the
+//! ledger's double entries and the anomaly rules' vocabulary.
 //!
 //! Everything here is plain data with no I/O, so it can be unit-tested
 //! exhaustively and shared by the store, the actors and the HTTP layer.
 
+mod anomaly;
 mod currency;
 mod fee;
 mod ids;
@@ -13,6 +14,10 @@ mod payment;
 mod status;
 mod time;
 
+pub use anomaly::{
+    Flag, PastPayment, PaymentFacts, Rule, RuleAction, CARD_METHOD_SLOTS, DUPLICATE_RING_ENTRIES,
+    VELOCITY_BUCKETS,
+};
 pub use currency::Currency;
 pub use fee::Fee;
 pub use ids::{AttemptId, EventId, IdError, PaymentId, RefundId, TransactionId};

@@ -3,6 +3,7 @@
 //! Messages are the actors' whole interface: tests drive an actor by sending
 //! them, exactly as the engine does.
 
+pub mod anomaly;
 pub mod payment;
 pub mod provider;
 pub mod reconciler;

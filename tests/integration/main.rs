@@ -5,6 +5,7 @@ mod common;
 
 mod actors;
 mod adyen;
+mod anomaly;
 mod bad_input;
 mod bench_check;
 mod cluster;
