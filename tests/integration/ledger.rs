@@ -19,8 +19,7 @@ use payments::store::ledger::{self, BalanceFilter, PostOutcome, TransactionFilte
 use payments::store::{Conn, RowExt, StoreError};
 use rstest::rstest;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, PgConnection, SqliteConnection};
+use sqlx::{ConnectOptions, PgConnection};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,7 +40,7 @@ const SQLITE_BUSY_TIMEOUT_MS: u64 = 30_000;
 
 /// A connection of its own to the store's database, beside the store.
 enum Raw {
-    Sqlite(SqliteConnection),
+    Sqlite(rusqlite::Connection),
     Postgres(PgConnection),
 }
 
@@ -58,14 +57,14 @@ macro_rules! on {
 impl Raw {
     async fn open(db: &TestDb) -> Raw {
         match db.backend {
-            Backend::Sqlite => Raw::Sqlite(
-                SqliteConnectOptions::new()
-                    .filename(db.data_dir.join("payments.db"))
-                    .busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
-                    .connect()
-                    .await
-                    .expect("open SQLite"),
-            ),
+            Backend::Sqlite => {
+                // The engine's SQLite store runs the shared SQL on rusqlite.
+                let conn = rusqlite::Connection::open(db.data_dir.join("payments.db"))
+                    .expect("open SQLite");
+                conn.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
+                    .expect("busy timeout");
+                Raw::Sqlite(conn)
+            }
             Backend::Postgres => Raw::Postgres(
                 PgConnectOptions::from_str(&postgres_url())
                     .expect("url")
