@@ -25,6 +25,14 @@ pub enum EngineError {
     /// The order has a payment being worked on (processing, pending, ...).
     #[error("order has a payment in progress: {payment_id}")]
     OrderPaymentInProgress { payment_id: PaymentId },
+    /// The refunds of the payment would exceed what it captured.
+    #[error("the refund exceeds what remains to refund ({available})")]
+    AmountTooLarge { available: i64 },
+    /// The payment cannot be refunded in its status.
+    #[error("a {status} payment cannot be refunded")]
+    NotRefundable {
+        status: crate::domain::PaymentStatus,
+    },
     #[error("the engine is shutting down")]
     ShuttingDown,
     /// The engine is at a bound (payment actors, queued work) and sheds

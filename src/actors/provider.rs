@@ -11,9 +11,12 @@
 use crate::clock::Clock;
 use crate::domain::OutcomeClass;
 use crate::messages::provider::{
-    CallRejected, Charge, ChargeReply, ForceOpen, GetSnapshot, Lookup, ProviderSnapshot, SetEnabled,
+    CallRejected, Charge, ChargeReply, ForceOpen, GetSnapshot, Lookup, ProviderSnapshot, Refund,
+    SetEnabled,
 };
-use crate::providers::{LookupResult, Provider, ProviderError, ProviderResponse};
+use crate::providers::{
+    LookupResult, Provider, ProviderError, ProviderResponse, RefundResponse, RefundStatus,
+};
 use crate::resilience::breaker::{BreakerSettings, CallRecord, CircuitBreaker, CircuitChange};
 use crate::routing::ProviderHealth;
 use actix::prelude::*;
@@ -263,6 +266,26 @@ impl Handler<Lookup> for ProviderActor {
             tokio::time::timeout(timeout, look)
                 .await
                 .unwrap_or_else(|_| Err(ProviderError::Unreachable("look-up timed out".into())))
+        })
+    }
+}
+
+impl Handler<Refund> for ProviderActor {
+    type Result = ResponseFuture<RefundResponse>;
+
+    fn handle(&mut self, Refund(request): Refund, _ctx: &mut Self::Context) -> Self::Result {
+        let provider = self.provider.clone();
+        let timeout = Duration::from_millis(self.settings.call_timeout_ms);
+        Box::pin(async move {
+            tokio::time::timeout(timeout, provider.refund(&request))
+                .await
+                .unwrap_or_else(|_| RefundResponse {
+                    status: RefundStatus::Unknown,
+                    provider_refund_id: None,
+                    code: Some("timeout".into()),
+                    message: Some("the provider did not answer in time".into()),
+                    raw: serde_json::json!({ "engine": "timeout" }).to_string(),
+                })
         })
     }
 }

@@ -11,8 +11,8 @@
 use super::registry::PaymentRegistry;
 use crate::clock::Clock;
 use crate::config::ReconcilerSettings;
-use crate::domain::Timestamp;
-use crate::messages::payment::{RecoverPayment, RecoveryOutcome, RetryDue};
+use crate::domain::{RefundState, Timestamp};
+use crate::messages::payment::{RecoverPayment, RecoverRefund, RecoveryOutcome, RetryDue};
 use crate::messages::reconciler::{RecoveryReport, RunRecovery, StopPasses};
 use crate::store::Store;
 use actix::prelude::*;
@@ -97,6 +97,7 @@ async fn pass(
     let now = clock.now();
     recover_stuck(&registry, store.as_ref(), &settings, now, &mut report).await;
     fire_due_retries(&registry, store.as_ref(), &settings, now, &mut report).await;
+    settle_pending_refunds(&registry, store.as_ref(), &settings, now, &mut report).await;
     let retention_ms = i64::try_from(retention_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
     match store
         .prune_idempotency(now.plus_millis(-retention_ms))
@@ -153,6 +154,48 @@ async fn recover_stuck(
             Ok(RecoveryOutcome::Skipped) => report.skipped += 1,
             Err(error) => {
                 tracing::warn!(%error, "recovering a payment failed");
+                report.errors += 1;
+            }
+        }
+    }
+}
+
+/// Has every refund pending longer than `pending_age` asked about again,
+/// under its own key, by its order's actor.
+async fn settle_pending_refunds(
+    registry: &PaymentRegistry,
+    store: &dyn Store,
+    settings: &ReconcilerSettings,
+    now: Timestamp,
+    report: &mut RecoveryReport,
+) {
+    let pending_age_ms = i64::try_from(settings.pending_age.as_millis()).unwrap_or(i64::MAX);
+    let pending = match store
+        .pending_refunds(now.plus_millis(-pending_age_ms), settings.batch_limit)
+        .await
+    {
+        Ok(pending) => pending,
+        Err(error) => {
+            tracing::warn!(%error, "could not list pending refunds");
+            report.errors += 1;
+            return;
+        }
+    };
+    let asked = in_chunks(&pending, |r| {
+        registry.recover_refund(RecoverRefund {
+            merchant_id: r.merchant_id.clone(),
+            order_id: r.order_id.clone(),
+            refund_id: r.refund_id,
+        })
+    })
+    .await;
+    for result in asked {
+        report.refunds_examined += 1;
+        match result {
+            Ok(RefundState::Pending) => {}
+            Ok(_) => report.refunds_settled += 1,
+            Err(error) => {
+                tracing::warn!(%error, "asking about a pending refund failed");
                 report.errors += 1;
             }
         }

@@ -10,8 +10,8 @@ use super::payment::{PaymentActor, PaymentDeps};
 use crate::domain::OrderKey;
 use crate::error::EngineError;
 use crate::messages::payment::{
-    CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome, Retire, Retired, RetryDue,
-    Served,
+    CreatePayment, CreateRefund, CreatedPayment, CreatedRefund, RecoverPayment, RecoverRefund,
+    RecoveryOutcome, Retire, Retired, RetryDue, Served,
 };
 use actix::{Actor, Addr, ArbiterHandle, Handler, MailboxError, Message};
 use dashmap::DashMap;
@@ -226,6 +226,27 @@ impl PaymentRegistry {
         &self,
         msg: RetryDue,
     ) -> Result<Option<crate::domain::PaymentStatus>, EngineError> {
+        let key = OrderKey {
+            merchant_id: msg.merchant_id.clone(),
+            order_id: msg.order_id.clone(),
+        };
+        self.deliver(key, msg).await
+    }
+
+    /// Refunds (part of) a payment in its order's actor.
+    pub async fn create_refund(&self, msg: CreateRefund) -> Result<CreatedRefund, EngineError> {
+        let key = OrderKey {
+            merchant_id: msg.merchant_id.clone(),
+            order_id: msg.order_id.clone(),
+        };
+        self.deliver(key, msg).await
+    }
+
+    /// Asks a pending refund's provider again, in its order's actor.
+    pub async fn recover_refund(
+        &self,
+        msg: RecoverRefund,
+    ) -> Result<crate::domain::RefundState, EngineError> {
         let key = OrderKey {
             merchant_id: msg.merchant_id.clone(),
             order_id: msg.order_id.clone(),

@@ -237,6 +237,20 @@ fn describe_engine(error: &EngineError) -> Described {
             format!("no such {resource}"),
             Some("id"),
         ),
+        EngineError::AmountTooLarge { .. } => row(
+            S::BAD_REQUEST,
+            InvalidRequestError,
+            "amount_too_large",
+            error.to_string(),
+            Some("amount"),
+        ),
+        EngineError::NotRefundable { .. } => row(
+            S::BAD_REQUEST,
+            InvalidRequestError,
+            "payment_not_refundable",
+            error.to_string(),
+            Some("id"),
+        ),
         EngineError::IdempotencyKeyReused => row(
             S::UNPROCESSABLE_ENTITY,
             IdempotencyError,

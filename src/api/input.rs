@@ -101,7 +101,7 @@ pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-fn required_string(body: &Map<String, Value>, param: &str) -> Result<String, ApiError> {
+pub(crate) fn required_string(body: &Map<String, Value>, param: &str) -> Result<String, ApiError> {
     match body.get(param) {
         None | Some(Value::Null) => Err(ApiError::missing(param)),
         Some(Value::String(text)) => Ok(text.clone()),
@@ -112,7 +112,10 @@ fn required_string(body: &Map<String, Value>, param: &str) -> Result<String, Api
     }
 }
 
-fn optional_string(body: &Map<String, Value>, param: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn optional_string(
+    body: &Map<String, Value>,
+    param: &str,
+) -> Result<Option<String>, ApiError> {
     match body.get(param) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
@@ -124,7 +127,7 @@ fn optional_string(body: &Map<String, Value>, param: &str) -> Result<Option<Stri
 }
 
 /// `amount`: a JSON integer in minor units, 1 to `MAX_AMOUNT`.
-fn amount(body: &Map<String, Value>) -> Result<Amount, ApiError> {
+pub(crate) fn amount(body: &Map<String, Value>) -> Result<Amount, ApiError> {
     const PARAM: &str = "amount";
     let value = match body.get(PARAM) {
         None | Some(Value::Null) => return Err(ApiError::missing(PARAM)),
@@ -176,13 +179,32 @@ fn metadata(body: &Map<String, Value>) -> Result<BTreeMap<String, String>, ApiEr
     }
 }
 
+/// `currency`: an ISO 4217 code, any case.
+pub(crate) fn currency(body: &Map<String, Value>) -> Result<Currency, ApiError> {
+    let code = required_string(body, "currency")?;
+    Currency::parse(&code)
+        .ok_or_else(|| ApiError::invalid("currency", format!("unknown currency: {code:?}")))
+}
+
+/// The `Idempotency-Key` header, required and well formed.
+pub fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
+    use crate::engine::validate::IDEMPOTENCY_KEY_PARAM;
+    let key = match single_header(req, IDEMPOTENCY_KEY_PARAM)? {
+        None => return Err(ApiError::missing(IDEMPOTENCY_KEY_PARAM)),
+        Some(value) => value
+            .to_str()
+            .map_err(|_| ApiError::invalid(IDEMPOTENCY_KEY_PARAM, "must be printable ASCII"))?
+            .to_string(),
+    };
+    crate::engine::validate::idempotency_key(&key)?;
+    Ok(key)
+}
+
 /// The body of `POST /v1/payments`. Unknown fields are ignored.
 pub fn payment_request(body: &[u8]) -> Result<PaymentRequest, ApiError> {
     let body = json_object(body)?;
     let amount = amount(&body)?;
-    let code = required_string(&body, "currency")?;
-    let currency = Currency::parse(&code)
-        .ok_or_else(|| ApiError::invalid("currency", format!("unknown currency: {code:?}")))?;
+    let currency = currency(&body)?;
     Ok(PaymentRequest {
         amount,
         currency,
@@ -206,14 +228,14 @@ pub fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError>
         })
 }
 
-fn timestamp(param: &str, value: &str) -> Result<Timestamp, ApiError> {
+pub(crate) fn timestamp(param: &str, value: &str) -> Result<Timestamp, ApiError> {
     Timestamp::parse_rfc3339(value)
         .ok_or_else(|| ApiError::invalid(param, format!("{param} must be an RFC 3339 timestamp")))
 }
 
 /// A free-text filter. NUL cannot be stored (creation refuses it), and
 /// PostgreSQL cannot even compare with it: refuse it by name.
-fn text_filter(param: &str, value: String) -> Result<String, ApiError> {
+pub(crate) fn text_filter(param: &str, value: String) -> Result<String, ApiError> {
     if value.contains('\0') {
         return Err(ApiError::invalid(
             param,
@@ -224,7 +246,7 @@ fn text_filter(param: &str, value: String) -> Result<String, ApiError> {
 }
 
 /// `limit`: 1 to [`MAX_PAGE_LIMIT`].
-fn page_limit(value: &str) -> Result<u32, ApiError> {
+pub(crate) fn page_limit(value: &str) -> Result<u32, ApiError> {
     value
         .parse::<u32>()
         .ok()

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod error;
 pub mod input;
+mod money;
 mod payments;
 mod providers;
 mod sandbox;
@@ -108,6 +109,29 @@ pub fn routes(cfg: &mut web::ServiceConfig, with_sandbox: bool) {
     .service(resource(
         "/v1/payments/{id}/events",
         vec![(Method::GET, web::get().to(payments::events))],
+    ))
+    .service(resource(
+        "/v1/payments/{id}/refunds",
+        vec![
+            (Method::POST, web::post().to(money::create_refund)),
+            (Method::GET, web::get().to(money::list_refunds)),
+        ],
+    ))
+    .service(resource(
+        "/v1/ledger/balances",
+        vec![(Method::GET, web::get().to(money::balances))],
+    ))
+    .service(resource(
+        "/v1/ledger/transactions",
+        vec![(Method::GET, web::get().to(money::transactions))],
+    ))
+    .service(resource(
+        "/v1/wallets/{customer_id}",
+        vec![(Method::GET, web::get().to(money::wallet))],
+    ))
+    .service(resource(
+        "/v1/wallets/{customer_id}/top_ups",
+        vec![(Method::POST, web::post().to(money::top_up))],
     ))
     .service(resource(
         "/v1/providers",

@@ -4,7 +4,6 @@ use super::auth::Merchant;
 use super::error::ApiError;
 use super::{input, AppState, ListBody};
 use crate::domain::PaymentId;
-use crate::engine::validate::IDEMPOTENCY_KEY_PARAM;
 use crate::error::EngineError;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -14,7 +13,7 @@ pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
 
 /// A path id that cannot be a payment id names no payment: 404, like a
 /// foreign or missing one.
-fn payment_id(raw: &str) -> Result<PaymentId, ApiError> {
+pub(crate) fn payment_id(raw: &str) -> Result<PaymentId, ApiError> {
     raw.parse().map_err(|_| {
         ApiError::Engine(EngineError::NotFound {
             resource: "payment",
@@ -29,14 +28,7 @@ pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let key = match input::single_header(&req, IDEMPOTENCY_KEY_PARAM)? {
-        None => return Err(ApiError::missing(IDEMPOTENCY_KEY_PARAM)),
-        Some(value) => value
-            .to_str()
-            .map_err(|_| ApiError::invalid(IDEMPOTENCY_KEY_PARAM, "must be printable ASCII"))?
-            .to_string(),
-    };
-    crate::engine::validate::idempotency_key(&key)?;
+    let key = input::idempotency_key(&req)?;
     let body = input::read_body(&req, payload).await?;
     let request = input::payment_request(&body)?;
     let created = state

@@ -218,6 +218,7 @@ impl Default for Config {
             providers: vec![
                 ProviderConfig::sandbox("sandbox_a"),
                 ProviderConfig::sandbox("sandbox_b"),
+                ProviderConfig::wallet("wallet"),
             ],
             sandbox: SandboxSettings::default(),
             log: LogSettings::default(),
@@ -333,7 +334,7 @@ mod tests {
         assert_eq!(config.server.host, "127.0.0.1");
         assert!(config.database_url().starts_with("sqlite://data/"));
         let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["sandbox_a", "sandbox_b"]);
+        assert_eq!(names, ["sandbox_a", "sandbox_b", "wallet"]);
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub enum ProviderKind {
     Sandbox,
     Stripe,
     Adyen,
+    /// The engine's own stored-value provider (DESIGN §7).
+    Wallet,
 }
 
 /// One configured provider.
@@ -98,8 +100,16 @@ impl ProviderConfig {
         self.lookup_consistency_ms.unwrap_or(match self.kind {
             ProviderKind::Stripe => STRIPE_LOOKUP_CONSISTENCY_MS,
             ProviderKind::Sandbox => SANDBOX_LOOKUP_CONSISTENCY_MS,
-            ProviderKind::Adyen => 0,
+            ProviderKind::Adyen | ProviderKind::Wallet => 0,
         })
+    }
+
+    /// The wallet provider, configured by default as `wallet`.
+    pub fn wallet(name: &str) -> Self {
+        ProviderConfig {
+            kind: ProviderKind::Wallet,
+            ..ProviderConfig::sandbox(name)
+        }
     }
 
     pub fn sandbox(name: &str) -> Self {

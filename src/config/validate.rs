@@ -237,7 +237,8 @@ fn validate_fee_keys(provider: &ProviderConfig) -> Result<(), ConfigError> {
 }
 
 fn validate_credentials(provider: &ProviderConfig) -> Result<(), ConfigError> {
-    if provider.kind != ProviderKind::Sandbox && provider.api_key_env.is_none() {
+    let external = matches!(provider.kind, ProviderKind::Stripe | ProviderKind::Adyen);
+    if external && provider.api_key_env.is_none() {
         return Err(invalid(
             "providers.api_key_env",
             format!(

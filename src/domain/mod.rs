@@ -11,6 +11,7 @@ mod ids;
 mod ledger;
 mod money;
 mod payment;
+mod refund;
 mod status;
 mod time;
 
@@ -29,7 +30,8 @@ pub use ledger::{
 pub use money::{Amount, AmountError, MAX_AMOUNT};
 pub use payment::{
     Attempt, AttemptOutcome, MerchantId, OrderKey, OutcomeClass, Payment, PaymentEvent,
-    PaymentObject,
+    PaymentObject, WALLET_PAYMENT_METHOD,
 };
+pub use refund::{Refund, RefundObject, RefundReason, RefundState};
 pub use status::{PaymentStatus, TransitionError};
 pub use time::Timestamp;

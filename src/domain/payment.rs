@@ -5,6 +5,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// The `payment_method` that pays from the customer's stored-value wallet
+/// (DESIGN §7): such a payment goes to a wallet provider, and only there.
+pub const WALLET_PAYMENT_METHOD: &str = "wallet";
+
 /// The merchant that owns a resource. Every query is scoped by it, which is
 /// what makes a foreign id indistinguishable from a missing one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -184,6 +188,10 @@ pub struct Payment {
     pub status: PaymentStatus,
     pub amount: Amount,
     pub amount_refunded: i64,
+    /// What pending refunds hold: reserved against the amount, so the
+    /// refunds of a payment can never add up to more than it.
+    #[serde(skip)]
+    pub amount_refund_pending: i64,
     pub currency: Currency,
     pub customer_id: String,
     pub order_id: String,
@@ -207,7 +215,9 @@ pub struct Payment {
 }
 
 impl MerchantId {
-    fn unknown() -> Self {
+    /// Placeholder for a record read back from a stored answer, which does
+    /// not carry its merchant (the reader sets it).
+    pub(crate) fn unknown() -> Self {
         MerchantId(String::new())
     }
 }

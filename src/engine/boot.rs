@@ -13,6 +13,7 @@ use crate::messages::provider::SetEnabled;
 use crate::providers::adyen::{AdyenConfig, AdyenProvider};
 use crate::providers::sandbox::{SandboxProvider, SandboxRecord};
 use crate::providers::stripe::{StripeConfig, StripeProvider};
+use crate::providers::wallet::WalletProvider;
 use crate::providers::Provider;
 use crate::resilience::RetryBudget;
 use crate::routing::ProviderHealth;
@@ -73,6 +74,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
                 sandbox
             }
             ProviderKind::Stripe | ProviderKind::Adyen => external_provider(provider_config)?,
+            ProviderKind::Wallet => Arc::new(WalletProvider::new(&provider_config.name)),
         };
         let settings = ProviderSettings {
             max_in_flight: provider_config.max_in_flight,
@@ -104,6 +106,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
             health,
             lookup_consistency_ms: provider_config.lookup_consistency_ms(),
             call_timeout_ms: provider_config.call_timeout_ms,
+            wallet: provider_config.kind == ProviderKind::Wallet,
             retry: provider_config.retry_policy(&config.retry),
         });
     }
@@ -212,7 +215,9 @@ fn external_provider(
             )
             .map_err(|e| fail(e.to_string()))?,
         ),
-        ProviderKind::Sandbox => unreachable!("sandboxes are built in boot"),
+        ProviderKind::Sandbox | ProviderKind::Wallet => {
+            unreachable!("built-in providers are built in boot")
+        }
     };
     Ok(provider)
 }

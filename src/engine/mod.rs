@@ -7,6 +7,9 @@
 
 mod boot;
 mod instance;
+mod money;
+
+pub use money::{Page, ToppedUp, Wallet};
 pub mod validate;
 
 use crate::actors::{PaymentRegistry, ProviderDirectory, Reconciler, Supervisor};

@@ -120,7 +120,28 @@ pub fn payment_request<A: Clone>(
                 format!("{pinned} does not support {}", request.currency),
             ));
         }
-    } else if providers.supporting(request.currency, None).is_empty() {
+        if providers
+            .supporting(request.currency, Some(pinned), &request.payment_method)
+            .is_empty()
+        {
+            return Err(EngineError::invalid(
+                "provider",
+                format!(
+                    "{pinned} does not take payment method {:?}",
+                    request.payment_method
+                ),
+            ));
+        }
+    } else if providers
+        .supporting(request.currency, None, &request.payment_method)
+        .is_empty()
+    {
+        if request.payment_method == crate::domain::WALLET_PAYMENT_METHOD {
+            return Err(EngineError::invalid(
+                "payment_method",
+                format!("no wallet provider takes {}", request.currency),
+            ));
+        }
         return Err(EngineError::invalid(
             "currency",
             format!("no provider supports {}", request.currency),

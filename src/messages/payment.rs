@@ -121,3 +121,71 @@ pub struct RetryDue {
     pub order_id: String,
     pub payment_id: crate::domain::PaymentId,
 }
+
+/// A validated request to refund a payment (the body of
+/// `POST /v1/payments/{id}/refunds`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RefundRequest {
+    /// `None`: all that remains to refund.
+    pub amount: Option<crate::domain::Amount>,
+    pub reason: Option<crate::domain::RefundReason>,
+}
+
+/// Refund (part of) a payment of the actor's order: the order's actor is
+/// the serialization point for refunds too (DESIGN §2).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Served<CreatedRefund>")]
+pub struct CreateRefund {
+    pub merchant_id: MerchantId,
+    pub order_id: String,
+    pub payment_id: crate::domain::PaymentId,
+    pub idempotency_key: String,
+    /// SHA-256 of the canonical request, compared on replays.
+    pub fingerprint: String,
+    pub request: RefundRequest,
+}
+
+/// The answer to [`CreateRefund`]: the refund and the exact body stored
+/// under the idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedRefund {
+    pub refund: crate::domain::Refund,
+    pub body: String,
+    pub replayed: bool,
+}
+
+impl CreatedRefund {
+    /// The answer for a key used before (see [`CreatedPayment::replay`]); a
+    /// key that created a payment, or a refund of another payment, is a
+    /// different request.
+    pub fn replay(
+        record: IdempotencyRecord,
+        merchant: &MerchantId,
+        fingerprint: &str,
+    ) -> Result<Self, EngineError> {
+        if record.fingerprint != fingerprint || record.refund_id.is_none() {
+            return Err(EngineError::IdempotencyKeyReused);
+        }
+        let Some(response) = record.response else {
+            return Err(EngineError::IdempotencyKeyInUse);
+        };
+        let mut refund: crate::domain::Refund = serde_json::from_str(&response.body)
+            .map_err(|e| EngineError::Internal(format!("stored response unreadable: {e}")))?;
+        refund.merchant_id = merchant.clone();
+        Ok(CreatedRefund {
+            refund,
+            body: response.body,
+            replayed: true,
+        })
+    }
+}
+
+/// Ask a pending refund's provider again, under the same key (the
+/// reconciler's way to resolve a refund whose outcome is unknown).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Served<crate::domain::RefundState>")]
+pub struct RecoverRefund {
+    pub merchant_id: MerchantId,
+    pub order_id: String,
+    pub refund_id: crate::domain::RefundId,
+}

@@ -1,6 +1,8 @@
 //! Messages of the provider actor (`actors::provider`).
 
-use crate::providers::{ChargeRequest, LookupResult, ProviderError, ProviderResponse};
+use crate::providers::{
+    ChargeRequest, LookupResult, ProviderError, ProviderResponse, RefundRequest, RefundResponse,
+};
 use crate::resilience::{CircuitChange, CircuitState};
 use actix::Message;
 use serde::Serialize;
@@ -34,6 +36,14 @@ pub struct Lookup {
     pub idempotency_key: String,
     pub provider_payment_id: Option<String>,
 }
+
+/// Refund through this provider, under the refund's own idempotency key.
+/// Like a look-up, it runs outside the mailbox with the call timeout; a
+/// refund that gets no answer in time is `unknown`, to be asked again under
+/// the same key.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "RefundResponse")]
+pub struct Refund(pub RefundRequest);
 
 /// Enable or disable the provider (drain it without a deploy).
 #[derive(Debug, Clone, Copy, Message)]

@@ -25,6 +25,9 @@ pub struct RecoveryReport {
     pub errors: u32,
     /// Scheduled retries that came due and were attempted.
     pub retried: u32,
+    /// Pending refunds asked about again, and those that settled.
+    pub refunds_examined: u32,
+    pub refunds_settled: u32,
     /// Idempotency records past retention, deleted.
     pub pruned_keys: u64,
     /// True when a pass was already running and this one did nothing.

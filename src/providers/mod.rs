@@ -9,6 +9,7 @@ pub mod classify;
 pub mod sandbox;
 pub mod stripe;
 pub mod transport;
+pub mod wallet;
 
 use crate::domain::{Amount, Currency, MerchantId, OutcomeClass, PaymentId};
 use async_trait::async_trait;

@@ -7,7 +7,7 @@
 //! actors; the engine instantiates it with the provider actor's address.
 
 use super::ProviderHealth;
-use crate::domain::{Currency, Fee};
+use crate::domain::{Currency, Fee, WALLET_PAYMENT_METHOD};
 use crate::resilience::RetryPolicy;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +32,10 @@ pub struct ProviderEntry<A> {
     /// A call not answered in this time is `unknown` (the provider actor
     /// gives up on it); a payment calls only while its lease outlasts this.
     pub call_timeout_ms: u64,
+    /// The engine's own stored-value provider: it takes exactly the
+    /// payments whose method is `wallet`, and its charge is the debit of the
+    /// customer's wallet in the ledger, written with the payment's success.
+    pub wallet: bool,
     /// Retries after this provider's answers (its own rows, or the engine's).
     pub retry: RetryPolicy,
 }
@@ -95,11 +99,17 @@ impl<A: Clone> ProviderDirectory<A> {
     /// The providers that could take a payment in `currency` at all
     /// (configured for it; only `pinned` if the merchant pinned one),
     /// whatever their health: validation uses this.
-    pub fn supporting(&self, currency: Currency, pinned: Option<&str>) -> Vec<ProviderEntry<A>> {
+    pub fn supporting(
+        &self,
+        currency: Currency,
+        pinned: Option<&str>,
+        payment_method: &str,
+    ) -> Vec<ProviderEntry<A>> {
+        let wallet = payment_method == WALLET_PAYMENT_METHOD;
         self.entries
             .iter()
             .filter(|entry| pinned.is_none_or(|name| entry.name == name))
-            .filter(|entry| entry.supports(currency))
+            .filter(|entry| entry.supports(currency) && entry.wallet == wallet)
             .cloned()
             .collect()
     }

@@ -58,10 +58,11 @@ pub fn route<A: Clone>(
     amount: Amount,
     currency: Currency,
     pinned: Option<&str>,
+    payment_method: &str,
     now: Timestamp,
 ) -> Route<A> {
     let now_ms = u64::try_from(now.as_micros() / 1000).unwrap_or(0);
-    let supporting = directory.supporting(currency, pinned);
+    let supporting = directory.supporting(currency, pinned, payment_method);
     let (mut healthy, excluded): (Vec<_>, Vec<_>) = supporting
         .into_iter()
         .partition(|entry| entry.health.admits_calls(now_ms));

@@ -7,12 +7,15 @@
 
 use super::migrate;
 use super::ops::{WriteOp, WriteReply};
-use super::sql::{idempotency, queries, Arg, Conn};
+use super::sql::{idempotency, ledger, queries, refunds, Arg, Conn};
 use super::{
-    BeginOutcome, IdempotencyRecord, LeaseClaim, LeaseHolder, NewPayment, PaymentFilter,
-    PaymentRef, PaymentWrite, Store, StoreError,
+    BeginOutcome, FinishRefund, IdempotencyRecord, LeaseClaim, LeaseHolder, NewPayment, NewRefund,
+    PaymentFilter, PaymentRef, PaymentWrite, RefundBegin, RefundRef, Store, StoreError, TopUp,
+    TopUpOutcome,
 };
-use crate::domain::{MerchantId, Payment, PaymentEvent, PaymentId, Timestamp};
+use crate::domain::{
+    Balance, MerchantId, Payment, PaymentEvent, PaymentId, Posting, Refund, RefundId, Timestamp,
+};
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
@@ -143,6 +146,84 @@ impl<B: SqlBackend> Store for B {
 
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.write(WriteOp::Prune { before }).await?.count()
+    }
+
+    async fn begin_refund(&self, new: NewRefund) -> Result<RefundBegin, StoreError> {
+        self.write(WriteOp::BeginRefund(Box::new(new)))
+            .await?
+            .refund_begun()
+    }
+
+    async fn finish_refund(&self, finish: FinishRefund) -> Result<(), StoreError> {
+        self.write(WriteOp::FinishRefund(Box::new(finish)))
+            .await
+            .map(|_| ())
+    }
+
+    async fn refund_still_pending(
+        &self,
+        refund: Refund,
+        body: Option<String>,
+    ) -> Result<(), StoreError> {
+        let op = WriteOp::RefundPending {
+            refund: Box::new(refund),
+            body,
+        };
+        self.write(op).await.map(|_| ())
+    }
+
+    async fn top_up(&self, top_up: TopUp) -> Result<TopUpOutcome, StoreError> {
+        self.write(WriteOp::TopUp(Box::new(top_up)))
+            .await?
+            .topped_up()
+    }
+
+    async fn refund(
+        &self,
+        merchant: &MerchantId,
+        id: RefundId,
+    ) -> Result<Option<Refund>, StoreError> {
+        refunds::refund(&mut self.read().await?, merchant, id).await
+    }
+
+    async fn refunds_of_payment(
+        &self,
+        merchant: &MerchantId,
+        payment_id: PaymentId,
+        starting_after: Option<RefundId>,
+        limit: u32,
+    ) -> Result<Vec<Refund>, StoreError> {
+        let mut conn = self.read().await?;
+        refunds::of_payment(&mut conn, merchant, payment_id, starting_after, limit).await
+    }
+
+    async fn pending_refunds(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<RefundRef>, StoreError> {
+        refunds::pending(&mut self.read().await?, before, limit).await
+    }
+
+    async fn ledger_balances(
+        &self,
+        filter: &ledger::BalanceFilter,
+    ) -> Result<Vec<Balance>, StoreError> {
+        ledger::balances(&mut self.read().await?, filter).await
+    }
+
+    async fn ledger_transactions(
+        &self,
+        filter: &ledger::TransactionFilter,
+    ) -> Result<Vec<Posting>, StoreError> {
+        ledger::transactions(&mut self.read().await?, filter).await
+    }
+
+    async fn payment_posted(&self, payment_id: PaymentId) -> Result<bool, StoreError> {
+        let postings = ledger::postings_for_payment(&mut self.read().await?, payment_id).await?;
+        Ok(postings
+            .iter()
+            .any(|posting| posting.kind() == crate::domain::PostingKind::Payment))
     }
 
     fn reads_inline(&self) -> bool {

@@ -89,6 +89,16 @@ pub enum StoreError {
     /// abandon the payment to the new holder.
     #[error("the lease of payment {0}'s order is held by another instance")]
     LeaseLost(PaymentId),
+    /// A write was refused after it had changed something: its transaction
+    /// must be rolled back, after which the inner error is the answer
+    /// ([`StoreError::unwound`]). Writers that batch writes without
+    /// savepoints roll the batch back and run its writes one by one.
+    #[error("{0} (after a partial write)")]
+    Partial(Box<StoreError>),
+    /// A ledger posting would take a customer's wallet below zero; nothing
+    /// was written.
+    #[error("the wallet {0} holds too little")]
+    InsufficientFunds(String),
     /// The writer task is gone (shutdown in progress).
     #[error("the store is shut down")]
     Closed,
@@ -97,6 +107,17 @@ pub enum StoreError {
     /// The transaction holding this write was not committed.
     #[error("write not committed: {0}")]
     NotCommitted(String),
+}
+
+impl StoreError {
+    /// The answer once the transaction of a [`StoreError::Partial`] write
+    /// was rolled back.
+    pub fn unwound(self) -> StoreError {
+        match self {
+            StoreError::Partial(inner) => *inner,
+            other => other,
+        }
+    }
 }
 
 /// What an idempotency key maps to.
@@ -111,6 +132,8 @@ pub struct IdempotencyRecord {
     pub order_id: String,
     /// `None` while the first request is still running.
     pub response: Option<StoredResponse>,
+    /// Set when the key created a refund (of `payment_id`), not a payment.
+    pub refund_id: Option<crate::domain::RefundId>,
     pub created_at: Timestamp,
 }
 
@@ -188,6 +211,84 @@ pub struct PaymentWrite {
     /// The writer: the write is refused with [`StoreError::LeaseLost`]
     /// unless it still holds the order's lease.
     pub holder: LeaseHolder,
+    /// The ledger posting the change causes (a payment's success), written
+    /// in the same transaction (DESIGN §13.7). A wallet posting that would
+    /// take the wallet below zero refuses the whole write with
+    /// [`StoreError::InsufficientFunds`], having changed nothing.
+    pub posting: Option<crate::domain::Posting>,
+}
+
+/// Everything written when a refund is asked for.
+#[derive(Debug, Clone)]
+pub struct NewRefund {
+    /// The refund, `pending`.
+    pub refund: crate::domain::Refund,
+    pub idempotency_key: String,
+    pub fingerprint: String,
+    /// The refunded payment's order (the key's record names it).
+    pub order_id: String,
+    pub events: Vec<PaymentEvent>,
+}
+
+/// The result of [`Store::begin_refund`]; only `Started` wrote anything.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefundBegin {
+    Started,
+    /// The key was used before.
+    KeyExists(IdempotencyRecord),
+    /// The refunds would exceed what was captured: at most `available`
+    /// remains to refund.
+    TooLarge {
+        available: i64,
+    },
+    /// The payment is not one that can be refunded.
+    NotRefundable {
+        status: PaymentStatus,
+    },
+}
+
+/// A refund's settlement.
+#[derive(Debug, Clone)]
+pub struct FinishRefund {
+    /// The refund as settled: `succeeded` or `failed`.
+    pub refund: crate::domain::Refund,
+    /// The reversal in the ledger (on success).
+    pub posting: Option<crate::domain::Posting>,
+    pub events: Vec<PaymentEvent>,
+    /// The answer stored under the refund's idempotency key, if the request
+    /// that created it has not got one yet.
+    pub response_body: Option<String>,
+}
+
+/// A pending refund, named by its payment's order, for the reconciler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefundRef {
+    pub refund_id: crate::domain::RefundId,
+    pub payment_id: PaymentId,
+    pub merchant_id: MerchantId,
+    pub order_id: String,
+}
+
+/// A wallet top-up: its posting, written once per (merchant, key).
+#[derive(Debug, Clone)]
+pub struct TopUp {
+    pub merchant_id: MerchantId,
+    pub idempotency_key: String,
+    pub fingerprint: String,
+    pub posting: crate::domain::Posting,
+    /// The answer, stored with the key and replayed verbatim.
+    pub response_body: String,
+}
+
+/// The result of [`Store::top_up`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TopUpOutcome {
+    Posted,
+    /// The key was used before: its fingerprint and stored answer.
+    KeyExists {
+        fingerprint: String,
+        body: String,
+    },
 }
 
 /// An order lease asked for by `holder`, until `expires_at`.
@@ -296,6 +397,62 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes answered idempotency records created before `before`.
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError>;
+
+    /// Claims the key, reserves the refund's amount and writes it `pending`.
+    async fn begin_refund(&self, new: NewRefund) -> Result<RefundBegin, StoreError>;
+
+    /// Settles a pending refund (see [`FinishRefund`]).
+    async fn finish_refund(&self, finish: FinishRefund) -> Result<(), StoreError>;
+
+    /// Records an ask that left `refund` pending (its `updated_at`, what
+    /// the provider said), storing `body` as its key's first answer.
+    async fn refund_still_pending(
+        &self,
+        refund: crate::domain::Refund,
+        body: Option<String>,
+    ) -> Result<(), StoreError>;
+
+    /// Posts a wallet top-up once per (merchant, key).
+    async fn top_up(&self, top_up: TopUp) -> Result<TopUpOutcome, StoreError>;
+
+    /// The merchant's refund `id`.
+    async fn refund(
+        &self,
+        merchant: &MerchantId,
+        id: crate::domain::RefundId,
+    ) -> Result<Option<crate::domain::Refund>, StoreError>;
+
+    /// The payment's refunds, oldest first, after `starting_after`.
+    async fn refunds_of_payment(
+        &self,
+        merchant: &MerchantId,
+        payment_id: PaymentId,
+        starting_after: Option<crate::domain::RefundId>,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::Refund>, StoreError>;
+
+    /// Refunds still `pending` and untouched since `before`, oldest first.
+    async fn pending_refunds(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<RefundRef>, StoreError>;
+
+    /// Ledger balances (see [`ledger::BalanceFilter`]).
+    async fn ledger_balances(
+        &self,
+        filter: &ledger::BalanceFilter,
+    ) -> Result<Vec<crate::domain::Balance>, StoreError>;
+
+    /// Ledger postings, newest first (see [`ledger::TransactionFilter`]).
+    async fn ledger_transactions(
+        &self,
+        filter: &ledger::TransactionFilter,
+    ) -> Result<Vec<crate::domain::Posting>, StoreError>;
+
+    /// Whether the payment has its ledger posting (a wallet payment's
+    /// charge is that posting).
+    async fn payment_posted(&self, payment_id: PaymentId) -> Result<bool, StoreError>;
 
     /// Database reachable and every migration applied.
     async fn ready(&self) -> Result<(), StoreError>;

@@ -3,8 +3,11 @@
 //! Making writes values (not closures) lets the SQLite writer queue and
 //! batch them, and lets the PostgreSQL backend retry one after a deadlock.
 
-use super::sql::{idempotency, leases, payments, Conn};
-use super::{BeginOutcome, LeaseClaim, NewPayment, PaymentWrite, StoreError};
+use super::sql::{idempotency, leases, payments, refunds, wallets, Conn};
+use super::{
+    BeginOutcome, FinishRefund, LeaseClaim, NewPayment, NewRefund, PaymentWrite, RefundBegin,
+    StoreError, TopUp, TopUpOutcome,
+};
 use crate::domain::Timestamp;
 
 /// One atomic write.
@@ -20,6 +23,15 @@ pub enum WriteOp {
     Prune {
         before: Timestamp,
     },
+    BeginRefund(Box<NewRefund>),
+    FinishRefund(Box<FinishRefund>),
+    TopUp(Box<TopUp>),
+    /// A refund stays pending after an ask; the body, if any, is its key's
+    /// first answer.
+    RefundPending {
+        refund: Box<crate::domain::Refund>,
+        body: Option<String>,
+    },
     /// Does nothing; answered once everything queued before it is durable.
     Barrier,
 }
@@ -29,13 +41,18 @@ impl WriteOp {
     /// refused when the queue is full, so the request is shed while work
     /// already under way keeps its place.
     pub fn starts_work(&self) -> bool {
-        matches!(self, WriteOp::Begin(_))
+        matches!(
+            self,
+            WriteOp::Begin(_) | WriteOp::BeginRefund(_) | WriteOp::TopUp(_)
+        )
     }
 }
 
 /// What a write answers.
 pub enum WriteReply {
     Begun(BeginOutcome),
+    RefundBegun(RefundBegin),
+    ToppedUp(TopUpOutcome),
     Claimed(bool),
     Count(u64),
     Done,
@@ -71,6 +88,18 @@ pub(crate) async fn apply<C: Conn>(conn: &mut C, op: &WriteOp) -> Result<WriteRe
         WriteOp::Prune { before } => idempotency::prune(conn, *before)
             .await
             .map(WriteReply::Count),
+        WriteOp::BeginRefund(new) => refunds::begin(conn, new).await.map(WriteReply::RefundBegun),
+        WriteOp::FinishRefund(finish) => refunds::finish(conn, finish)
+            .await
+            .map(|()| WriteReply::Done),
+        WriteOp::TopUp(top_up) => wallets::top_up(conn, top_up)
+            .await
+            .map(WriteReply::ToppedUp),
+        WriteOp::RefundPending { refund, body } => {
+            refunds::still_pending(conn, refund, body.as_deref())
+                .await
+                .map(|()| WriteReply::Done)
+        }
         WriteOp::Barrier => Ok(WriteReply::Done),
     }
 }
@@ -90,6 +119,20 @@ impl WriteReply {
     pub(crate) fn claimed(self) -> Result<bool, StoreError> {
         match self {
             WriteReply::Claimed(claimed) => Ok(claimed),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub(crate) fn refund_begun(self) -> Result<RefundBegin, StoreError> {
+        match self {
+            WriteReply::RefundBegun(outcome) => Ok(outcome),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub(crate) fn topped_up(self) -> Result<TopUpOutcome, StoreError> {
+        match self {
+            WriteReply::ToppedUp(outcome) => Ok(outcome),
             _ => Err(unexpected()),
         }
     }

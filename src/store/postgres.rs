@@ -190,7 +190,10 @@ async fn writer_loop(mut conn: PgConnection, queue: Queue) {
 
 /// Whether `error` is a refusal that changed nothing (see `sql::payments`).
 fn refused_cleanly(error: &StoreError) -> bool {
-    matches!(error, StoreError::LeaseLost(_) | StoreError::Conflict(_))
+    matches!(
+        error,
+        StoreError::LeaseLost(_) | StoreError::Conflict(_) | StoreError::InsufficientFunds(_)
+    )
 }
 
 /// Commits `batch` in one transaction, retrying it after a deadlock or
@@ -263,7 +266,7 @@ async fn one_by_one(conn: &mut PgConnection, op: &WriteOp) -> Result<WriteReply,
                 let _ = conn.execute("ROLLBACK", vec![]).await;
                 return Err(StoreError::NotCommitted(error.to_string()));
             }
-            (applied, _) => return applied,
+            (applied, _) => return applied.map_err(StoreError::unwound),
         }
     }
 }

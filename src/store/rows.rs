@@ -73,6 +73,7 @@ pub(crate) fn payment(row: &impl RowExt) -> Result<Payment, StoreError> {
         status: status(row.text("status")?)?,
         amount: Amount::new(amount).map_err(|_| corrupt("amount", amount))?,
         amount_refunded: row.int("amount_refunded")?,
+        amount_refund_pending: row.int("amount_refund_pending")?,
         currency: Currency::parse(&currency).ok_or_else(|| corrupt("currency", &currency))?,
         customer_id: row.text("customer_id")?,
         order_id: row.text("order_id")?,
@@ -134,6 +135,10 @@ pub(crate) fn idempotency(row: &impl RowExt) -> Result<IdempotencyRecord, StoreE
     let response = row
         .opt_text("response_body")?
         .map(|body| StoredResponse { body });
+    let refund_id = row
+        .opt_text("refund_id")?
+        .map(|id| parse("refund id", id))
+        .transpose()?;
     Ok(IdempotencyRecord {
         merchant_id: MerchantId::new(row.text("merchant_id")?),
         key: row.text("idempotency_key")?,
@@ -141,6 +146,36 @@ pub(crate) fn idempotency(row: &impl RowExt) -> Result<IdempotencyRecord, StoreE
         payment_id: parse("payment id", row.text("payment_id")?)?,
         order_id: row.text("order_id")?,
         response,
+        refund_id,
         created_at: timestamp("created_at", row.int("created_at")?)?,
+    })
+}
+
+/// A `refunds` row.
+pub(crate) fn refund(row: &impl RowExt) -> Result<crate::domain::Refund, StoreError> {
+    let amount = row.int("amount")?;
+    let currency = row.text("currency")?;
+    let reason = row
+        .opt_text("reason")?
+        .map(|text| text.parse().map_err(|_| corrupt("refund reason", &text)))
+        .transpose()?;
+    let state = row.text("status")?;
+    Ok(crate::domain::Refund {
+        id: parse("refund id", row.text("id")?)?,
+        object: crate::domain::RefundObject,
+        payment_id: parse("payment id", row.text("payment_id")?)?,
+        merchant_id: MerchantId::new(row.text("merchant_id")?),
+        amount: Amount::new(amount).map_err(|_| corrupt("refund amount", amount))?,
+        currency: Currency::parse(&currency).ok_or_else(|| corrupt("currency", &currency))?,
+        reason,
+        status: state
+            .parse()
+            .map_err(|_| corrupt("refund status", &state))?,
+        failure_code: row.opt_text("failure_code")?,
+        provider: row.text("provider")?,
+        provider_refund_id: row.opt_text("provider_refund_id")?,
+        raw_response: row.opt_text("raw_response")?,
+        created_at: timestamp("created_at", row.int("created_at")?)?,
+        updated_at: timestamp("updated_at", row.int("updated_at")?)?,
     })
 }

@@ -215,6 +215,7 @@ async fn fixture(providers: &[Arc<FakeProvider>], store: (Arc<dyn Store>, TestDb
             health: Arc::new(ProviderHealth::default()),
             lookup_consistency_ms: 0,
             call_timeout_ms: 5_000,
+            wallet: false,
             retry: policy(),
         })
         .collect();
@@ -790,6 +791,7 @@ async fn a_charge_committed_after_the_engine_gave_up_is_found_not_failed(
         health: Arc::new(ProviderHealth::default()),
         lookup_consistency_ms: 0,
         call_timeout_ms: 100,
+        wallet: false,
         retry,
     };
     let trusted_after_ms = entry.not_found_trusted_after_ms();
@@ -863,6 +865,7 @@ async fn recovery_decides_a_processing_payment_whose_last_attempt_completed(
                 expires_at: payment.created_at,
             },
             holder: fx.deps.holder.clone(),
+            posting: None,
         })
         .await
         .expect("the state a crash left");
@@ -897,6 +900,7 @@ fn soft_declined_payment(now: Timestamp) -> (Payment, Attempt) {
         status: PaymentStatus::Processing,
         amount: request.amount,
         amount_refunded: 0,
+        amount_refund_pending: 0,
         currency: request.currency,
         customer_id: request.customer_id,
         order_id: request.order_id,

@@ -164,7 +164,22 @@ async fn sigterm_during_payments(backend: Backend, extra_config: &str, latency_m
             )
         }));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Every request accepted (its payment written `processing`) before the
+    // signal: a request that reaches the engine after it is refused with
+    // 503, and this test is about the accepted ones.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let written = server.get("/v1/payments?limit=100").await.json();
+        let accepted = written["data"].as_array().map_or(0, Vec::len);
+        if accepted == IN_FLIGHT {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {accepted} of {IN_FLIGHT} payments accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let exited_cleanly = tokio::task::spawn_blocking(move || {
         let clean = server.terminate();
         (clean, server)
@@ -203,6 +218,7 @@ fn old_payment(created_at: Timestamp, order: &str) -> Payment {
         status: PaymentStatus::Processing,
         amount: Amount::new(100).expect("amount"),
         amount_refunded: 0,
+        amount_refund_pending: 0,
         currency: Currency::parse("usd").expect("usd"),
         customer_id: "c".into(),
         order_id: order.into(),
@@ -267,6 +283,7 @@ async fn answered_keys_are_pruned_after_retention_and_open_ones_kept(
                     response: Some(StoredResponse { body: "{}".into() }),
                     lease: LeaseChange::Release,
                     holder: test_holder(),
+                    posting: None,
                 })
                 .await
                 .expect("save");

@@ -260,6 +260,7 @@ fn process_with(
         health: Arc::new(ProviderHealth::default()),
         lookup_consistency_ms,
         call_timeout_ms: 5_000,
+        wallet: false,
         retry: policy(),
     };
     let deps = Arc::new(PaymentDeps {

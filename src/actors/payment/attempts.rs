@@ -12,7 +12,7 @@
 
 use super::call::{call_with_unknown_retries, Answer, Fence};
 use super::decide::{self, Evidence};
-use super::PaymentDeps;
+use super::{postings, PaymentDeps};
 use crate::actors::provider::ProviderEntry;
 use crate::domain::{
     Attempt, AttemptId, AttemptOutcome, OutcomeClass, Payment, PaymentEvent, PaymentStatus,
@@ -20,8 +20,9 @@ use crate::domain::{
 };
 use crate::error::EngineError;
 use crate::messages::payment::CreatedPayment;
+use crate::providers::wallet::INSUFFICIENT_BALANCE;
 use crate::providers::{ChargeRequest, ProviderResponse};
-use crate::store::{LeaseChange, PaymentWrite, StoredResponse};
+use crate::store::{LeaseChange, PaymentWrite, StoreError, StoredResponse};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -242,6 +243,7 @@ async fn save(
             response,
             lease,
             holder: deps.holder.clone(),
+            posting: None,
         })
         .await?;
     Ok(())
@@ -389,32 +391,67 @@ fn truncate(text: &str, max_bytes: usize) -> String {
 }
 
 /// Moves the payment to the status its last answer calls for, in one write
-/// with the stored idempotent response.
+/// with the stored idempotent response (and, on success, its ledger
+/// posting). A wallet payment the wallet cannot cover is a hard decline.
 async fn finish(
     deps: &PaymentDeps,
-    mut payment: Payment,
+    payment: Payment,
     answer: &Answer,
-    mut events: Vec<PaymentEvent>,
+    events: Vec<PaymentEvent>,
 ) -> Result<CreatedPayment, EngineError> {
     let response = &answer.response;
-    let now = deps.clock.now();
-    let from = payment.status;
+    if response.class == OutcomeClass::Invalid {
+        tracing::error!(payment_id = %payment.id, code = ?response.code, "provider rejected our request as invalid: check configuration");
+    }
     let evidence = Evidence::Answer {
         class: response.class,
         code: response.code.clone(),
         message: response.message.clone(),
         budget_exhausted: answer.budget_exhausted,
     };
-    let decision = decide::decide(&evidence, decide::facts(&payment), &deps.limits(), now);
-    if response.class == OutcomeClass::Invalid {
-        tracing::error!(payment_id = %payment.id, code = ?response.code, "provider rejected our request as invalid: check configuration");
+    let reference = response.provider_payment_id.clone();
+    match settle(deps, payment.clone(), &evidence, reference, events.clone()).await {
+        Err(EngineError::Store(StoreError::InsufficientFunds(wallet))) => {
+            tracing::info!(payment_id = %payment.id, %wallet, "wallet too poor: declined");
+            let mut payment = payment;
+            if let Some(attempt) = payment.attempts.last_mut() {
+                attempt.outcome = AttemptOutcome::Completed(OutcomeClass::HardDecline);
+                attempt.code = Some(INSUFFICIENT_BALANCE.into());
+            }
+            let declined = Evidence::Answer {
+                class: OutcomeClass::HardDecline,
+                code: Some(INSUFFICIENT_BALANCE.into()),
+                message: Some("the customer's wallet holds too little".into()),
+                budget_exhausted: false,
+            };
+            settle(deps, payment, &declined, None, events).await
+        }
+        settled => settled,
     }
-    if decision.status == PaymentStatus::Succeeded {
-        payment.provider_payment_id = response.provider_payment_id.clone();
+}
+
+/// Applies what `evidence` decides and writes it, in one write.
+async fn settle(
+    deps: &PaymentDeps,
+    mut payment: Payment,
+    evidence: &Evidence,
+    reference: Option<String>,
+    mut events: Vec<PaymentEvent>,
+) -> Result<CreatedPayment, EngineError> {
+    let now = deps.clock.now();
+    let from = payment.status;
+    let decision = decide::decide(evidence, decide::facts(&payment), &deps.limits(), now);
+    let succeeded = decision.status == PaymentStatus::Succeeded;
+    if succeeded {
+        payment.provider_payment_id = reference;
     }
     decide::apply(&mut payment, &decision)?;
     payment.updated_at = now;
     let last = payment.attempts.last().cloned();
+    let code = match evidence {
+        Evidence::Answer { code, .. } => code.clone(),
+        _ => None,
+    };
     events.push(PaymentEvent::status_change(
         payment.id,
         Some(from),
@@ -423,21 +460,25 @@ async fn finish(
         json!({
             "attempt": last.as_ref().map(|a| a.number),
             "provider": last.as_ref().map(|a| a.provider.clone()),
-            "code": response.code,
+            "code": code,
         }),
     ));
+    let posting = succeeded
+        .then(|| postings::success(deps, &payment, now))
+        .transpose()?;
     let body = serde_json::to_string(&payment).map_err(|e| EngineError::Internal(e.to_string()))?;
-    let stored = StoredResponse { body: body.clone() };
-    save(
-        deps,
-        &payment,
-        from,
-        last.into_iter().collect(),
-        events,
-        Some(stored),
-        LeaseChange::Release,
-    )
-    .await?;
+    deps.store
+        .save_payment(PaymentWrite {
+            payment: payment.clone(),
+            expected_status: from,
+            attempts: last.into_iter().collect(),
+            events,
+            response: Some(StoredResponse { body: body.clone() }),
+            lease: LeaseChange::Release,
+            holder: deps.holder.clone(),
+            posting,
+        })
+        .await?;
     tracing::info!(payment_id = %payment.id, status = %payment.status, provider = ?payment.provider, "payment finished");
     Ok(CreatedPayment {
         payment,

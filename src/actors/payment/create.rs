@@ -24,6 +24,7 @@ pub(super) async fn create(
         request.amount,
         request.currency,
         request.provider.as_deref(),
+        &request.payment_method,
         deps.clock.now(),
     );
     if route.candidates.is_empty() {
@@ -92,6 +93,7 @@ fn new_payment(msg: &CreatePayment, now: Timestamp) -> Payment {
         status: PaymentStatus::INITIAL,
         amount: request.amount,
         amount_refunded: 0,
+        amount_refund_pending: 0,
         currency: request.currency,
         customer_id: request.customer_id.clone(),
         order_id: request.order_id.clone(),

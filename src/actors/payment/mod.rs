@@ -13,7 +13,9 @@ mod attempts;
 mod call;
 mod create;
 mod decide;
+mod postings;
 mod recover;
+mod refund;
 mod scheduled;
 
 use crate::actors::provider::ProviderDirectory;
@@ -21,8 +23,8 @@ use crate::clock::Clock;
 use crate::domain::OrderKey;
 use crate::error::EngineError;
 use crate::messages::payment::{
-    CreatePayment, CreatedPayment, RecoverPayment, RecoveryOutcome, Retire, Retired, RetryDue,
-    Served,
+    CreatePayment, CreateRefund, CreatedPayment, CreatedRefund, RecoverPayment, RecoverRefund,
+    RecoveryOutcome, Retire, Retired, RetryDue, Served,
 };
 use crate::resilience::RetryPolicy;
 use crate::store::{LeaseClaim, LeaseHolder, Store};
@@ -243,5 +245,25 @@ impl Handler<RetryDue> for PaymentActor {
         debug_assert_eq!(msg.order_id, self.key.order_id, "routed to the wrong order");
         let deps = self.deps.clone();
         self.serialized(async move { scheduled::retry(&deps, msg).await })
+    }
+}
+
+impl Handler<CreateRefund> for PaymentActor {
+    type Result = AtomicResponse<Self, Served<CreatedRefund>>;
+
+    fn handle(&mut self, msg: CreateRefund, _ctx: &mut Self::Context) -> Self::Result {
+        debug_assert_eq!(msg.order_id, self.key.order_id, "routed to the wrong order");
+        let deps = self.deps.clone();
+        self.serialized(async move { refund::create(&deps, msg).await })
+    }
+}
+
+impl Handler<RecoverRefund> for PaymentActor {
+    type Result = AtomicResponse<Self, Served<crate::domain::RefundState>>;
+
+    fn handle(&mut self, msg: RecoverRefund, _ctx: &mut Self::Context) -> Self::Result {
+        debug_assert_eq!(msg.order_id, self.key.order_id, "routed to the wrong order");
+        let deps = self.deps.clone();
+        self.serialized(async move { refund::recover(&deps, msg).await })
     }
 }

@@ -10,7 +10,7 @@
 //! unless its provider said it has no such charge.
 
 use super::decide::{self, Evidence};
-use super::PaymentDeps;
+use super::{postings, PaymentDeps};
 use crate::domain::{Attempt, AttemptOutcome, OutcomeClass, Payment, PaymentEvent, PaymentStatus};
 use crate::error::EngineError;
 use crate::messages::payment::{RecoverPayment, RecoveryOutcome};
@@ -93,6 +93,9 @@ pub(super) async fn recover(
 /// attempt that completed before the process died (its answer was written,
 /// the payment's new status was not) is decided on that answer.
 async fn examine(deps: &PaymentDeps, payment: &Payment, last: &Attempt) -> Finding {
+    if postings::is_wallet(deps, &last.provider) {
+        return wallet_finding(deps, payment).await;
+    }
     match last.outcome {
         AttemptOutcome::Processing | AttemptOutcome::Completed(OutcomeClass::Unknown) => {
             lookup(deps, payment, last).await
@@ -113,6 +116,18 @@ async fn examine(deps: &PaymentDeps, payment: &Payment, last: &Attempt) -> Findi
             code: last.code.clone(),
             message: None,
             budget_exhausted: false,
+        }),
+    }
+}
+
+/// A wallet payment's charge is its ledger posting, written with its
+/// success: the engine's own books say, at once and for sure.
+async fn wallet_finding(deps: &PaymentDeps, payment: &Payment) -> Finding {
+    match deps.store.payment_posted(payment.id).await {
+        Ok(true) => Finding::of(Evidence::Charged),
+        Ok(false) => Finding::of(Evidence::NotCharged),
+        Err(error) => Finding::of(Evidence::Inconclusive {
+            reason: error.to_string(),
         }),
     }
 }
@@ -215,6 +230,9 @@ async fn apply(
         ));
     }
     payment.updated_at = now;
+    let posting = (payment.status == PaymentStatus::Succeeded)
+        .then(|| postings::success(deps, &payment, now))
+        .transpose()?;
     let resting = payment.status != PaymentStatus::Processing;
     let response = if resting {
         let body =
@@ -232,6 +250,7 @@ async fn apply(
             lease: LeaseChange::Release,
             payment: payment.clone(),
             holder: deps.holder.clone(),
+            posting,
         })
         .await?;
     tracing::info!(payment_id = %payment.id, %from, to = %payment.status, "payment recovered");

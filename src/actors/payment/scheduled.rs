@@ -42,6 +42,7 @@ pub(super) async fn retry(
         payment.amount,
         payment.currency,
         None,
+        &payment.payment_method,
         now,
     );
     if route.candidates.is_empty() {

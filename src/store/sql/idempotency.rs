@@ -34,7 +34,7 @@ pub(crate) async fn store_response<C: Conn>(
 ) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE idempotency_keys SET response_body = $1, completed_at = $2
-             WHERE merchant_id = $3 AND payment_id = $4 AND response_body IS NULL",
+             WHERE merchant_id = $3 AND payment_id = $4 AND refund_id IS NULL AND response_body IS NULL",
         vec![
             text(&response.body),
             int(payment.updated_at.as_micros()),

@@ -27,6 +27,8 @@ pub(crate) mod leases;
 pub mod ledger;
 pub(crate) mod payments;
 pub(crate) mod queries;
+pub(crate) mod refunds;
+pub(crate) mod wallets;
 
 use super::rows::RowExt;
 use super::StoreError;

@@ -9,8 +9,9 @@
 //! changed itself: the SQLite writer batches many writes in one
 //! transaction without a savepoint each, so a refusal must leave nothing.
 
+use super::ledger::{self, PostOutcome};
 use super::{idempotency, int, json, leases, opt_int, opt_text, placeholders, text, Arg, Conn};
-use crate::domain::{Attempt, Payment, PaymentEvent, PaymentId, PaymentStatus, Timestamp};
+use crate::domain::{Attempt, Payment, PaymentEvent, PaymentId, PaymentStatus, Posting, Timestamp};
 use crate::store::rows::RowExt;
 use crate::store::{BeginOutcome, NewPayment, PaymentWrite, StoreError};
 
@@ -167,8 +168,25 @@ async fn insert_payment<C: Conn>(conn: &mut C, p: &Payment) -> Result<(), StoreE
 /// status is still `write.expected_status` ([`StoreError::Conflict`]).
 pub(crate) async fn save<C: Conn>(conn: &mut C, write: &PaymentWrite) -> Result<(), StoreError> {
     let p = &write.payment;
-    // Both checks in the first statement: a refused save changes nothing.
-    update_payment(conn, write).await?;
+    // A wallet payment's debit goes first: the wallet's conditional update
+    // is the one check that can refuse it, and it refuses before anything
+    // is written. Every other posting follows the checks below.
+    let debits_wallet = write.posting.as_ref().is_some_and(debits_a_wallet);
+    if debits_wallet {
+        post(conn, write.posting.as_ref()).await?;
+    }
+    // Both checks in the first statement: a refused save changes nothing
+    // (but a wallet debit made above must then be rolled back).
+    update_payment(conn, write).await.map_err(|error| {
+        if debits_wallet {
+            StoreError::Partial(Box::new(error))
+        } else {
+            error
+        }
+    })?;
+    if !debits_wallet {
+        post(conn, write.posting.as_ref()).await?;
+    }
     leases::update_order(conn, p, write.lease, &write.holder).await?;
     for attempt in &write.attempts {
         upsert_attempt(conn, p.id, attempt, p.updated_at).await?;
@@ -180,6 +198,31 @@ pub(crate) async fn save<C: Conn>(conn: &mut C, write: &PaymentWrite) -> Result<
     Ok(())
 }
 
+/// Whether `posting` takes money out of a customer's wallet.
+fn debits_a_wallet(posting: &Posting) -> bool {
+    posting
+        .account_totals()
+        .iter()
+        .any(|total| total.account.is_customer_wallet() && total.debits > total.credits)
+}
+
+/// Writes `posting`, if any. Posted twice (a replayed write) is the same
+/// as posted once; a wallet too poor for it refuses the write.
+pub(crate) async fn post<C: Conn>(
+    conn: &mut C,
+    posting: Option<&Posting>,
+) -> Result<(), StoreError> {
+    let Some(posting) = posting else {
+        return Ok(());
+    };
+    match ledger::post(conn, posting).await? {
+        PostOutcome::Posted | PostOutcome::AlreadyPosted => Ok(()),
+        PostOutcome::InsufficientFunds { account } => {
+            Err(StoreError::InsufficientFunds(account.to_string()))
+        }
+    }
+}
+
 /// The update of the payment's row, made only if the payment still has the
 /// expected status and the writer still holds its order's lease; otherwise
 /// nothing changes and the answer says which check failed.
@@ -187,15 +230,16 @@ async fn update_payment<C: Conn>(conn: &mut C, write: &PaymentWrite) -> Result<(
     let p = &write.payment;
     let updated = conn
         .execute(
-            "UPDATE payments SET status = $1, amount_refunded = $2, provider = $3, provider_payment_id = $4,
-                failure_code = $5, failure_message = $6, next_attempt_at = $7, anomaly_flags = $8,
-                recovery_attempts = $9, updated_at = $10
-             WHERE id = $11 AND merchant_id = $12 AND status = $13
-               AND EXISTS (SELECT 1 FROM orders o WHERE o.merchant_id = $12 AND o.order_id = $14
-                           AND o.payment_id = $11 AND o.lease_owner = $15 AND o.lease_incarnation = $16)",
+            // Never `amount_refunded`: refunds own it, and change it with
+            // arithmetic of their own (`sql::refunds`).
+            "UPDATE payments SET status = $1, provider = $2, provider_payment_id = $3,
+                failure_code = $4, failure_message = $5, next_attempt_at = $6, anomaly_flags = $7,
+                recovery_attempts = $8, updated_at = $9
+             WHERE id = $10 AND merchant_id = $11 AND status = $12
+               AND EXISTS (SELECT 1 FROM orders o WHERE o.merchant_id = $11 AND o.order_id = $13
+                           AND o.payment_id = $10 AND o.lease_owner = $14 AND o.lease_incarnation = $15)",
             vec![
                 text(p.status.as_str()),
-                int(p.amount_refunded),
                 opt_text(&p.provider),
                 opt_text(&p.provider_payment_id),
                 opt_text(&p.failure_code),
@@ -263,7 +307,7 @@ const EVENT_COLUMNS: usize = 9;
 
 /// Appends audit events, all of them in one multi-row statement (the
 /// trail is append-only).
-async fn insert_events<C: Conn>(
+pub(crate) async fn insert_events<C: Conn>(
     conn: &mut C,
     merchant: &str,
     events: &[PaymentEvent],

@@ -43,7 +43,10 @@ fn apply(conn: &mut rusqlite::Connection, op: &WriteOp) -> Result<WriteReply, St
 
 /// Whether `error` is a refusal that changed nothing (see the module doc).
 fn refused_cleanly(error: &StoreError) -> bool {
-    matches!(error, StoreError::LeaseLost(_) | StoreError::Conflict(_))
+    matches!(
+        error,
+        StoreError::LeaseLost(_) | StoreError::Conflict(_) | StoreError::InsufficientFunds(_)
+    )
 }
 
 fn run(conn: &mut rusqlite::Connection, sql: &str) -> Result<(), StoreError> {
@@ -119,7 +122,7 @@ fn one_by_one(conn: &mut rusqlite::Connection, op: &WriteOp) -> Result<WriteRepl
         }
         Err(error) => {
             let _ = run(conn, "ROLLBACK");
-            Err(error)
+            Err(error.unwound())
         }
     }
 }
