@@ -17,6 +17,7 @@ mod http_payments;
 mod idempotency;
 mod layers;
 mod ledger;
+mod money;
 mod recovery;
 mod resilience;
 mod security;
