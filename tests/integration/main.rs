@@ -18,6 +18,7 @@ mod idempotency;
 mod layers;
 mod ledger;
 mod money;
+mod money_properties;
 mod recovery;
 mod resilience;
 mod security;
