@@ -11,6 +11,7 @@ mod ids;
 mod ledger;
 mod money;
 mod payment;
+mod reconciliation;
 mod refund;
 mod status;
 mod time;
@@ -31,6 +32,9 @@ pub use money::{Amount, AmountError, MAX_AMOUNT};
 pub use payment::{
     Attempt, AttemptOutcome, MerchantId, OrderKey, OutcomeClass, Payment, PaymentEvent,
     PaymentObject, WALLET_PAYMENT_METHOD,
+};
+pub use reconciliation::{
+    Category, Discrepancy, DiscrepancyStatus, RunReport, Severity,
 };
 pub use refund::{Refund, RefundObject, RefundReason, RefundState};
 pub use status::{PaymentStatus, TransitionError};

@@ -7,14 +7,16 @@
 
 use super::migrate;
 use super::ops::{WriteOp, WriteReply};
-use super::sql::{idempotency, ledger, queries, refunds, Arg, Conn};
+use super::sql::{idempotency, ledger, queries, reconcile, refunds, Arg, Conn};
 use super::{
-    BeginOutcome, FinishRefund, IdempotencyRecord, LeaseClaim, LeaseHolder, NewPayment, NewRefund,
+    BeginOutcome, DiscrepancyFilter, Finding, FindingQuery, FinishRefund, IdempotencyRecord,
+    MatchedRecord, StagedRecord, LeaseClaim, LeaseHolder, NewPayment, NewRefund,
     PaymentFilter, PaymentRef, PaymentWrite, RefundBegin, RefundRef, Store, StoreError, TopUp,
     TopUpOutcome,
 };
 use crate::domain::{
-    Balance, MerchantId, Payment, PaymentEvent, PaymentId, Posting, Refund, RefundId, Timestamp,
+    Balance, Discrepancy, MerchantId, Payment, PaymentEvent, PaymentId, Posting, Refund, RefundId,
+    RunReport, Timestamp,
 };
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -217,6 +219,83 @@ impl<B: SqlBackend> Store for B {
         filter: &ledger::TransactionFilter,
     ) -> Result<Vec<Posting>, StoreError> {
         ledger::transactions(&mut self.read().await?, filter).await
+    }
+
+    async fn stage_records(&self, run_id: &str, records: Vec<StagedRecord>) -> Result<(), StoreError> {
+        let op = WriteOp::StageRecords {
+            run_id: run_id.to_string(),
+            records,
+        };
+        self.write(op).await.map(|_| ())
+    }
+
+    async fn unstage_records(&self, run_id: &str) -> Result<(), StoreError> {
+        let op = WriteOp::UnstageRecords {
+            run_id: run_id.to_string(),
+        };
+        self.write(op).await.map(|_| ())
+    }
+
+    async fn payments_in_window(&self, from: Timestamp, to: Timestamp) -> Result<u64, StoreError> {
+        reconcile::payments_in_window(&mut self.read().await?, from, to).await
+    }
+
+    async fn findings(&self, query: &FindingQuery) -> Result<Vec<Finding>, StoreError> {
+        reconcile::findings(&mut self.read().await?, query).await
+    }
+
+    async fn matched_records(
+        &self,
+        run_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<MatchedRecord>, StoreError> {
+        reconcile::matched(&mut self.read().await?, run_id, after, limit).await
+    }
+
+    async fn record_findings(
+        &self,
+        run_id: &str,
+        findings: Vec<(String, Finding)>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let op = WriteOp::RecordFindings {
+            run_id: run_id.to_string(),
+            findings,
+            now,
+        };
+        self.write(op).await?.count()
+    }
+
+    async fn save_run(&self, report: RunReport) -> Result<(), StoreError> {
+        self.write(WriteOp::SaveRun(Box::new(report))).await.map(|_| ())
+    }
+
+    async fn runs(
+        &self,
+        id: Option<&str>,
+        starting_after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RunReport>, StoreError> {
+        reconcile::runs(&mut self.read().await?, id, starting_after, limit).await
+    }
+
+    async fn discrepancies(&self, filter: &DiscrepancyFilter) -> Result<Vec<Discrepancy>, StoreError> {
+        reconcile::discrepancies(&mut self.read().await?, filter).await
+    }
+
+    async fn resolve_discrepancy(
+        &self,
+        id: &str,
+        resolution: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let op = WriteOp::ResolveDiscrepancy {
+            id: id.to_string(),
+            resolution: resolution.to_string(),
+            now,
+        };
+        self.write(op).await?.claimed()
     }
 
     async fn payment_posted(&self, payment_id: PaymentId) -> Result<bool, StoreError> {

@@ -291,6 +291,125 @@ pub enum TopUpOutcome {
     },
 }
 
+/// One provider record staged for a reconciliation run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedRecord {
+    pub provider: String,
+    /// The provider's reference for the charge (or refund).
+    pub reference: String,
+    /// `charge` or `refund`.
+    pub kind: String,
+    /// The engine's payment, when the record names it by idempotency key.
+    pub payment_id: Option<PaymentId>,
+    pub merchant_id: Option<String>,
+    pub order_id: Option<String>,
+    pub amount: i64,
+    pub currency: String,
+    pub fee: i64,
+    pub status: String,
+    pub amount_refunded: i64,
+    pub created_at: Timestamp,
+}
+
+/// A staged charge that names one of the engine's payments, beside what
+/// the engine holds for that payment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchedRecord {
+    pub record: StagedRecord,
+    pub merchant_id: MerchantId,
+    pub status: PaymentStatus,
+    pub amount: i64,
+    pub currency: String,
+    pub amount_refunded: i64,
+    /// The provider fee the ledger booked for the payment.
+    pub booked_fee: i64,
+}
+
+/// A check a reconciliation run makes in the database, a page at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    MissingInternally,
+    MissingAtProvider,
+    DuplicateCharge,
+    LedgerMissing,
+    FailedButPosted,
+    Unbalanced,
+    StuckPending,
+    StuckProcessing,
+}
+
+impl Check {
+    pub const ALL: [Check; 8] = [
+        Check::MissingInternally,
+        Check::MissingAtProvider,
+        Check::DuplicateCharge,
+        Check::LedgerMissing,
+        Check::FailedButPosted,
+        Check::Unbalanced,
+        Check::StuckPending,
+        Check::StuckProcessing,
+    ];
+
+    pub fn category(self) -> crate::domain::Category {
+        use crate::domain::Category;
+        match self {
+            Check::MissingInternally => Category::MissingInternally,
+            Check::MissingAtProvider => Category::MissingAtProvider,
+            Check::DuplicateCharge => Category::DuplicateCharge,
+            Check::LedgerMissing => Category::LedgerMissing,
+            Check::FailedButPosted => Category::FailedButPosted,
+            Check::Unbalanced => Category::Unbalanced,
+            Check::StuckPending => Category::StuckPending,
+            Check::StuckProcessing => Category::StuckProcessing,
+        }
+    }
+}
+
+/// One page of one check's findings.
+#[derive(Debug, Clone)]
+pub struct FindingQuery {
+    pub run_id: String,
+    pub check: Check,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// Providers whose records the run read (a payment at another provider
+    /// cannot be missing there).
+    pub providers: Vec<String>,
+    pub pending_before: Timestamp,
+    pub processing_before: Timestamp,
+    /// Only findings whose subject sorts after this one.
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// Something a run found, before it is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub category: crate::domain::Category,
+    /// What it is about; with the category, the key of "the same finding".
+    pub subject: String,
+    pub merchant_id: Option<MerchantId>,
+    pub payment_id: Option<PaymentId>,
+    pub provider: Option<String>,
+    pub provider_reference: Option<String>,
+    pub expected: Option<String>,
+    pub actual: Option<String>,
+}
+
+/// Filters of `GET /v1/reconciliation/discrepancies`.
+#[derive(Debug, Clone, Default)]
+pub struct DiscrepancyFilter {
+    pub id: Option<String>,
+    /// Only this merchant's (a merchant sees its own).
+    pub merchant_id: Option<MerchantId>,
+    pub status: Option<crate::domain::DiscrepancyStatus>,
+    pub category: Option<crate::domain::Category>,
+    pub payment_id: Option<PaymentId>,
+    pub run_id: Option<String>,
+    pub starting_after: Option<String>,
+    pub limit: u32,
+}
+
 /// An order lease asked for by `holder`, until `expires_at`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaseClaim {
@@ -453,6 +572,60 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the payment has its ledger posting (a wallet payment's
     /// charge is that posting).
     async fn payment_posted(&self, payment_id: PaymentId) -> Result<bool, StoreError>;
+
+    /// Stages a page of provider records for reconciliation run `run_id`.
+    async fn stage_records(&self, run_id: &str, records: Vec<StagedRecord>) -> Result<(), StoreError>;
+
+    /// Drops a run's staged records.
+    async fn unstage_records(&self, run_id: &str) -> Result<(), StoreError>;
+
+    /// The engine's payments created in `[from, to)`.
+    async fn payments_in_window(&self, from: Timestamp, to: Timestamp) -> Result<u64, StoreError>;
+
+    /// One page of a check's findings.
+    async fn findings(&self, query: &FindingQuery) -> Result<Vec<Finding>, StoreError>;
+
+    /// One page of a run's records that name a payment, after `after`.
+    async fn matched_records(
+        &self,
+        run_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<MatchedRecord>, StoreError>;
+
+    /// Records findings of `run_id` (each with its new id) unless already
+    /// known; returns how many were new.
+    async fn record_findings(
+        &self,
+        run_id: &str,
+        findings: Vec<(String, Finding)>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+
+    /// Stores a finished run's report.
+    async fn save_run(&self, report: crate::domain::RunReport) -> Result<(), StoreError>;
+
+    /// Runs, newest first (or the one named `id`).
+    async fn runs(
+        &self,
+        id: Option<&str>,
+        starting_after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::RunReport>, StoreError>;
+
+    /// Discrepancies, newest first, narrowed by `filter`.
+    async fn discrepancies(
+        &self,
+        filter: &DiscrepancyFilter,
+    ) -> Result<Vec<crate::domain::Discrepancy>, StoreError>;
+
+    /// Resolves open discrepancy `id`; false if there is no such open one.
+    async fn resolve_discrepancy(
+        &self,
+        id: &str,
+        resolution: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
 
     /// Database reachable and every migration applied.
     async fn ready(&self) -> Result<(), StoreError>;

@@ -3,7 +3,7 @@
 //! Making writes values (not closures) lets the SQLite writer queue and
 //! batch them, and lets the PostgreSQL backend retry one after a deadlock.
 
-use super::sql::{idempotency, leases, payments, refunds, wallets, Conn};
+use super::sql::{idempotency, leases, payments, reconcile, refunds, wallets, Conn};
 use super::{
     BeginOutcome, FinishRefund, LeaseClaim, NewPayment, NewRefund, PaymentWrite, RefundBegin,
     StoreError, TopUp, TopUpOutcome,
@@ -26,6 +26,24 @@ pub enum WriteOp {
     BeginRefund(Box<NewRefund>),
     FinishRefund(Box<FinishRefund>),
     TopUp(Box<TopUp>),
+    StageRecords {
+        run_id: String,
+        records: Vec<super::StagedRecord>,
+    },
+    UnstageRecords {
+        run_id: String,
+    },
+    RecordFindings {
+        run_id: String,
+        findings: Vec<(String, super::Finding)>,
+        now: Timestamp,
+    },
+    SaveRun(Box<crate::domain::RunReport>),
+    ResolveDiscrepancy {
+        id: String,
+        resolution: String,
+        now: Timestamp,
+    },
     /// A refund stays pending after an ask; the body, if any, is its key's
     /// first answer.
     RefundPending {
@@ -95,6 +113,33 @@ pub(crate) async fn apply<C: Conn>(conn: &mut C, op: &WriteOp) -> Result<WriteRe
         WriteOp::TopUp(top_up) => wallets::top_up(conn, top_up)
             .await
             .map(WriteReply::ToppedUp),
+        WriteOp::StageRecords { run_id, records } => reconcile::stage(conn, run_id, records)
+            .await
+            .map(|()| WriteReply::Done),
+        WriteOp::UnstageRecords { run_id } => reconcile::unstage(conn, run_id)
+            .await
+            .map(WriteReply::Count),
+        WriteOp::RecordFindings {
+            run_id,
+            findings,
+            now,
+        } => {
+            let mut new = 0;
+            for (id, finding) in findings {
+                new += u64::from(reconcile::record(conn, id, run_id, finding, *now).await?);
+            }
+            Ok(WriteReply::Count(new))
+        }
+        WriteOp::SaveRun(report) => reconcile::save_run(conn, report)
+            .await
+            .map(|()| WriteReply::Done),
+        WriteOp::ResolveDiscrepancy {
+            id,
+            resolution,
+            now,
+        } => reconcile::resolve(conn, id, resolution, *now)
+            .await
+            .map(WriteReply::Claimed),
         WriteOp::RefundPending { refund, body } => {
             refunds::still_pending(conn, refund, body.as_deref())
                 .await

@@ -27,6 +27,7 @@ pub(crate) mod leases;
 pub mod ledger;
 pub(crate) mod payments;
 pub(crate) mod queries;
+pub(crate) mod reconcile;
 pub(crate) mod refunds;
 pub(crate) mod wallets;
 
