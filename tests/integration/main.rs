@@ -21,3 +21,4 @@ mod recovery;
 mod resilience;
 mod security;
 mod stripe;
+mod webhooks_verify;
