@@ -33,9 +33,7 @@ pub use payment::{
     Attempt, AttemptOutcome, MerchantId, OrderKey, OutcomeClass, Payment, PaymentEvent,
     PaymentObject, WALLET_PAYMENT_METHOD,
 };
-pub use reconciliation::{
-    Category, Discrepancy, DiscrepancyStatus, RunReport, Severity,
-};
+pub use reconciliation::{Category, Discrepancy, DiscrepancyStatus, RunReport, Severity};
 pub use refund::{Refund, RefundObject, RefundReason, RefundState};
 pub use status::{PaymentStatus, TransitionError};
 pub use time::Timestamp;

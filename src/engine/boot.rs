@@ -12,7 +12,7 @@ use crate::error::EngineError;
 use crate::messages::provider::SetEnabled;
 use crate::providers::adyen::{AdyenConfig, AdyenProvider};
 use crate::providers::sandbox::{SandboxProvider, SandboxRecord};
-use crate::providers::stripe::{StripeConfig, StripeProvider};
+use crate::providers::stripe::{StripeConfig, StripeProvider, DEFAULT_WEBHOOK_TOLERANCE_SECS};
 use crate::providers::wallet::WalletProvider;
 use crate::providers::Provider;
 use crate::resilience::RetryBudget;
@@ -69,6 +69,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
                     record,
                     provider_config.faults,
                     provider_config.call_timeout_ms,
+                    None,
                 ));
                 sandboxes.insert(provider_config.name.clone(), sandbox.clone());
                 sandbox
@@ -193,6 +194,8 @@ fn external_provider(
                         .unwrap_or_else(|| STRIPE_BASE_URL.into()),
                     api_key,
                     timeout_ms: config.call_timeout_ms,
+                    webhook_secret: None,
+                    webhook_tolerance_secs: DEFAULT_WEBHOOK_TOLERANCE_SECS,
                 },
             )
             .map_err(|e| fail(e.to_string()))?,
@@ -211,6 +214,7 @@ fn external_provider(
                         .clone()
                         .ok_or_else(|| fail("merchant_account is required".into()))?,
                     timeout_ms: config.call_timeout_ms,
+                    hmac_key: None,
                 },
             )
             .map_err(|e| fail(e.to_string()))?,

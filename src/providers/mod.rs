@@ -3,15 +3,23 @@
 //! An adapter speaks one provider's wire format and maps every answer to an
 //! [`OutcomeClass`] in one place. Nothing outside an adapter looks at a
 //! provider's codes to decide what to do; the engine acts on the class.
+//! Inbound webhooks follow the same rule: an adapter verifies and reads its
+//! provider's events and answers provider-neutral [`WebhookEvent`]s
+//! ([`webhook`]); [`signature`] holds Stripe's signature scheme, which the
+//! Stripe adapter and the sandbox share.
 
 pub mod adyen;
 pub mod classify;
 pub mod sandbox;
+pub mod signature;
 pub mod stripe;
 pub mod transport;
 pub mod wallet;
+pub mod webhook;
 
-use crate::domain::{Amount, Currency, MerchantId, OutcomeClass, PaymentId};
+pub use webhook::{WebhookError, WebhookEvent, WebhookHeaders, WebhookKind};
+
+use crate::domain::{Amount, Currency, MerchantId, OutcomeClass, PaymentId, Timestamp};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -186,4 +194,23 @@ pub trait Provider: Send + Sync + 'static {
         from: crate::domain::Timestamp,
         to: crate::domain::Timestamp,
     ) -> Result<Vec<SettlementRecord>, ProviderError>;
+
+    /// The events of one inbound webhook request, once its signature is
+    /// verified against the provider's configured secret; `now` is the
+    /// engine's clock, for the signature's timestamp tolerance.
+    ///
+    /// The signature is checked on the raw `body` before it is read as
+    /// JSON. Any refusal refuses the whole request: the caller applies
+    /// nothing of it. A provider that takes no webhooks answers
+    /// [`WebhookError::Unsupported`], which is the default.
+    fn verify_webhook(
+        &self,
+        _headers: &WebhookHeaders,
+        _body: &[u8],
+        _now: Timestamp,
+    ) -> Result<Vec<WebhookEvent>, WebhookError> {
+        Err(WebhookError::Unsupported(
+            "this provider does not take webhooks",
+        ))
+    }
 }

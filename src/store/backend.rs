@@ -10,9 +10,8 @@ use super::ops::{WriteOp, WriteReply};
 use super::sql::{idempotency, ledger, queries, reconcile, refunds, Arg, Conn};
 use super::{
     BeginOutcome, DiscrepancyFilter, Finding, FindingQuery, FinishRefund, IdempotencyRecord,
-    MatchedRecord, StagedRecord, LeaseClaim, LeaseHolder, NewPayment, NewRefund,
-    PaymentFilter, PaymentRef, PaymentWrite, RefundBegin, RefundRef, Store, StoreError, TopUp,
-    TopUpOutcome,
+    LeaseClaim, LeaseHolder, MatchedRecord, NewPayment, NewRefund, PaymentFilter, PaymentRef,
+    PaymentWrite, RefundBegin, RefundRef, StagedRecord, Store, StoreError, TopUp, TopUpOutcome,
 };
 use crate::domain::{
     Balance, Discrepancy, MerchantId, Payment, PaymentEvent, PaymentId, Posting, Refund, RefundId,
@@ -221,7 +220,11 @@ impl<B: SqlBackend> Store for B {
         ledger::transactions(&mut self.read().await?, filter).await
     }
 
-    async fn stage_records(&self, run_id: &str, records: Vec<StagedRecord>) -> Result<(), StoreError> {
+    async fn stage_records(
+        &self,
+        run_id: &str,
+        records: Vec<StagedRecord>,
+    ) -> Result<(), StoreError> {
         let op = WriteOp::StageRecords {
             run_id: run_id.to_string(),
             records,
@@ -268,7 +271,9 @@ impl<B: SqlBackend> Store for B {
     }
 
     async fn save_run(&self, report: RunReport) -> Result<(), StoreError> {
-        self.write(WriteOp::SaveRun(Box::new(report))).await.map(|_| ())
+        self.write(WriteOp::SaveRun(Box::new(report)))
+            .await
+            .map(|_| ())
     }
 
     async fn runs(
@@ -280,7 +285,10 @@ impl<B: SqlBackend> Store for B {
         reconcile::runs(&mut self.read().await?, id, starting_after, limit).await
     }
 
-    async fn discrepancies(&self, filter: &DiscrepancyFilter) -> Result<Vec<Discrepancy>, StoreError> {
+    async fn discrepancies(
+        &self,
+        filter: &DiscrepancyFilter,
+    ) -> Result<Vec<Discrepancy>, StoreError> {
         reconcile::discrepancies(&mut self.read().await?, filter).await
     }
 

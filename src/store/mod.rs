@@ -574,7 +574,11 @@ pub trait Store: Send + Sync + 'static {
     async fn payment_posted(&self, payment_id: PaymentId) -> Result<bool, StoreError>;
 
     /// Stages a page of provider records for reconciliation run `run_id`.
-    async fn stage_records(&self, run_id: &str, records: Vec<StagedRecord>) -> Result<(), StoreError>;
+    async fn stage_records(
+        &self,
+        run_id: &str,
+        records: Vec<StagedRecord>,
+    ) -> Result<(), StoreError>;
 
     /// Drops a run's staged records.
     async fn unstage_records(&self, run_id: &str) -> Result<(), StoreError>;

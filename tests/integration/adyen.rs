@@ -25,6 +25,7 @@ fn config(base_url: String) -> AdyenConfig {
         api_key: API_KEY.into(),
         merchant_account: MERCHANT_ACCOUNT.into(),
         timeout_ms: TIMEOUT_MS,
+        hmac_key: None,
     }
 }
 

@@ -23,3 +23,4 @@ mod recovery;
 mod resilience;
 mod security;
 mod stripe;
+mod webhooks_verify;

@@ -24,6 +24,8 @@ fn provider_at(base_url: &str, timeout_ms: u64) -> StripeProvider {
             base_url: base_url.to_string(),
             api_key: API_KEY.to_string(),
             timeout_ms,
+            webhook_secret: None,
+            webhook_tolerance_secs: payments::providers::stripe::DEFAULT_WEBHOOK_TOLERANCE_SECS,
         },
     )
     .expect("valid configuration")

@@ -68,6 +68,61 @@ pub const REFUSAL_REASONS: CodeTable = CodeTable {
     otherwise: HardDecline,
 };
 
+/// The documented `refusalReason` text of each `refusalReasonCode`: a
+/// webhook reports a refused authorisation by its text alone (its `reason`),
+/// so the text is read back to the code [`REFUSAL_REASONS`] classifies.
+pub const REFUSAL_REASON_TEXTS: &[(&str, &str)] = &[
+    ("Refused", "2"),
+    ("Referral", "3"),
+    ("Acquirer Error", "4"),
+    ("Blocked Card", "5"),
+    ("Expired Card", "6"),
+    ("Invalid Amount", "7"),
+    ("Invalid Card Number", "8"),
+    ("Issuer Unavailable", "9"),
+    ("Not supported", "10"),
+    ("3D Not Authenticated", "11"),
+    ("Not enough balance", "12"),
+    ("Acquirer Fraud", "14"),
+    ("Cancelled", "15"),
+    ("Shopper Cancelled", "16"),
+    ("Invalid Pin", "17"),
+    ("Pin tries exceeded", "18"),
+    ("Pin validation not possible", "19"),
+    ("FRAUD", "20"),
+    ("Not Submitted", "21"),
+    ("FRAUD-CANCELLED", "22"),
+    ("Transaction Not Permitted", "23"),
+    ("CVC Declined", "24"),
+    ("Restricted Card", "25"),
+    ("Revocation Of Auth", "26"),
+    ("Declined Non Generic", "27"),
+    ("Withdrawal amount exceeded", "28"),
+    ("Withdrawal count exceeded", "29"),
+    ("Issuer Suspected Fraud", "31"),
+    ("AVS Declined", "32"),
+    ("Card requires online pin", "33"),
+    ("No checking account available on Card", "34"),
+    ("No savings account available on Card", "35"),
+    ("Mobile pin required", "36"),
+    ("Contactless fallback", "37"),
+    ("Authentication required", "38"),
+    ("RReq not received from DS", "39"),
+];
+
+/// The class of a refusal known only by its text: the code of a documented
+/// text, classified by [`REFUSAL_REASONS`]; any other text is classified as
+/// an unlisted code is (hard).
+pub fn refusal_text_class(reason: Option<&str>) -> OutcomeClass {
+    let code = reason.and_then(|reason| {
+        REFUSAL_REASON_TEXTS
+            .iter()
+            .find(|(text, _)| text.eq_ignore_ascii_case(reason.trim()))
+            .map(|(_, code)| *code)
+    });
+    REFUSAL_REASONS.classify(code.unwrap_or(""))
+}
+
 /// `resultCode` → class, for every result but `Refused` (which
 /// [`REFUSAL_REASONS`] decides). An unlisted result (e.g.
 /// `PartiallyAuthorised`, new values) is unknown: money may have moved, so
@@ -287,6 +342,33 @@ mod tests {
         ] {
             assert_eq!(REFUSAL_REASONS.classify(code), class, "code {code}");
         }
+    }
+
+    #[test]
+    fn refusal_texts_name_listed_codes_once() {
+        for (i, (text, code)) in REFUSAL_REASON_TEXTS.iter().enumerate() {
+            assert!(
+                REFUSAL_REASONS
+                    .entries
+                    .iter()
+                    .any(|(known, _)| known == code),
+                "{text}: code {code} is not in REFUSAL_REASONS"
+            );
+            assert!(
+                !REFUSAL_REASON_TEXTS[..i]
+                    .iter()
+                    .any(|(other, _)| other.eq_ignore_ascii_case(text)),
+                "{text} listed twice"
+            );
+        }
+        assert_eq!(refusal_text_class(Some("Not enough balance")), SoftDecline);
+        assert_eq!(
+            refusal_text_class(Some("issuer unavailable")),
+            TransientNotCharged
+        );
+        assert_eq!(refusal_text_class(Some("CVC Declined")), HardDecline);
+        assert_eq!(refusal_text_class(Some("Something new")), HardDecline);
+        assert_eq!(refusal_text_class(None), HardDecline);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`codes`]: what each answer means, as tables (`resultCode`,
 //!   `refusalReasonCode`, HTTP status);
 //! - `classify`: the one place where an answer becomes an outcome;
+//! - [`webhook`]: inbound notifications, each item HMAC-verified, and what
+//!   they can and cannot tell the engine;
 //! - this file: the configuration and the [`Provider`] implementation.
 //!
 //! Adyen answers a decline with HTTP 200 and a `resultCode`; only requests it
@@ -22,6 +24,7 @@
 mod classify;
 mod client;
 pub mod codes;
+pub mod webhook;
 pub mod wire;
 
 #[cfg(test)]
@@ -29,7 +32,7 @@ mod tests;
 
 use super::{
     ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse, RefundRequest,
-    RefundResponse, RefundStatus, SettlementRecord,
+    RefundResponse, RefundStatus, SettlementRecord, WebhookError, WebhookEvent, WebhookHeaders,
 };
 use crate::domain::{OutcomeClass, Timestamp};
 use async_trait::async_trait;
@@ -58,6 +61,11 @@ pub struct AdyenConfig {
     pub merchant_account: String,
     /// For the whole call: connecting, sending, and reading the answer.
     pub timeout_ms: u64,
+    /// The webhook endpoint's HMAC key, in hex as the Customer Area shows
+    /// it. `None`: no endpoint is configured, and webhooks are refused as
+    /// unsupported.
+    #[serde(default)]
+    pub hmac_key: Option<String>,
 }
 
 impl fmt::Debug for AdyenConfig {
@@ -67,6 +75,7 @@ impl fmt::Debug for AdyenConfig {
             .field("api_key", &MASK)
             .field("merchant_account", &self.merchant_account)
             .field("timeout_ms", &self.timeout_ms)
+            .field("hmac_key", &self.hmac_key.as_ref().map(|_| MASK))
             .finish()
     }
 }
@@ -92,6 +101,8 @@ pub struct AdyenProvider {
     config: AdyenConfig,
     base: Url,
     client: reqwest::Client,
+    /// `config.hmac_key`, hex-decoded.
+    hmac_key: Option<Vec<u8>>,
 }
 
 impl AdyenProvider {
@@ -117,6 +128,14 @@ impl AdyenProvider {
         if config.timeout_ms == 0 {
             return Err(refuse("timeout_ms must be positive".into()));
         }
+        let hmac_key = match config.hmac_key.as_deref() {
+            None => None,
+            Some(hex) => Some(
+                super::signature::decode_hex(hex.trim())
+                    .filter(|key| !key.is_empty())
+                    .ok_or_else(|| refuse("hmac_key must be non-empty hex".into()))?,
+            ),
+        };
         let client = client::http_client(config.timeout_ms)
             .map_err(|error| refuse(format!("HTTP client: {error}")))?;
         Ok(AdyenProvider {
@@ -124,6 +143,7 @@ impl AdyenProvider {
             config,
             base,
             client,
+            hmac_key,
         })
     }
 }
@@ -253,6 +273,18 @@ impl Provider for AdyenProvider {
         Err(ProviderError::Unsupported(
             "Adyen reports settlements as report files, not through an API call",
         ))
+    }
+
+    /// Every item of a notification request, each verified with the
+    /// configured `hmac_key` (see [`webhook`]); the headers carry nothing
+    /// Adyen signs. Acknowledge with [`webhook::ACCEPTED_BODY`].
+    fn verify_webhook(
+        &self,
+        _headers: &WebhookHeaders,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<Vec<WebhookEvent>, WebhookError> {
+        webhook::verify(self.hmac_key.as_deref(), body, now)
     }
 }
 

@@ -37,6 +37,7 @@ fn configuration_is_checked() {
         api_key: "AQE_secret".into(),
         merchant_account: "TestMerchant".into(),
         timeout_ms: 1000,
+        hmac_key: Some("44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056".into()),
     };
     let provider = AdyenProvider::new("adyen", config.clone()).expect("valid");
     assert_eq!(
@@ -48,6 +49,7 @@ fn configuration_is_checked() {
         "https://checkout-test.adyen.com/v71/payments/AB%2FC/refunds"
     );
     assert!(!format!("{config:?}").contains("AQE_secret"));
+    assert!(!format!("{config:?}").contains("44782DEF"));
     for broken in [
         AdyenConfig {
             base_url: "not a url".into(),
@@ -67,6 +69,14 @@ fn configuration_is_checked() {
         },
         AdyenConfig {
             timeout_ms: 0,
+            ..config.clone()
+        },
+        AdyenConfig {
+            hmac_key: Some("not hex".into()),
+            ..config.clone()
+        },
+        AdyenConfig {
+            hmac_key: Some(String::new()),
             ..config.clone()
         },
     ] {

@@ -57,6 +57,32 @@ impl WireAmount {
     }
 }
 
+impl WireAmount {
+    /// The amount in the engine's minor units (ISO 4217) and its currency:
+    /// the inverse of [`WireAmount::from_engine`]. `None` for a currency the
+    /// engine does not know, or a value the engine's minor unit cannot hold
+    /// exactly (or that overflows).
+    pub fn to_engine(&self) -> Option<(i64, Currency)> {
+        let currency = Currency::parse(&self.currency)?;
+        let iso = i32::from(currency.minor_unit_digits());
+        let adyen = ADYEN_DECIMALS
+            .iter()
+            .find(|(code, _)| *code == currency.code())
+            .map_or(iso, |(_, digits)| i32::from(*digits));
+        let minor = if iso >= adyen {
+            self.value
+                .checked_mul(10_i64.checked_pow(u32::try_from(iso - adyen).ok()?)?)?
+        } else {
+            let divisor = 10_i64.checked_pow(u32::try_from(adyen - iso).ok()?)?;
+            if self.value % divisor != 0 {
+                return None;
+            }
+            self.value / divisor
+        };
+        Some((minor, currency))
+    }
+}
+
 /// `paymentMethod` of a stored card.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -196,6 +222,34 @@ mod tests {
         assert_eq!(amount(150_000, "idr").map(|a| a.value), Some(1500));
         assert_eq!(amount(150_050, "idr"), None);
         assert_eq!(amount(1200, "cve").map(|a| a.value), Some(12));
+    }
+
+    #[test]
+    fn adyen_amounts_convert_back_to_engine_minor_units() {
+        let back = |value: i64, code: &str| {
+            WireAmount {
+                value,
+                currency: code.to_string(),
+            }
+            .to_engine()
+            .map(|(minor, currency)| (minor, currency.code()))
+        };
+        assert_eq!(back(1999, "USD"), Some((1999, "usd")));
+        assert_eq!(back(150_000, "CLP"), Some((1500, "clp")));
+        assert_eq!(back(150_050, "CLP"), None, "not a whole peso");
+        assert_eq!(back(1500, "IDR"), Some((150_000, "idr")));
+        assert_eq!(back(1, "XXX_"), None);
+        assert_eq!(back(i64::MAX, "IDR"), None, "overflows");
+        for (minor, code) in [
+            (1999, "usd"),
+            (1500, "clp"),
+            (150_000, "idr"),
+            (1200, "cve"),
+        ] {
+            let there = amount(minor, code).expect("representable");
+            let (again, currency) = there.to_engine().expect("and back");
+            assert_eq!((again, currency.code()), (minor, code));
+        }
     }
 
     #[test]

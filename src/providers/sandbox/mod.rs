@@ -3,20 +3,24 @@
 //! Outcomes are chosen by the `payment_method` token; runtime fault knobs
 //! (latency, failure rate, timeout rate, outage) let tests and operators
 //! reproduce a misbehaving provider. Charges are kept in a [`SandboxRecord`]
-//! that is durable and independent of the engine.
+//! that is durable and independent of the engine. Webhooks are in Stripe's
+//! scheme (`webhook`): the sandbox signs events for its charges
+//! ([`SandboxProvider::signed_event`]) and verifies them.
 
 mod record;
 mod record_writer;
 #[cfg(test)]
 mod tests;
+mod webhook;
 
 pub use record::{
     ChargeFilter, SandboxCharge, SandboxRecord, MAX_CHARGES_PER_PAGE, MAX_LISTED_CHARGES,
 };
+pub use webhook::{SandboxEventKind, DEFAULT_WEBHOOK_SECRET};
 
 use super::{
     ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse, RefundRequest,
-    RefundResponse, RefundStatus, SettlementRecord,
+    RefundResponse, RefundStatus, SettlementRecord, WebhookError, WebhookEvent, WebhookHeaders,
 };
 use crate::domain::{OutcomeClass, Timestamp};
 use async_trait::async_trait;
@@ -72,24 +76,55 @@ pub struct SandboxProvider {
     /// never committed later: the engine gave up on the call by then, and a
     /// late charge is exactly what a look-up's "not found" must not miss.
     call_timeout: Duration,
+    /// Signs and verifies webhooks ([`DEFAULT_WEBHOOK_SECRET`] unless
+    /// configured).
+    webhook_secret: String,
 }
 
 /// What a payment method token asks the sandbox to do.
 enum Token {
-    Charge {
-        lose_first_answer: bool,
-    },
-    Decline {
-        class: OutcomeClass,
-        code: &'static str,
-        message: &'static str,
-    },
+    Charge { lose_first_answer: bool },
+    Decline(&'static Decline),
     ProviderError,
     RateLimited,
     Unknown,
 }
 
+/// A decline the sandbox answers for a payment method token.
+struct Decline {
+    token: &'static str,
+    class: OutcomeClass,
+    code: &'static str,
+    message: &'static str,
+}
+
+/// The tokens that decline, and how: read for charges by token, and for
+/// `charge.failed` webhooks by code.
+const DECLINES: &[Decline] = &[
+    Decline {
+        token: "pm_card_declined",
+        class: OutcomeClass::HardDecline,
+        code: "card_declined",
+        message: "Your card was declined.",
+    },
+    Decline {
+        token: "pm_card_expired",
+        class: OutcomeClass::HardDecline,
+        code: "expired_card",
+        message: "Your card has expired.",
+    },
+    Decline {
+        token: "pm_card_insufficient_funds",
+        class: OutcomeClass::SoftDecline,
+        code: "insufficient_funds",
+        message: "Your card has insufficient funds.",
+    },
+];
+
 fn token(payment_method: &str) -> Token {
+    if let Some(decline) = DECLINES.iter().find(|d| d.token == payment_method) {
+        return Token::Decline(decline);
+    }
     match payment_method {
         "pm_card_visa" => Token::Charge {
             lose_first_answer: false,
@@ -97,25 +132,17 @@ fn token(payment_method: &str) -> Token {
         "pm_card_timeout_after_charge" => Token::Charge {
             lose_first_answer: true,
         },
-        "pm_card_declined" => Token::Decline {
-            class: OutcomeClass::HardDecline,
-            code: "card_declined",
-            message: "Your card was declined.",
-        },
-        "pm_card_expired" => Token::Decline {
-            class: OutcomeClass::HardDecline,
-            code: "expired_card",
-            message: "Your card has expired.",
-        },
-        "pm_card_insufficient_funds" => Token::Decline {
-            class: OutcomeClass::SoftDecline,
-            code: "insufficient_funds",
-            message: "Your card has insufficient funds.",
-        },
         "pm_card_provider_error" => Token::ProviderError,
         "pm_card_rate_limited" => Token::RateLimited,
         _ => Token::Unknown,
     }
+}
+
+/// The class of a decline known by its code; a code the sandbox does not
+/// answer with is a hard decline (never retry what is not understood).
+fn decline_class(code: Option<&str>) -> OutcomeClass {
+    code.and_then(|code| DECLINES.iter().find(|d| d.code == code))
+        .map_or(OutcomeClass::HardDecline, |d| d.class)
 }
 
 /// A recorded charge as a look-up finds it.
@@ -151,17 +178,23 @@ fn answer(
 }
 
 impl SandboxProvider {
+    /// `webhook_secret`: the configured secret, `None` for
+    /// [`DEFAULT_WEBHOOK_SECRET`].
     pub fn new(
         name: impl Into<String>,
         record: SandboxRecord,
         faults: SandboxFaults,
         call_timeout_ms: u64,
+        webhook_secret: Option<String>,
     ) -> Self {
         SandboxProvider {
             name: name.into(),
             record,
             faults: RwLock::new(faults),
             call_timeout: Duration::from_millis(call_timeout_ms),
+            webhook_secret: webhook_secret
+                .filter(|secret| !secret.is_empty())
+                .unwrap_or_else(|| DEFAULT_WEBHOOK_SECRET.to_string()),
         }
     }
 
@@ -300,11 +333,13 @@ impl Provider for SandboxProvider {
                 self.make_charge(request, lose_first_answer, &faults, deadline)
                     .await
             }
-            Token::Decline {
-                class,
-                code,
-                message,
-            } => answer(class, 402, Some(code), Some(message), None),
+            Token::Decline(decline) => answer(
+                decline.class,
+                402,
+                Some(decline.code),
+                Some(decline.message),
+                None,
+            ),
             Token::ProviderError => answer(
                 OutcomeClass::TransientNotCharged,
                 503,
@@ -412,5 +447,16 @@ impl Provider for SandboxProvider {
                 })
             })
             .collect()
+    }
+
+    /// One event per request, in Stripe's scheme with this sandbox's
+    /// secret (see `webhook`).
+    fn verify_webhook(
+        &self,
+        headers: &WebhookHeaders,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<Vec<WebhookEvent>, WebhookError> {
+        self.verify_event(headers, body, now)
     }
 }

@@ -220,7 +220,7 @@ fn charge_error_status(answer: &Answer) -> ProviderResponse {
 
 /// The code and message of a PaymentIntent that did not succeed: its last
 /// payment error's, else one naming its status.
-fn intent_reason(intent: &PaymentIntent) -> (Option<String>, Option<String>) {
+pub(super) fn intent_reason(intent: &PaymentIntent) -> (Option<String>, Option<String>) {
     let error = intent.last_payment_error.clone().unwrap_or_default();
     let code = error
         .decline_code

@@ -25,7 +25,7 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// confirm the payment from a browser; `secret` is an ephemeral key's or a
 /// webhook endpoint's signing secret, in case a Stripe-compatible server
 /// echoes one.
-const SECRET_FIELDS: &[&str] = &["client_secret", "secret"];
+pub(super) const SECRET_FIELDS: &[&str] = &["client_secret", "secret"];
 /// The error code of a `404` for an object that does not exist.
 const RESOURCE_MISSING: &str = "resource_missing";
 

@@ -7,6 +7,7 @@
 //! - [`wire`]: Stripe's request encoding and response types;
 //! - [`codes`]: every code-to-class opinion, as data;
 //! - `classify`: the one place an answer becomes an [`OutcomeClass`];
+//! - `webhook`: inbound events, `Stripe-Signature` verified first;
 //! - this file: the configuration and the [`Provider`] implementation.
 //!
 //! How a charge answer is classified, in order:
@@ -29,14 +30,17 @@
 mod classify;
 mod client;
 pub mod codes;
+mod webhook;
 pub mod wire;
 
 #[cfg(test)]
 mod tests;
 
+pub use super::signature::DEFAULT_WEBHOOK_TOLERANCE_SECS;
+
 use super::{
     ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse, RefundRequest,
-    RefundResponse, SettlementRecord,
+    RefundResponse, SettlementRecord, WebhookError, WebhookEvent, WebhookHeaders,
 };
 use crate::domain::Timestamp;
 use async_trait::async_trait;
@@ -62,6 +66,12 @@ pub struct StripeConfig {
     pub api_key: String,
     /// The whole-call timeout: connect, send and read the answer.
     pub timeout_ms: u64,
+    /// The signing secret of the webhook endpoint (`whsec_…`). `None`: no
+    /// endpoint is configured, and webhooks are refused as unsupported.
+    pub webhook_secret: Option<String>,
+    /// How far a webhook's signing time may be from now, either way
+    /// ([`DEFAULT_WEBHOOK_TOLERANCE_SECS`] unless there is a reason).
+    pub webhook_tolerance_secs: u64,
 }
 
 impl fmt::Debug for StripeConfig {
@@ -70,6 +80,11 @@ impl fmt::Debug for StripeConfig {
             .field("base_url", &self.base_url)
             .field("api_key", &MASKED_KEY)
             .field("timeout_ms", &self.timeout_ms)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| MASKED_KEY),
+            )
+            .field("webhook_tolerance_secs", &self.webhook_tolerance_secs)
             .finish()
     }
 }
@@ -83,6 +98,8 @@ pub struct StripeProvider {
     /// `Bearer {api_key}`, marked sensitive so it is never logged.
     authorization: HeaderValue,
     client: reqwest::Client,
+    webhook_secret: Option<String>,
+    webhook_tolerance_secs: u64,
 }
 
 impl fmt::Debug for StripeProvider {
@@ -116,6 +133,16 @@ impl StripeProvider {
         if config.timeout_ms == 0 {
             return Err(refuse("timeout_ms must be positive".into()));
         }
+        if config
+            .webhook_secret
+            .as_deref()
+            .is_some_and(|secret| secret.trim().is_empty())
+        {
+            return Err(refuse("webhook_secret is empty".into()));
+        }
+        if config.webhook_tolerance_secs == 0 {
+            return Err(refuse("webhook_tolerance_secs must be positive".into()));
+        }
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", config.api_key))
             .map_err(|_| refuse("api_key is not a valid header value".into()))?;
         authorization.set_sensitive(true);
@@ -127,6 +154,8 @@ impl StripeProvider {
             api_key: config.api_key,
             authorization,
             client,
+            webhook_secret: config.webhook_secret,
+            webhook_tolerance_secs: config.webhook_tolerance_secs,
         })
     }
 
@@ -288,5 +317,22 @@ impl Provider for StripeProvider {
             "stripe provider {}: more than {} pages of balance transactions in [{from}, {to}): narrow the window",
             self.name, MAX_SETTLEMENT_PAGES
         )))
+    }
+
+    /// One Event per request, verified with the configured
+    /// `webhook_secret` (see `webhook` for what each type becomes).
+    fn verify_webhook(
+        &self,
+        headers: &WebhookHeaders,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<Vec<WebhookEvent>, WebhookError> {
+        webhook::verify(
+            self.webhook_secret.as_deref(),
+            self.webhook_tolerance_secs,
+            headers,
+            body,
+            now,
+        )
     }
 }

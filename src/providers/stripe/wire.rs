@@ -154,6 +154,20 @@ pub struct PaymentIntent {
     pub last_payment_error: Option<ApiError>,
     #[serde(default)]
     pub next_action: Option<NextAction>,
+    /// The engine's ids, as the charge sent them (`payment_id`, `order_id`,
+    /// `merchant_id`, `idempotency_key`...). Kept loose: a value that is not
+    /// text must not make the whole PaymentIntent unreadable.
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// The text value of `key` in a `metadata` object, if it has one.
+pub fn metadata_text(metadata: Option<&serde_json::Value>, key: &str) -> Option<String> {
+    metadata?
+        .get(key)?
+        .as_str()
+        .filter(|value| !value.is_empty())
+        .map(str::to_string)
 }
 
 /// What a `requires_action` PaymentIntent waits for.
@@ -233,9 +247,51 @@ pub struct Refund {
     pub currency: Option<String>,
     #[serde(default)]
     pub payment_intent: Option<IdOrObject>,
+    /// The Charge refunded (the PaymentIntent's latest charge).
+    #[serde(default)]
+    pub charge: Option<IdOrObject>,
     /// Why a refund failed (`charge_for_pending_refund_disputed`...).
     #[serde(default)]
     pub failure_reason: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A Charge (`object: "charge"`), as a `charge.*` event carries it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Charge {
+    pub id: String,
+    #[serde(default)]
+    pub amount: Option<i64>,
+    /// The total refunded so far, partial refunds included.
+    #[serde(default)]
+    pub amount_refunded: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// The PaymentIntent the charge belongs to (none for a bare charge).
+    #[serde(default)]
+    pub payment_intent: Option<IdOrObject>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// An Event (`object: "event"`), as a webhook delivers it. `data.object`
+/// is read according to `type` once the signature is verified.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Event {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Unix seconds.
+    pub created: i64,
+    pub data: EventData,
+}
+
+/// An Event's `data`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventData {
+    /// The object the event is about, as it was when the event happened.
+    pub object: serde_json::Value,
 }
 
 /// A list page (`object: "list"`), as `GET /v1/balance_transactions` answers.

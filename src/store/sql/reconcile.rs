@@ -104,7 +104,10 @@ pub(crate) async fn findings<C: Conn>(
     args.push(text(query.after.clone().unwrap_or_default()));
     args.push(int(i64::from(query.limit)));
     let n = args.len();
-    let sql = format!("SELECT * FROM ({sql}) f WHERE subject > ${} ORDER BY subject LIMIT ${n}", n - 1);
+    let sql = format!(
+        "SELECT * FROM ({sql}) f WHERE subject > ${} ORDER BY subject LIMIT ${n}",
+        n - 1
+    );
     let rows = conn.fetch_all(&sql, args).await?;
     rows.iter().map(|row| finding(row, query.check)).collect()
 }
@@ -226,7 +229,10 @@ fn finding(row: &impl RowExt, check: Check) -> Result<Finding, StoreError> {
         merchant_id: row.opt_text("merchant_id")?.map(MerchantId::new),
         payment_id: row
             .opt_text("payment_id")?
-            .map(|id| id.parse().map_err(|_| StoreError::Corrupt("payment id".into())))
+            .map(|id| {
+                id.parse()
+                    .map_err(|_| StoreError::Corrupt("payment id".into()))
+            })
             .transpose()?,
         provider: row.opt_text("provider")?,
         provider_reference: row.opt_text("reference")?,
@@ -283,7 +289,10 @@ fn staged(row: &impl RowExt) -> Result<StagedRecord, StoreError> {
         kind: row.text("kind")?,
         payment_id: row
             .opt_text("payment_id")?
-            .map(|id| id.parse().map_err(|_| StoreError::Corrupt("payment id".into())))
+            .map(|id| {
+                id.parse()
+                    .map_err(|_| StoreError::Corrupt("payment id".into()))
+            })
             .transpose()?,
         merchant_id: row.opt_text("merchant_id")?,
         order_id: row.opt_text("order_id")?,
@@ -456,7 +465,10 @@ fn discrepancy(row: &impl RowExt) -> Result<Discrepancy, StoreError> {
         merchant_id: row.opt_text("merchant_id")?.map(MerchantId::new),
         payment_id: row
             .opt_text("payment_id")?
-            .map(|id| id.parse::<PaymentId>().map_err(|_| StoreError::Corrupt("payment id".into())))
+            .map(|id| {
+                id.parse::<PaymentId>()
+                    .map_err(|_| StoreError::Corrupt("payment id".into()))
+            })
             .transpose()?,
         provider: row.opt_text("provider")?,
         provider_reference: row.opt_text("provider_reference")?,
