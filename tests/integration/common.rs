@@ -19,9 +19,6 @@ pub const DEV_KEY: &str = "sk_test_default";
 pub const HARNESS_OPERATOR_KEY: &str = "sk_harness_operator_0000";
 /// How long a server may take to print its address.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-/// PostgreSQL used when `TEST_DATABASE_URL` is not set: the local server
-/// these machines run (and `.ci/run` starts).
-const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// The store a test runs against. Every HTTP and actor test runs on both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,9 +27,17 @@ pub enum Backend {
     Postgres,
 }
 
-/// The PostgreSQL URL tests use.
+/// The PostgreSQL URL tests use: `TEST_DATABASE_URL` when set (a server of
+/// the developer's own), else a throwaway cluster this test process starts
+/// on first use and removes when it exits ([`throwaway_postgres`]), so
+/// `cargo test` needs PostgreSQL installed, never running or configured.
 pub fn postgres_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_string())
+    match std::env::var("TEST_DATABASE_URL") {
+        // Empty counts as unset: CI configurations often define a variable
+        // with no value.
+        Ok(url) if !url.is_empty() => url,
+        _ => throwaway_postgres::url(),
+    }
 }
 
 /// Runs `future` to completion on a private runtime (usable from `Drop` and
@@ -77,8 +82,16 @@ impl TestDb {
                 sqlx::PgConnection::connect(&url).await.map(|_| ())
             });
             if let Err(error) = reachable {
+                let own_server =
+                    std::env::var_os("TEST_DATABASE_URL").is_some_and(|url| !url.is_empty());
+                let hint = if own_server {
+                    "start the server at TEST_DATABASE_URL, or unset it to have the tests start \
+                     their own"
+                } else {
+                    "the tests' own cluster stopped answering: see its log"
+                };
                 panic!(
-                    "PostgreSQL is required at {} ({error}); start it or set TEST_DATABASE_URL",
+                    "PostgreSQL is required at {} ({error}); {hint}",
                     postgres_url()
                 );
             }
@@ -762,5 +775,455 @@ fn assert_legal_transition_refuses_what_design_does_not_allow() {
     ] {
         let refused = std::panic::catch_unwind(|| assert_legal_transition(from, to));
         assert!(refused.is_err(), "{from:?} -> {to} must be refused");
+    }
+}
+
+/// The PostgreSQL cluster the tests start for themselves when
+/// `TEST_DATABASE_URL` is not set: `initdb` in a fresh temporary directory,
+/// `postgres` on a free loopback port with its socket in that directory,
+/// trust authentication, one database `test`. It belongs to this test
+/// process alone and touches nothing of the machine's own server (its port,
+/// `/var/run/postgresql`, its roles).
+///
+/// It is started once per test process (a `OnceLock`), on first use, so
+/// runs that touch no PostgreSQL test pay nothing; the integration tests
+/// are one binary, so that is once per `cargo test`.
+///
+/// Cleanup at exit. Rust runs no destructor of a `static` at exit, there is
+/// no `atexit` without a crate (`libc`, `ctor`), and a test process may die
+/// of a signal or a timeout anyway. So a watchdog, `sh`, is started first,
+/// with a pipe as its stdin whose write end only this process holds (std
+/// opens pipes close-on-exec, so no other child inherits it). When this
+/// process ends, however it ends, the kernel closes that end, the
+/// watchdog's `read` returns, and it stops the server (SIGQUIT: immediate
+/// shutdown) and removes the directory. Nothing polls while the tests run.
+/// Should that ever miss, the postmaster checks its `postmaster.pid` every
+/// minute and shuts itself down once the directory is gone.
+///
+/// The server runs under a small `sh` that waits for it ([`LAUNCHER_SCRIPT`]),
+/// so that once this process is gone something still reaps the postmaster:
+/// orphans go to PID 1, which in some containers (this project's CI
+/// machines among them) reaps late or never, and a postmaster left a zombie
+/// would look alive to `pgrep` and to the watchdog.
+pub mod throwaway_postgres {
+    use std::ffi::OsString;
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, ChildStdin, Command, Stdio};
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    /// The one command that installs the server binaries (Debian, Ubuntu).
+    pub const INSTALL_COMMAND: &str = "apt-get install -y postgresql";
+    /// Where Debian and Ubuntu keep each installed major version's
+    /// binaries (`/usr/lib/postgresql/15/bin`), none of them in PATH.
+    const DEBIAN_LIB_DIR: &str = "/usr/lib/postgresql";
+    /// The system user PostgreSQL runs as when the tests run as root (it
+    /// refuses to run as root).
+    const SERVER_USER: &str = "postgres";
+    /// The superuser `initdb` creates, and the one the tests connect as.
+    const SUPERUSER: &str = "postgres";
+    /// The database the tests use, as on a developer's server.
+    const DATABASE: &str = "test";
+    /// A stock server's limit, so what passes here passes on one.
+    const MAX_CONNECTIONS: u32 = 100;
+    /// How long the fresh server may take to accept connections (generous:
+    /// the machines running this are small and shared).
+    const READY_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Pause between two connection attempts while it starts.
+    const READY_POLL_INTERVAL: Duration = Duration::from_millis(50);
+    /// Ports tried: between finding a port free and the server binding it,
+    /// another process may take it.
+    const PORT_ATTEMPTS: u32 = 5;
+    /// Lines of the server's log quoted when it fails to start.
+    const LOG_TAIL_LINES: usize = 20;
+    /// How long the watchdog waits for the postmaster to go after SIGQUIT
+    /// before SIGKILL, in tenths of a second (PostgreSQL itself SIGKILLs
+    /// backends still there after 5 s).
+    const WATCHDOG_STOP_WAIT_DECISECONDS: u32 = 100;
+    /// The watchdog (see the module's comment). `$1` is the cluster's
+    /// directory, `$2` [`WATCHDOG_STOP_WAIT_DECISECONDS`]. `read` returns
+    /// when this process has exited; the postmaster's pid comes from its
+    /// lock file, checked against `/proc/<pid>/comm` so that a reused pid
+    /// is never signalled.
+    const WATCHDOG_SCRIPT: &str = r#"
+read -r _ || :
+is_postmaster() { [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = postgres ]; }
+pid=$(head -n 1 "$1/data/postmaster.pid" 2>/dev/null)
+if is_postmaster; then
+    kill -QUIT "$pid" 2>/dev/null
+    tries=0
+    while is_postmaster && [ "$tries" -lt "$2" ]; do
+        sleep 0.1
+        tries=$((tries + 1))
+    done
+    is_postmaster && kill -KILL "$pid" 2>/dev/null
+fi
+rm -rf "$1"
+"#;
+    /// Runs its arguments (`postgres ...`) and waits for them, with the
+    /// server's exit status as its own: the postmaster's parent stays alive
+    /// to reap it (see the module's comment). `; exit` keeps shells that
+    /// `exec` a lone last command from doing so.
+    const LAUNCHER_SCRIPT: &str = r#""$@"; exit $?"#;
+
+    struct Cluster {
+        url: String,
+        /// Never written: held so that its closing, at exit, is what
+        /// tells the watchdog to clean up.
+        _watchdog_stdin: ChildStdin,
+        /// The server's launcher. Held, never waited for: the server lives
+        /// as long as the tests.
+        _server: Child,
+    }
+
+    /// The cluster, or why it could not be started: a failure is kept, so
+    /// every PostgreSQL test fails at once with the same message rather
+    /// than each trying again.
+    static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+    /// The URL of this process's cluster, started on first call. Panics,
+    /// with what to do, when it cannot be started.
+    pub fn url() -> String {
+        match CLUSTER.get_or_init(start) {
+            Ok(cluster) => cluster.url.clone(),
+            Err(message) => panic!("{message}"),
+        }
+    }
+
+    /// The message when no server binaries are installed.
+    pub fn missing_binaries_message() -> String {
+        format!(
+            "PostgreSQL is not installed (no initdb and postgres in PATH nor in \
+             {DEBIAN_LIB_DIR}/*/bin): install it with `{INSTALL_COMMAND}`, or set \
+             TEST_DATABASE_URL to a server of your own"
+        )
+    }
+
+    fn start() -> Result<Cluster, String> {
+        let started = Instant::now();
+        let bin_dir = find_bin_dir(std::env::var_os("PATH"), Path::new(DEBIAN_LIB_DIR))
+            .ok_or_else(missing_binaries_message)?;
+        let dir = std::env::temp_dir().join(format!(
+            "payments-test-pg-{}",
+            uuid::Uuid::now_v7().simple()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("test PostgreSQL: cannot create {}: {e}", dir.display()))?;
+        // First, so that from here on the directory goes whatever happens.
+        let watchdog_stdin = spawn_watchdog(&dir)?;
+        let owner = server_owner(&dir)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .map_err(|e| format!("test PostgreSQL: cannot chown {}: {e}", dir.display()))?;
+        }
+        let data = dir.join("data");
+        let initdb = server_command(&bin_dir.join("initdb"), owner, &dir)
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", SUPERUSER, "--auth=trust", "--no-locale", "-E", "UTF8"])
+            // Throwaway data: no fsync of every file it writes.
+            .arg("--no-sync")
+            .output()
+            .map_err(|e| format!("test PostgreSQL: cannot run initdb: {e}"))?;
+        if !initdb.status.success() {
+            return Err(format!(
+                "test PostgreSQL: initdb {} failed ({}): {}{}",
+                data.display(),
+                initdb.status,
+                String::from_utf8_lossy(&initdb.stdout),
+                String::from_utf8_lossy(&initdb.stderr),
+            ));
+        }
+        let initdb_took = started.elapsed();
+        let mut attempt = 1;
+        let (server, port, log) = loop {
+            let port = free_port()?;
+            match launch(&bin_dir, &dir, port, owner) {
+                Ok((child, log)) => break (child, port, log),
+                Err(Launch::PortTaken) if attempt < PORT_ATTEMPTS => attempt += 1,
+                Err(Launch::PortTaken) => {
+                    return Err(format!(
+                        "test PostgreSQL: {PORT_ATTEMPTS} free ports were taken before \
+                         the server could bind them"
+                    ))
+                }
+                Err(Launch::Failed(message)) => return Err(message),
+            }
+        };
+        let admin_url = format!("postgres://{SUPERUSER}@127.0.0.1:{port}/postgres");
+        let create = format!("CREATE DATABASE \"{DATABASE}\"");
+        super::block_on(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&admin_url).await?;
+            sqlx::query(&create).execute(&mut conn).await.map(|_| ())
+        })
+        .map_err(|e| format!("test PostgreSQL: cannot create database {DATABASE}: {e}"))?;
+        // Straight to stderr, past the test harness's output capture: the
+        // one line that says where the tests' database is and what it cost.
+        let _ = writeln!(
+            std::io::stderr(),
+            "test PostgreSQL: own cluster ({}) on 127.0.0.1:{port}, ready in {:.2?} \
+             (initdb {:.2?}); log {}; removed at exit",
+            bin_dir.display(),
+            started.elapsed(),
+            initdb_took,
+            log.display(),
+        );
+        Ok(Cluster {
+            url: format!("postgres://{SUPERUSER}@127.0.0.1:{port}/{DATABASE}"),
+            _watchdog_stdin: watchdog_stdin,
+            _server: server,
+        })
+    }
+
+    /// The first directory holding both `initdb` and `postgres`: PATH in
+    /// order, then `debian_lib_dir/<version>/bin`, newest version first.
+    pub fn find_bin_dir(path: Option<OsString>, debian_lib_dir: &Path) -> Option<PathBuf> {
+        let in_path: Vec<PathBuf> = path
+            .map(|path| std::env::split_paths(&path).collect())
+            .unwrap_or_default();
+        let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir(debian_lib_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                // "15", or "9.6" before PostgreSQL 10: compared as numbers.
+                let name = entry.file_name().into_string().ok()?;
+                let version = name
+                    .split('.')
+                    .map(|part| part.parse().ok())
+                    .collect::<Option<Vec<u32>>>()?;
+                Some((version, entry.path().join("bin")))
+            })
+            .collect();
+        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        in_path
+            .into_iter()
+            .chain(versions.into_iter().map(|(_, dir)| dir))
+            .find(|dir| is_executable(&dir.join("initdb")) && is_executable(&dir.join("postgres")))
+    }
+
+    fn is_executable(path: &Path) -> bool {
+        std::fs::metadata(path)
+            .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    }
+
+    /// The uid and gid to run the server as: `None` (this process's own)
+    /// unless this process is root, which PostgreSQL refuses to run as;
+    /// then the `postgres` system user's. `dir` was just created by this
+    /// process, so its owner is the effective uid (`geteuid` needs `libc`).
+    fn server_owner(dir: &Path) -> Result<Option<(u32, u32)>, String> {
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| format!("test PostgreSQL: cannot stat {}: {e}", dir.display()))?;
+        if meta.uid() != 0 {
+            return Ok(None);
+        }
+        let id = |flag: &str| -> Option<u32> {
+            let output = Command::new("id").args([flag, SERVER_USER]).output().ok()?;
+            if !output.status.success() {
+                return None;
+            }
+            String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+        };
+        match (id("-u"), id("-g")) {
+            (Some(uid), Some(gid)) => Ok(Some((uid, gid))),
+            _ => Err(format!(
+                "test PostgreSQL: the tests run as root, which PostgreSQL refuses to run as, \
+                 and there is no `{SERVER_USER}` system user to run it as: create one \
+                 (`useradd --system {SERVER_USER}`; installing the postgresql package \
+                 does), or set TEST_DATABASE_URL to a server of your own"
+            )),
+        }
+    }
+
+    /// `program` as the server's user, from inside `dir` (as that user, the
+    /// tests' working directory may not be readable).
+    ///
+    /// Root drops to the `postgres` user with `Command::uid`/`gid` (std
+    /// clears the supplementary groups too) rather than `runuser -u
+    /// postgres --`: `runuser` stays in between as the server's parent, so
+    /// the child this process holds would not be the postmaster.
+    fn server_command(program: &Path, owner: Option<(u32, u32)>, dir: &Path) -> Command {
+        let mut command = Command::new(program);
+        command.current_dir(dir).stdin(Stdio::null());
+        if let Some((uid, gid)) = owner {
+            command.uid(uid).gid(gid);
+        }
+        command
+    }
+
+    /// A port nothing listens on now, on loopback.
+    fn free_port() -> Result<u16, String> {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .map_err(|e| format!("test PostgreSQL: no free loopback port: {e}"))
+    }
+
+    enum Launch {
+        /// Another process bound the port first: try another.
+        PortTaken,
+        Failed(String),
+    }
+
+    /// Starts `postgres` on `port` and waits until it accepts connections.
+    /// Returns the server's launcher and its log file.
+    fn launch(
+        bin_dir: &Path,
+        dir: &Path,
+        port: u16,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(Child, PathBuf), Launch> {
+        let log_path = dir.join(format!("postgres-{port}.log"));
+        let log = std::fs::File::create(&log_path).map_err(|e| {
+            Launch::Failed(format!(
+                "test PostgreSQL: cannot create {}: {e}",
+                log_path.display()
+            ))
+        })?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| Launch::Failed(format!("test PostgreSQL: log file: {e}")))?;
+        let mut child = server_command(Path::new("sh"), owner, dir)
+            .arg("-c")
+            .arg(LAUNCHER_SCRIPT)
+            .arg("payments-test-pg")
+            .arg(bin_dir.join("postgres"))
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-p", &port.to_string()])
+            // The socket in our directory, never /var/run/postgresql.
+            .arg("-k")
+            .arg(dir)
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", &format!("max_connections={MAX_CONNECTIONS}")])
+            // Throwaway data, and a server that never crashes under the
+            // tests (they kill the engine, not PostgreSQL): no fsync, which
+            // also spares the shared disk.
+            .args(["-c", "fsync=off"])
+            // Output to a file: a server holding the test process's stdout
+            // would keep whoever reads it (cargo's caller) waiting.
+            .stdout(log)
+            .stderr(log_err)
+            // Its own process group (the launcher's pid): Ctrl-C at the
+            // terminal stops the tests; the watchdog, not the signal, stops
+            // the server.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Launch::Failed(format!("test PostgreSQL: cannot start postgres: {e}")))?;
+        let url = format!("postgres://{SUPERUSER}@127.0.0.1:{port}/postgres");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                if log.contains("Address already in use") {
+                    return Err(Launch::PortTaken);
+                }
+                return Err(Launch::Failed(format!(
+                    "test PostgreSQL: postgres exited ({status}) before accepting connections; \
+                     the end of {}:\n{}",
+                    log_path.display(),
+                    tail(&log)
+                )));
+            }
+            let probe = url.clone();
+            let ready = super::block_on(async move {
+                use sqlx::Connection;
+                sqlx::PgConnection::connect(&probe).await.is_ok()
+            });
+            if ready {
+                return Ok((child, log_path));
+            }
+            if Instant::now() >= deadline {
+                // The whole group, launcher and server: killing the
+                // launcher alone would leave the server running.
+                let _ = Command::new("kill")
+                    .args(["-s", "KILL", "--", &format!("-{}", child.id())])
+                    .status();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(Launch::Failed(format!(
+                    "test PostgreSQL: not accepting connections on port {port} after \
+                     {READY_TIMEOUT:?}; the end of {}:\n{}",
+                    log_path.display(),
+                    tail(&log)
+                )));
+            }
+            std::thread::sleep(READY_POLL_INTERVAL);
+        }
+    }
+
+    fn tail(log: &str) -> String {
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    }
+
+    /// Starts the watchdog on `dir` and returns the end of its stdin that
+    /// must stay open as long as the cluster is wanted.
+    fn spawn_watchdog(dir: &Path) -> Result<ChildStdin, String> {
+        let mut watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG_SCRIPT)
+            .arg("payments-test-pg-watchdog")
+            .arg(dir)
+            .arg(WATCHDOG_STOP_WAIT_DECISECONDS.to_string())
+            .stdin(Stdio::piped())
+            // Nothing of ours held open: see the server's stdout.
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Ctrl-C must not stop it before it has cleaned up.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("test PostgreSQL: cannot start the cleanup watchdog (sh): {e}"))?;
+        watchdog
+            .stdin
+            .take()
+            .ok_or_else(|| "test PostgreSQL: the watchdog has no stdin".to_string())
+    }
+
+    #[test]
+    fn binaries_are_found_in_path_first_then_the_newest_debian_version() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let install = |dir: &Path, programs: &[&str]| {
+            std::fs::create_dir_all(dir).expect("bin dir");
+            for program in programs {
+                let path = dir.join(program);
+                std::fs::write(&path, "#!/bin/sh\n").expect("program");
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod");
+            }
+        };
+        let lib = root.path().join("lib");
+        install(&lib.join("9.6/bin"), &["initdb", "postgres"]);
+        install(&lib.join("15/bin"), &["initdb", "postgres"]);
+        install(&lib.join("16/bin"), &["initdb", "postgres"]);
+        // Newest, but only half installed: skipped.
+        install(&lib.join("17/bin"), &["initdb"]);
+        let no_path = Some(OsString::from(root.path().join("empty")));
+        assert_eq!(find_bin_dir(no_path, &lib), Some(lib.join("16/bin")));
+
+        let in_path = root.path().join("local/bin");
+        install(&in_path, &["initdb", "postgres"]);
+        let path = std::env::join_paths([root.path().join("empty"), in_path.clone()]).ok();
+        assert_eq!(find_bin_dir(path, &lib), Some(in_path));
+
+        let nowhere = root.path().join("nowhere");
+        assert_eq!(find_bin_dir(None, &nowhere), None);
+    }
+
+    #[test]
+    fn without_binaries_the_message_is_the_command_that_installs_them() {
+        let message = missing_binaries_message();
+        assert!(
+            message.contains("`apt-get install -y postgresql`"),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "one line: {message}");
     }
 }
