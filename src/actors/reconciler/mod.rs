@@ -11,13 +11,13 @@
 use super::registry::PaymentRegistry;
 use crate::clock::Clock;
 use crate::config::ReconcilerSettings;
-use crate::domain::{RefundState, Timestamp};
-use crate::messages::payment::{RecoverPayment, RecoverRefund, RecoveryOutcome, RetryDue};
 use crate::messages::reconciler::{RecoveryReport, RunRecovery, StopPasses};
 use crate::store::Store;
 use actix::prelude::*;
 use std::pin::Pin;
 use std::sync::Arc;
+
+mod recovery;
 
 /// How often a stop checks whether the running pass has ended.
 const STOP_POLL_MS: u64 = 10;
