@@ -39,6 +39,13 @@ pub enum EngineError {
     /// this request rather than queue it without limit; retry shortly.
     #[error("the engine is at capacity ({what}); retry shortly")]
     Overloaded { what: &'static str },
+    /// Another instance holds the order's lease (it is working on the
+    /// payment now): what was asked cannot be applied yet; retry shortly.
+    #[error("the order is being worked on elsewhere; retry shortly")]
+    OrderBusy,
+    /// An inbound webhook was refused before anything was read from it.
+    #[error(transparent)]
+    Webhook(#[from] crate::providers::WebhookError),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error(transparent)]

@@ -12,10 +12,11 @@ use crate::clock::Clock;
 use crate::domain::OutcomeClass;
 use crate::messages::provider::{
     CallRejected, Charge, ChargeReply, ForceOpen, GetSnapshot, Lookup, ProviderSnapshot, Refund,
-    SetEnabled,
+    SetEnabled, VerifyWebhook,
 };
 use crate::providers::{
     LookupResult, Provider, ProviderError, ProviderResponse, RefundResponse, RefundStatus,
+    WebhookError, WebhookEvent,
 };
 use crate::resilience::breaker::{BreakerSettings, CallRecord, CircuitBreaker, CircuitChange};
 use crate::routing::ProviderHealth;
@@ -287,6 +288,15 @@ impl Handler<Refund> for ProviderActor {
                     raw: serde_json::json!({ "engine": "timeout" }).to_string(),
                 })
         })
+    }
+}
+
+impl Handler<VerifyWebhook> for ProviderActor {
+    type Result = Result<Vec<WebhookEvent>, WebhookError>;
+
+    fn handle(&mut self, msg: VerifyWebhook, _ctx: &mut Self::Context) -> Self::Result {
+        self.provider
+            .verify_webhook(&msg.headers, &msg.body, self.clock.now())
     }
 }
 

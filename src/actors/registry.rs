@@ -10,7 +10,7 @@ use super::payment::{PaymentActor, PaymentDeps};
 use crate::domain::OrderKey;
 use crate::error::EngineError;
 use crate::messages::payment::{
-    CreatePayment, CreateRefund, CreatedPayment, CreatedRefund, RecoverPayment, RecoverRefund,
+    ApplyWebhook, CreatePayment, CreateRefund, CreatedPayment, CreatedRefund, RecoverPayment, RecoverRefund,
     RecoveryOutcome, Retire, Retired, RetryDue, Served,
 };
 use actix::{Actor, Addr, ArbiterHandle, Handler, MailboxError, Message};
@@ -247,6 +247,18 @@ impl PaymentRegistry {
         &self,
         msg: RecoverRefund,
     ) -> Result<crate::domain::RefundState, EngineError> {
+        let key = OrderKey {
+            merchant_id: msg.merchant_id.clone(),
+            order_id: msg.order_id.clone(),
+        };
+        self.deliver(key, msg).await
+    }
+
+    /// Applies a verified provider event in its order's actor.
+    pub async fn apply_webhook(
+        &self,
+        msg: ApplyWebhook,
+    ) -> Result<crate::domain::WebhookResult, EngineError> {
         let key = OrderKey {
             merchant_id: msg.merchant_id.clone(),
             order_id: msg.order_id.clone(),

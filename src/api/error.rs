@@ -7,6 +7,7 @@
 use crate::domain::PaymentId;
 use crate::error::EngineError;
 use crate::store::StoreError;
+use crate::providers::WebhookError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
@@ -295,6 +296,25 @@ fn describe_engine(error: &EngineError) -> Described {
         EngineError::Store(StoreError::Overloaded) => retry_later(
             "overloaded",
             "the engine is at capacity (store writes); retry shortly",
+        ),
+        EngineError::OrderBusy => retry_later("order_busy", &error.to_string()),
+        EngineError::Webhook(WebhookError::Unsupported(_)) => row(
+            S::NOT_FOUND,
+            NotFound,
+            "webhooks_unsupported",
+            error.to_string(),
+            Some("provider"),
+        ),
+        EngineError::Webhook(refused) => row(
+            S::BAD_REQUEST,
+            InvalidRequestError,
+            match refused {
+                WebhookError::BadSignature(_) => "webhook_signature_invalid",
+                WebhookError::Stale { .. } => "webhook_timestamp_stale",
+                _ => "webhook_malformed",
+            },
+            error.to_string(),
+            None,
         ),
         EngineError::Config(_)
         | EngineError::Store(_)

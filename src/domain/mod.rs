@@ -15,6 +15,7 @@ mod reconciliation;
 mod refund;
 mod status;
 mod time;
+mod webhook;
 
 pub use anomaly::{
     Flag, PastPayment, PaymentFacts, Rule, RuleAction, CARD_METHOD_SLOTS, DUPLICATE_RING_ENTRIES,
@@ -37,3 +38,4 @@ pub use reconciliation::{Category, Discrepancy, DiscrepancyStatus, RunReport, Se
 pub use refund::{Refund, RefundObject, RefundReason, RefundState};
 pub use status::{PaymentStatus, TransitionError};
 pub use time::Timestamp;
+pub use webhook::WebhookResult;

@@ -189,3 +189,18 @@ pub struct RecoverRefund {
     pub order_id: String,
     pub refund_id: crate::domain::RefundId,
 }
+
+/// A verified provider event about one of this order's payments (or one of
+/// their refunds), to be applied under the order's serialization: a
+/// webhook and a retry, a refund or a recovery of the same order never
+/// interleave.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Served<crate::domain::WebhookResult>")]
+pub struct ApplyWebhook {
+    pub merchant_id: MerchantId,
+    pub order_id: String,
+    pub payment_id: crate::domain::PaymentId,
+    /// The provider the webhook came in for (its URL path).
+    pub provider: String,
+    pub event: crate::providers::WebhookEvent,
+}

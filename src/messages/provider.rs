@@ -2,6 +2,7 @@
 
 use crate::providers::{
     ChargeRequest, LookupResult, ProviderError, ProviderResponse, RefundRequest, RefundResponse,
+    WebhookError, WebhookEvent, WebhookHeaders,
 };
 use crate::resilience::{CircuitChange, CircuitState};
 use actix::Message;
@@ -44,6 +45,16 @@ pub struct Lookup {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "RefundResponse")]
 pub struct Refund(pub RefundRequest);
+
+/// Verify and read one inbound webhook request (see
+/// `Provider::verify_webhook`). Answered synchronously: it is HMAC work on
+/// a body of at most the API's size limit, with no I/O.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<WebhookEvent>, WebhookError>")]
+pub struct VerifyWebhook {
+    pub headers: WebhookHeaders,
+    pub body: Vec<u8>,
+}
 
 /// Enable or disable the provider (drain it without a deploy).
 #[derive(Debug, Clone, Copy, Message)]

@@ -7,11 +7,12 @@
 
 use super::migrate;
 use super::ops::{WriteOp, WriteReply};
-use super::sql::{idempotency, ledger, queries, reconcile, refunds, Arg, Conn};
+use super::sql::{idempotency, ledger, queries, reconcile, refunds, webhooks, Arg, Conn};
 use super::{
     BeginOutcome, DiscrepancyFilter, Finding, FindingQuery, FinishRefund, IdempotencyRecord,
     LeaseClaim, LeaseHolder, MatchedRecord, NewPayment, NewRefund, PaymentFilter, PaymentRef,
     PaymentWrite, RefundBegin, RefundRef, StagedRecord, Store, StoreError, TopUp, TopUpOutcome,
+    WebhookRecord,
 };
 use crate::domain::{
     Balance, Discrepancy, MerchantId, Payment, PaymentEvent, PaymentId, Posting, Refund, RefundId,
@@ -114,6 +115,28 @@ impl<B: SqlBackend> Store for B {
     ) -> Result<Vec<PaymentRef>, StoreError> {
         let mut conn = self.read().await?;
         queries::stuck_payments(&mut conn, now, pending_before, holder, limit).await
+    }
+
+    async fn payment_ref(&self, id: PaymentId) -> Result<Option<PaymentRef>, StoreError> {
+        queries::payment_ref(&mut self.read().await?, id).await
+    }
+
+    async fn payment_ref_by_reference(
+        &self,
+        provider: &str,
+        reference: &str,
+    ) -> Result<Option<PaymentRef>, StoreError> {
+        queries::payment_ref_by_reference(&mut self.read().await?, provider, reference).await
+    }
+
+    async fn webhook_seen(&self, provider: &str, event_id: &str) -> Result<bool, StoreError> {
+        webhooks::seen(&mut self.read().await?, provider, event_id).await
+    }
+
+    async fn record_webhook(&self, record: WebhookRecord) -> Result<bool, StoreError> {
+        self.write(WriteOp::RecordWebhook(Box::new(record)))
+            .await?
+            .claimed()
     }
 
     async fn due_retries(&self, now: Timestamp, limit: u32) -> Result<Vec<PaymentRef>, StoreError> {

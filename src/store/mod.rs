@@ -448,6 +448,32 @@ pub struct PaymentRef {
     pub status: PaymentStatus,
 }
 
+/// The receipt of one inbound provider event: what deduplicates its
+/// redeliveries, and what it did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookReceipt {
+    pub provider: String,
+    /// The provider's id of the event.
+    pub event_id: String,
+    /// What the event reported (the engine's reading, e.g. `charge_failed`).
+    pub kind: String,
+    pub payment_id: Option<PaymentId>,
+    pub refund_id: Option<crate::domain::RefundId>,
+    pub result: crate::domain::WebhookResult,
+    pub received_at: Timestamp,
+}
+
+/// A webhook receipt with what is written only if it is the first: audit
+/// events of the payment (of `merchant_id`) and a discrepancy.
+#[derive(Debug, Clone)]
+pub struct WebhookRecord {
+    pub receipt: WebhookReceipt,
+    pub merchant_id: Option<MerchantId>,
+    pub events: Vec<PaymentEvent>,
+    /// With its new id (`disc_…`).
+    pub finding: Option<(String, Finding)>,
+}
+
 /// The engine's durable state. Implementations must make every method's
 /// writes atomic and durable before returning `Ok`.
 #[async_trait]
@@ -630,6 +656,23 @@ pub trait Store: Send + Sync + 'static {
         resolution: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
+
+    /// The payment `id`'s address, whoever's it is.
+    async fn payment_ref(&self, id: PaymentId) -> Result<Option<PaymentRef>, StoreError>;
+
+    /// The payment `provider` knows as `reference`.
+    async fn payment_ref_by_reference(
+        &self,
+        provider: &str,
+        reference: &str,
+    ) -> Result<Option<PaymentRef>, StoreError>;
+
+    /// Whether `provider`'s event `event_id` was received before.
+    async fn webhook_seen(&self, provider: &str, event_id: &str) -> Result<bool, StoreError>;
+
+    /// Stores a webhook's receipt, and its events and finding if the
+    /// receipt is new; true if it was.
+    async fn record_webhook(&self, record: WebhookRecord) -> Result<bool, StoreError>;
 
     /// Database reachable and every migration applied.
     async fn ready(&self) -> Result<(), StoreError>;

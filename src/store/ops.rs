@@ -3,7 +3,7 @@
 //! Making writes values (not closures) lets the SQLite writer queue and
 //! batch them, and lets the PostgreSQL backend retry one after a deadlock.
 
-use super::sql::{idempotency, leases, payments, reconcile, refunds, wallets, Conn};
+use super::sql::{idempotency, leases, payments, reconcile, refunds, wallets, webhooks, Conn};
 use super::{
     BeginOutcome, FinishRefund, LeaseClaim, NewPayment, NewRefund, PaymentWrite, RefundBegin,
     StoreError, TopUp, TopUpOutcome,
@@ -50,6 +50,7 @@ pub enum WriteOp {
         refund: Box<crate::domain::Refund>,
         body: Option<String>,
     },
+    RecordWebhook(Box<super::WebhookRecord>),
     /// Does nothing; answered once everything queued before it is durable.
     Barrier,
 }
@@ -145,6 +146,9 @@ pub(crate) async fn apply<C: Conn>(conn: &mut C, op: &WriteOp) -> Result<WriteRe
                 .await
                 .map(|()| WriteReply::Done)
         }
+        WriteOp::RecordWebhook(record) => webhooks::record(conn, record)
+            .await
+            .map(WriteReply::Claimed),
         WriteOp::Barrier => Ok(WriteReply::Done),
     }
 }

@@ -17,13 +17,14 @@ mod postings;
 mod recover;
 mod refund;
 mod scheduled;
+mod webhook;
 
 use crate::actors::provider::ProviderDirectory;
 use crate::clock::Clock;
 use crate::domain::OrderKey;
 use crate::error::EngineError;
 use crate::messages::payment::{
-    CreatePayment, CreateRefund, CreatedPayment, CreatedRefund, RecoverPayment, RecoverRefund,
+    ApplyWebhook, CreatePayment, CreateRefund, CreatedPayment, CreatedRefund, RecoverPayment, RecoverRefund,
     RecoveryOutcome, Retire, Retired, RetryDue, Served,
 };
 use crate::resilience::RetryPolicy;
@@ -265,5 +266,15 @@ impl Handler<RecoverRefund> for PaymentActor {
         debug_assert_eq!(msg.order_id, self.key.order_id, "routed to the wrong order");
         let deps = self.deps.clone();
         self.serialized(async move { refund::recover(&deps, msg).await })
+    }
+}
+
+impl Handler<ApplyWebhook> for PaymentActor {
+    type Result = AtomicResponse<Self, Served<crate::domain::WebhookResult>>;
+
+    fn handle(&mut self, msg: ApplyWebhook, _ctx: &mut Self::Context) -> Self::Result {
+        debug_assert_eq!(msg.order_id, self.key.order_id, "routed to the wrong order");
+        let deps = self.deps.clone();
+        self.serialized(async move { webhook::apply(&deps, msg).await })
     }
 }

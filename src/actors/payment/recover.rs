@@ -11,7 +11,9 @@
 
 use super::decide::{self, Evidence};
 use super::{postings, PaymentDeps};
-use crate::domain::{Attempt, AttemptOutcome, OutcomeClass, Payment, PaymentEvent, PaymentStatus};
+use crate::domain::{
+    Attempt, AttemptOutcome, OutcomeClass, Payment, PaymentEvent, PaymentStatus, Timestamp,
+};
 use crate::error::EngineError;
 use crate::messages::payment::{RecoverPayment, RecoveryOutcome};
 use crate::messages::provider::Lookup;
@@ -19,10 +21,47 @@ use crate::providers::{LookupResult, ProviderError};
 use crate::store::{LeaseChange, PaymentWrite, StoreError, StoredResponse};
 use serde_json::json;
 
-/// What a look-up found, with the provider's reference when it charged.
-struct Finding {
-    evidence: Evidence,
-    provider_payment_id: Option<String>,
+/// What a look-up (or a provider's webhook) found, with the provider's
+/// reference when it charged.
+pub(super) struct Finding {
+    pub evidence: Evidence,
+    pub provider_payment_id: Option<String>,
+}
+
+/// Who learnt the outcome: it names the audit trail's entries.
+pub(super) enum Origin {
+    /// The reconciler's look-up.
+    Recovery,
+    /// A verified provider webhook; `event` describes it for the audit.
+    Webhook { event: serde_json::Value },
+}
+
+impl Origin {
+    fn label(&self) -> &'static str {
+        match self {
+            Origin::Recovery => "recovery",
+            Origin::Webhook { .. } => "webhook",
+        }
+    }
+
+    /// The audit entry saying what was learnt.
+    fn event(&self, payment: &Payment, finding: &Finding, now: Timestamp) -> PaymentEvent {
+        let (code, detail) = finding.describe();
+        match self {
+            Origin::Recovery => PaymentEvent::new(
+                payment.id,
+                "payment.recovery_lookup",
+                now,
+                json!({ "result": code.as_str(), "detail": detail, "recovery_attempts": payment.recovery_attempts }),
+            ),
+            Origin::Webhook { event } => PaymentEvent::new(
+                payment.id,
+                "payment.webhook_applied",
+                now,
+                json!({ "result": code.as_str(), "detail": detail, "event": event }),
+            ),
+        }
+    }
 }
 
 impl Finding {
@@ -80,7 +119,7 @@ pub(super) async fn recover(
         None => Finding::of(Evidence::NotCharged),
         Some(last) => examine(deps, &payment, last).await,
     };
-    match apply(deps, payment, finding).await {
+    match apply(deps, payment, finding, Origin::Recovery).await {
         // Lost the lease between the claim and the write: the new holder
         // finishes it.
         Err(EngineError::Store(StoreError::LeaseLost(_))) => Ok(RecoveryOutcome::Skipped),
@@ -175,7 +214,7 @@ async fn lookup(deps: &PaymentDeps, payment: &Payment, attempt: &Attempt) -> Fin
 /// Returns it for the write. A provider reference the attempt already holds
 /// is never replaced by nothing: it is what a person reviewing the payment
 /// looks up at the provider.
-fn close_last_attempt(payment: &mut Payment, code: OutcomeClass) -> Vec<Attempt> {
+fn close_last_attempt(payment: &mut Payment, code: OutcomeClass, origin: &Origin) -> Vec<Attempt> {
     let found = payment.provider_payment_id.clone();
     let Some(last) = payment.attempts.last_mut() else {
         return Vec::new();
@@ -191,14 +230,17 @@ fn close_last_attempt(payment: &mut Payment, code: OutcomeClass) -> Vec<Attempt>
     if found.is_some() {
         last.provider_payment_id = found;
     }
-    last.code = Some(format!("recovery:{}", code.as_str()));
+    last.code = Some(format!("{}:{}", origin.label(), code.as_str()));
     vec![last.clone()]
 }
 
-async fn apply(
+/// Writes what `finding` means for `payment`, in one write with the
+/// ledger's posting when it succeeded.
+pub(super) async fn apply(
     deps: &PaymentDeps,
     mut payment: Payment,
     finding: Finding,
+    origin: Origin,
 ) -> Result<RecoveryOutcome, EngineError> {
     let now = deps.clock.now();
     let from = payment.status;
@@ -212,21 +254,16 @@ async fn apply(
         payment.provider_payment_id = finding.provider_payment_id.clone();
     }
     decide::apply(&mut payment, &decision)?;
-    let (code, detail) = finding.describe();
-    let attempts = close_last_attempt(&mut payment, code);
-    let mut events = vec![PaymentEvent::new(
-        payment.id,
-        "payment.recovery_lookup",
-        now,
-        json!({ "result": code.as_str(), "detail": detail, "recovery_attempts": payment.recovery_attempts }),
-    )];
+    let (code, _) = finding.describe();
+    let attempts = close_last_attempt(&mut payment, code, &origin);
+    let mut events = vec![origin.event(&payment, &finding, now)];
     if payment.status != from {
         events.push(PaymentEvent::status_change(
             payment.id,
             Some(from),
             payment.status,
             now,
-            json!({ "by": "recovery" }),
+            json!({ "by": origin.label() }),
         ));
     }
     payment.updated_at = now;
@@ -253,7 +290,7 @@ async fn apply(
             posting,
         })
         .await?;
-    tracing::info!(payment_id = %payment.id, %from, to = %payment.status, "payment recovered");
+    tracing::info!(payment_id = %payment.id, %from, to = %payment.status, by = origin.label(), "payment outcome learnt");
     Ok(match payment.status {
         PaymentStatus::Pending => RecoveryOutcome::Unresolved,
         to => RecoveryOutcome::Resolved { from, to },

@@ -233,6 +233,17 @@ async fn settle(
     Ok((refund, body))
 }
 
+/// Settles a pending refund on an outcome the provider reported on its own
+/// (a webhook), as if it had answered the call.
+pub(super) async fn settle_reported(
+    deps: &PaymentDeps,
+    payment: &Payment,
+    refund: Refund,
+    reported: RefundResponse,
+) -> Result<Refund, EngineError> {
+    Ok(settle(deps, payment, refund, reported, false).await?.0)
+}
+
 /// An audit event of the refunded payment about `refund`.
 fn event(refund: &Refund, kind: &str, data: serde_json::Value) -> PaymentEvent {
     let mut data = data;

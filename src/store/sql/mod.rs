@@ -14,7 +14,8 @@
 //! - [`idempotency`]: the idempotency key's record, stored answer and pruning;
 //! - [`leases`]: the order row's lease, claimed alone or moved with a save;
 //! - [`queries`]: every read (payments, events, the recovery scans);
-//! - [`ledger`]: posting to the ledger and reading balances and postings.
+//! - [`ledger`]: posting to the ledger and reading balances and postings;
+//! - [`webhooks`]: receipts of inbound provider events.
 //!
 //! None of these opens or commits a transaction: the caller owns it, so a
 //! write that spans modules (a save touches all but `queries`) stays atomic.
@@ -30,6 +31,7 @@ pub(crate) mod queries;
 pub(crate) mod reconcile;
 pub(crate) mod refunds;
 pub(crate) mod wallets;
+pub(crate) mod webhooks;
 
 use super::rows::RowExt;
 use super::StoreError;

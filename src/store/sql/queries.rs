@@ -160,7 +160,7 @@ pub(crate) async fn stuck_payments<C: Conn>(
             ],
         )
         .await?;
-    rows.iter().map(payment_ref).collect()
+    rows.iter().map(to_payment_ref).collect()
 }
 
 /// `retry_scheduled` payments whose `next_attempt_at` has come, oldest first.
@@ -177,11 +177,42 @@ pub(crate) async fn due_retries<C: Conn>(
             vec![int(now.as_micros()), int(i64::from(limit))],
         )
         .await?;
-    rows.iter().map(payment_ref).collect()
+    rows.iter().map(to_payment_ref).collect()
+}
+
+/// The payment `id`, whoever's it is (an inbound webhook names a payment
+/// without naming its merchant; its signature vouches for it).
+pub(crate) async fn payment_ref<C: Conn>(
+    conn: &mut C,
+    id: PaymentId,
+) -> Result<Option<PaymentRef>, StoreError> {
+    let row = conn
+        .fetch_optional(
+            "SELECT id, merchant_id, order_id, status FROM payments WHERE id = $1",
+            vec![text(id.to_string())],
+        )
+        .await?;
+    row.as_ref().map(to_payment_ref).transpose()
+}
+
+/// The payment `provider` knows as `reference` (its id of the charge).
+pub(crate) async fn payment_ref_by_reference<C: Conn>(
+    conn: &mut C,
+    provider: &str,
+    reference: &str,
+) -> Result<Option<PaymentRef>, StoreError> {
+    let row = conn
+        .fetch_optional(
+            "SELECT id, merchant_id, order_id, status FROM payments
+             WHERE provider_payment_id = $1 AND provider = $2 ORDER BY id LIMIT 1",
+            vec![text(reference), text(provider)],
+        )
+        .await?;
+    row.as_ref().map(to_payment_ref).transpose()
 }
 
 /// A scan's row (`id, merchant_id, order_id, status`) as a [`PaymentRef`].
-fn payment_ref<R: RowExt>(row: &R) -> Result<PaymentRef, StoreError> {
+fn to_payment_ref<R: RowExt>(row: &R) -> Result<PaymentRef, StoreError> {
     Ok(PaymentRef {
         payment_id: row
             .text("id")?
