@@ -7,6 +7,7 @@ mod actors;
 mod adyen;
 mod bad_input;
 mod bench_check;
+mod bench_cli;
 mod cluster;
 mod crash;
 mod embedded;
