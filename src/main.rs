@@ -1,13 +1,17 @@
 //! The `payments` command: `serve` runs the HTTP API on the engine;
-//! `migrate` applies the database migrations and exits.
+//! `migrate` applies the database migrations and exits; `bench` measures
+//! an engine started as a separate process (see [`cli::bench`]).
 //!
 //! Whatever it prints (errors, log lines) passes through
 //! [`payments::config::mask_urls`]: a database URL's password must not
 //! reach a terminal or a log collector, whichever message carried it.
 
+mod cli;
+
 use clap::{Args, Parser, Subcommand};
 use payments::config::mask_urls;
 use payments::{Config, Engine};
+use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +34,10 @@ enum Command {
     /// Run one recovery pass now (stuck and pending payments, due scheduled
     /// retries, key pruning), print its report as JSON, and exit.
     Reconcile(CommonArgs),
+    /// Measure payments/s and latency against engines started for the
+    /// purpose, beside this machine's fsync and HTTP floors, and check
+    /// afterwards that the provider's charges match the succeeded payments.
+    Bench(cli::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -152,13 +160,20 @@ async fn reconcile(args: CommonArgs) -> Result<(), String> {
     Ok(())
 }
 
-#[actix_web::main]
-async fn main() -> ExitCode {
+/// Runs one of the engine's commands on an actix system, what
+/// `#[actix_web::main]` sets up.
+fn on_actix(command: impl Future<Output = Result<(), String>>) -> Result<(), String> {
+    actix_web::rt::System::new().block_on(command)
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args).await,
-        Command::Migrate(args) => migrate(args).await,
-        Command::Reconcile(args) => reconcile(args).await,
+        Command::Serve(args) => on_actix(serve(args)),
+        Command::Migrate(args) => on_actix(migrate(args)),
+        Command::Reconcile(args) => on_actix(reconcile(args)),
+        // The bench builds a multi-threaded runtime of its own.
+        Command::Bench(args) => cli::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

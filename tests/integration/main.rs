@@ -8,6 +8,7 @@ mod adyen;
 mod anomaly;
 mod bad_input;
 mod bench_check;
+mod bench_cli;
 mod cluster;
 mod crash;
 mod embedded;
