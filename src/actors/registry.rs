@@ -10,8 +10,8 @@ use super::payment::{PaymentActor, PaymentDeps};
 use crate::domain::OrderKey;
 use crate::error::EngineError;
 use crate::messages::payment::{
-    ApplyWebhook, CreatePayment, CreateRefund, CreatedPayment, CreatedRefund, RecoverPayment, RecoverRefund,
-    RecoveryOutcome, Retire, Retired, RetryDue, Served,
+    ApplyWebhook, CreatePayment, CreateRefund, CreatedPayment, CreatedRefund, RecoverPayment,
+    RecoverRefund, RecoveryOutcome, Retire, Retired, RetryDue, Served,
 };
 use actix::{Actor, Addr, ArbiterHandle, Handler, MailboxError, Message};
 use dashmap::DashMap;

@@ -6,8 +6,8 @@
 
 use crate::domain::PaymentId;
 use crate::error::EngineError;
-use crate::store::StoreError;
 use crate::providers::WebhookError;
+use crate::store::StoreError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;

@@ -12,6 +12,7 @@ mod money;
 mod payments;
 mod providers;
 mod sandbox;
+mod webhooks;
 
 pub use payments::REPLAYED_HEADER;
 
@@ -140,6 +141,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, with_sandbox: bool) {
     .service(resource(
         "/v1/providers/{name}",
         vec![(Method::PATCH, web::patch().to(providers::update))],
+    ))
+    .service(resource(
+        "/v1/webhooks/{provider}",
+        vec![(Method::POST, web::post().to(webhooks::receive))],
     ));
     if with_sandbox {
         cfg.service(resource(

@@ -60,6 +60,43 @@ pub struct ProviderConfig {
     /// found" is not taken to mean "not charged". Default: one second for
     /// the sandbox, one hour for Stripe, 0 for Adyen (which has no look-up).
     pub lookup_consistency_ms: Option<u64>,
+    /// The secret inbound webhooks are signed with (Stripe's and the
+    /// sandbox's `whsec_…`, Adyen's HMAC key in hex). Prefer
+    /// `webhook_secret_env` outside development; the sandbox uses
+    /// `whsec_sandbox` when neither is set.
+    pub webhook_secret: Option<Secret>,
+    /// The environment variable holding the webhook secret.
+    pub webhook_secret_env: Option<String>,
+}
+
+/// A credential written in the configuration file: never shown by `Debug`
+/// or written back out by `Serialize` (a dumped or logged configuration
+/// must not leak it).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The credential itself, for the code that signs or verifies with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
 }
 
 impl Default for ProviderConfig {
@@ -130,6 +167,58 @@ impl ProviderConfig {
             api_key_env: None,
             merchant_account: None,
             lookup_consistency_ms: None,
+            webhook_secret: None,
+            webhook_secret_env: None,
         }
+    }
+
+    /// The webhook secret in effect: from the named environment variable
+    /// when one is named (it must then hold one), else the file's; `None`
+    /// when neither is set (the sandbox then uses its development default).
+    pub fn resolved_webhook_secret(&self) -> Result<Option<String>, String> {
+        if let Some(variable) = &self.webhook_secret_env {
+            return match std::env::var(variable) {
+                Ok(secret) if !secret.trim().is_empty() => Ok(Some(secret)),
+                _ => Err(format!(
+                    "webhook_secret_env: environment variable {variable} holds no secret"
+                )),
+            };
+        }
+        Ok(self.webhook_secret.as_ref().map(|s| s.expose().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn a_webhook_secret_is_never_shown() {
+        let config = ProviderConfig {
+            webhook_secret: Some(Secret::new("whsec_do_not_show")),
+            ..ProviderConfig::sandbox("sandbox")
+        };
+        assert!(!format!("{config:?}").contains("whsec_do_not_show"));
+        let dumped = serde_json::to_string(&config).expect("serializes");
+        assert!(!dumped.contains("whsec_do_not_show"), "{dumped}");
+        assert_eq!(
+            config.resolved_webhook_secret(),
+            Ok(Some("whsec_do_not_show".to_string()))
+        );
+    }
+
+    #[test]
+    fn an_empty_secret_variable_is_refused() {
+        let config = ProviderConfig {
+            webhook_secret_env: Some("PAYMENTS_TEST_SURELY_UNSET_WEBHOOK_SECRET".into()),
+            ..ProviderConfig::sandbox("sandbox")
+        };
+        let refused = config
+            .resolved_webhook_secret()
+            .expect_err("no such variable");
+        assert!(
+            refused.contains("PAYMENTS_TEST_SURELY_UNSET_WEBHOOK_SECRET"),
+            "{refused}"
+        );
     }
 }

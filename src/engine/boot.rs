@@ -53,6 +53,9 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
     let mut record = None;
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
     for (position, provider_config) in config.providers.iter().enumerate() {
+        let webhook_secret = provider_config
+            .resolved_webhook_secret()
+            .map_err(|e| EngineError::Config(format!("provider {}: {e}", provider_config.name)))?;
         let provider: Arc<dyn Provider> = match provider_config.kind {
             ProviderKind::Sandbox => {
                 if record.is_none() {
@@ -69,12 +72,14 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
                     record,
                     provider_config.faults,
                     provider_config.call_timeout_ms,
-                    None,
+                    webhook_secret,
                 ));
                 sandboxes.insert(provider_config.name.clone(), sandbox.clone());
                 sandbox
             }
-            ProviderKind::Stripe | ProviderKind::Adyen => external_provider(provider_config)?,
+            ProviderKind::Stripe | ProviderKind::Adyen => {
+                external_provider(provider_config, webhook_secret)?
+            }
             ProviderKind::Wallet => Arc::new(WalletProvider::new(&provider_config.name)),
         };
         let settings = ProviderSettings {
@@ -173,6 +178,7 @@ const ADYEN_BASE_URL: &str = "https://checkout-test.adyen.com/v71";
 /// environment variable the configuration names.
 fn external_provider(
     config: &crate::config::ProviderConfig,
+    webhook_secret: Option<String>,
 ) -> Result<Arc<dyn Provider>, EngineError> {
     let fail = |what: String| EngineError::Config(format!("provider {}: {what}", config.name));
     let variable = config
@@ -194,7 +200,7 @@ fn external_provider(
                         .unwrap_or_else(|| STRIPE_BASE_URL.into()),
                     api_key,
                     timeout_ms: config.call_timeout_ms,
-                    webhook_secret: None,
+                    webhook_secret,
                     webhook_tolerance_secs: DEFAULT_WEBHOOK_TOLERANCE_SECS,
                 },
             )
@@ -214,7 +220,7 @@ fn external_provider(
                         .clone()
                         .ok_or_else(|| fail("merchant_account is required".into()))?,
                     timeout_ms: config.call_timeout_ms,
-                    hmac_key: None,
+                    hmac_key: webhook_secret,
                 },
             )
             .map_err(|e| fail(e.to_string()))?,

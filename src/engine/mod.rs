@@ -8,8 +8,10 @@
 mod boot;
 mod instance;
 mod money;
+mod webhooks;
 
 pub use money::{Page, ToppedUp, Wallet};
+pub use webhooks::{ReceivedEvent, WebhookReceived, MAX_EVENTS_PER_WEBHOOK};
 pub mod validate;
 
 use crate::actors::{PaymentRegistry, ProviderDirectory, Reconciler, Supervisor};

@@ -133,6 +133,20 @@ pub enum WebhookKind {
     Other(String),
 }
 
+impl WebhookKind {
+    /// The engine's name for what the event reports (receipts, audit).
+    pub fn name(&self) -> &str {
+        match self {
+            WebhookKind::ChargeSucceeded => "charge_succeeded",
+            WebhookKind::ChargeFailed { .. } => "charge_failed",
+            WebhookKind::ChargeRefunded { .. } => "charge_refunded",
+            WebhookKind::RefundSucceeded { .. } => "refund_succeeded",
+            WebhookKind::RefundFailed { .. } => "refund_failed",
+            WebhookKind::Other(name) => name,
+        }
+    }
+}
+
 /// One verified provider event, in the engine's terms (see the module's
 /// table for which ids each provider fills).
 #[derive(Debug, Clone, PartialEq)]

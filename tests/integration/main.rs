@@ -24,4 +24,5 @@ mod recovery;
 mod resilience;
 mod security;
 mod stripe;
+mod webhooks_inbound;
 mod webhooks_verify;

@@ -63,7 +63,7 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// Stripe's `v1`: lowercase hex HMAC-SHA256 of `{t}.{body}`.
-fn stripe_v1(secret: &str, t: i64, body: &[u8]) -> String {
+pub(crate) fn stripe_v1(secret: &str, t: i64, body: &[u8]) -> String {
     hex(&hmac_sha256(
         secret.as_bytes(),
         &[t.to_string().as_bytes(), b".", body],

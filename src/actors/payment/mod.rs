@@ -24,8 +24,8 @@ use crate::clock::Clock;
 use crate::domain::OrderKey;
 use crate::error::EngineError;
 use crate::messages::payment::{
-    ApplyWebhook, CreatePayment, CreateRefund, CreatedPayment, CreatedRefund, RecoverPayment, RecoverRefund,
-    RecoveryOutcome, Retire, Retired, RetryDue, Served,
+    ApplyWebhook, CreatePayment, CreateRefund, CreatedPayment, CreatedRefund, RecoverPayment,
+    RecoverRefund, RecoveryOutcome, Retire, Retired, RetryDue, Served,
 };
 use crate::resilience::RetryPolicy;
 use crate::store::{LeaseClaim, LeaseHolder, Store};

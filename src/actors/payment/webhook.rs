@@ -29,7 +29,11 @@ pub(super) async fn apply(
     deps: &PaymentDeps,
     msg: ApplyWebhook,
 ) -> Result<WebhookResult, EngineError> {
-    if deps.store.webhook_seen(&msg.provider, &msg.event.id).await? {
+    if deps
+        .store
+        .webhook_seen(&msg.provider, &msg.event.id)
+        .await?
+    {
         return Ok(WebhookResult::Duplicate);
     }
     let Some(payment) = deps.store.payment(&msg.merchant_id, msg.payment_id).await? else {
@@ -62,7 +66,14 @@ async fn charge(
         Processing | Pending | NeedsReview if ours => settle(deps, msg, payment).await,
         Succeeded | PartiallyRefunded | Refunded if charged && !same_charge(msg, &payment) => {
             let finding = finding(msg, &payment, Category::DuplicateCharge, "a second charge");
-            note(deps, msg, Some(&payment), WebhookResult::Late, Some(finding)).await
+            note(
+                deps,
+                msg,
+                Some(&payment),
+                WebhookResult::Late,
+                Some(finding),
+            )
+            .await
         }
         Succeeded | PartiallyRefunded | Refunded if charged => {
             note(deps, msg, Some(&payment), WebhookResult::NoEffect, None).await
@@ -73,7 +84,14 @@ async fn charge(
         _ => {
             let engine_says = payment.status.as_str();
             let finding = finding(msg, &payment, Category::StatusMismatch, engine_says);
-            note(deps, msg, Some(&payment), WebhookResult::Late, Some(finding)).await
+            note(
+                deps,
+                msg,
+                Some(&payment),
+                WebhookResult::Late,
+                Some(finding),
+            )
+            .await
         }
     }
 }
@@ -111,7 +129,15 @@ async fn settle(
         Err(error) => return Err(error),
         Ok(_) => {}
     }
-    record(deps, msg, Some(&payment), WebhookResult::Applied, Vec::new(), None).await
+    record(
+        deps,
+        msg,
+        Some(&payment),
+        WebhookResult::Applied,
+        Vec::new(),
+        None,
+    )
+    .await
 }
 
 /// What a charge event proves. A failure ends the attempt: only a
@@ -167,7 +193,14 @@ async fn refund(
         (status, _) => {
             let mut finding = finding(msg, &payment, Category::StatusMismatch, status.as_str());
             finding.subject = refund.id.to_string();
-            note(deps, msg, Some(&payment), WebhookResult::Late, Some(finding)).await
+            note(
+                deps,
+                msg,
+                Some(&payment),
+                WebhookResult::Late,
+                Some(finding),
+            )
+            .await
         }
     }
 }
@@ -215,7 +248,11 @@ fn reported(msg: &ApplyWebhook) -> RefundResponse {
             provider_refund_id,
             code,
             ..
-        } => (RefundStatus::Failed, provider_refund_id.clone(), code.clone()),
+        } => (
+            RefundStatus::Failed,
+            provider_refund_id.clone(),
+            code.clone(),
+        ),
         _ => (RefundStatus::Unknown, String::new(), None),
     };
     RefundResponse {
@@ -243,7 +280,11 @@ fn finding(
         provider: Some(msg.provider.clone()),
         provider_reference: msg.event.provider_payment_id.clone(),
         expected: Some(engine_says.to_string()),
-        actual: Some(format!("webhook {}: {}", msg.event.id, kind_name(&msg.event.kind))),
+        actual: Some(format!(
+            "webhook {}: {}",
+            msg.event.id,
+            msg.event.kind.name()
+        )),
     }
 }
 
@@ -291,7 +332,10 @@ async fn record(
                 events,
                 finding: None,
             };
-            Ok(first_or_duplicate(deps.store.record_webhook(record).await?, result))
+            Ok(first_or_duplicate(
+                deps.store.record_webhook(record).await?,
+                result,
+            ))
         }
     }
 }
@@ -310,7 +354,10 @@ async fn store_receipt(
         events,
         finding: finding.map(|f| (format!("disc_{}", uuid::Uuid::now_v7().simple()), f)),
     };
-    Ok(first_or_duplicate(deps.store.record_webhook(record).await?, result))
+    Ok(first_or_duplicate(
+        deps.store.record_webhook(record).await?,
+        result,
+    ))
 }
 
 /// A receipt that was not new lost a race with a redelivery of the same
@@ -332,7 +379,7 @@ fn receipt(
     WebhookReceipt {
         provider: msg.provider.clone(),
         event_id: msg.event.id.clone(),
-        kind: kind_name(&msg.event.kind).to_string(),
+        kind: msg.event.kind.name().to_string(),
         payment_id: payment.map(|p| p.id),
         refund_id: None,
         result,
@@ -345,20 +392,8 @@ fn describe(msg: &ApplyWebhook) -> serde_json::Value {
     json!({
         "provider": msg.provider,
         "event_id": msg.event.id,
-        "kind": kind_name(&msg.event.kind),
+        "kind": msg.event.kind.name(),
         "provider_payment_id": msg.event.provider_payment_id,
         "created": msg.event.created,
     })
-}
-
-/// The engine's name for what an event reports.
-pub(crate) fn kind_name(kind: &WebhookKind) -> &str {
-    match kind {
-        WebhookKind::ChargeSucceeded => "charge_succeeded",
-        WebhookKind::ChargeFailed { .. } => "charge_failed",
-        WebhookKind::ChargeRefunded { .. } => "charge_refunded",
-        WebhookKind::RefundSucceeded { .. } => "refund_succeeded",
-        WebhookKind::RefundFailed { .. } => "refund_failed",
-        WebhookKind::Other(name) => name,
-    }
 }

@@ -182,4 +182,3 @@ async fn fire_due_retries(
         }
     }
 }
-

@@ -1,7 +1,7 @@
 //! Inbound webhook receipts: each provider event is acted on once.
 
 use super::payments::insert_events;
-use super::{opt_text, reconcile, text, int, Arg, Conn};
+use super::{int, opt_text, reconcile, text, Arg, Conn};
 use crate::store::{StoreError, WebhookRecord};
 
 /// Discrepancies an inbound webhook raises carry this in place of a run id.

@@ -1,0 +1,34 @@
+//! Inbound provider webhooks over HTTP (DESIGN §6): no API key (the
+//! provider's signature authenticates the request), the raw body handed to
+//! the engine untouched so the signature is checked over exactly the bytes
+//! that were signed.
+
+use super::error::ApiError;
+use super::input;
+use super::AppState;
+use crate::providers::WebhookHeaders;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+/// `POST /v1/webhooks/{provider}`.
+pub async fn receive(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = input::read_body(&req, payload).await?;
+    let headers = headers_of(&req);
+    let received = state
+        .handle
+        .receive_webhook(path.as_str(), headers, body)
+        .await?;
+    Ok(HttpResponse::Ok().json(received))
+}
+
+/// The request's headers whose values are text (a signature always is).
+fn headers_of(req: &HttpRequest) -> WebhookHeaders {
+    req.headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect()
+}

@@ -1,0 +1,325 @@
+//! Inbound provider webhooks over real HTTP (issue 11, DESIGN §6, §7):
+//! verified before they are read, applied once through the order's actor,
+//! never moving a final state backwards.
+//!
+//! Events are built here from the sandbox's own record of the charge (as
+//! `GET /v1/sandbox/{provider}/charges` lists it) and signed here with the
+//! independent Stripe-scheme signer of `webhooks_verify`, so a mistake in
+//! the engine's signing code cannot make these pass.
+
+use crate::common::{payment_body, unique, wait_for_status, Backend, ServerOptions, TestServer};
+use crate::webhooks_verify::stripe_v1;
+use rstest::rstest;
+use serde_json::{json, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The sandbox's development secret (DESIGN §7).
+const SANDBOX_SECRET: &str = "whsec_sandbox";
+
+/// Every answer of `sandbox_a` is lost after it charged, the unknown
+/// outcome is not retried, and no reconciler pass runs during the test:
+/// whatever resolves a `pending` payment here is its webhook.
+const PENDING_CONFIG: &str = r#"
+[retry.unknown]
+max_attempts = 1
+
+[reconciler]
+interval_secs = 3600
+run_at_startup = false
+
+[[providers]]
+name = "sandbox_a"
+call_timeout_ms = 500
+[providers.faults]
+timeout_rate = 1.0
+"#;
+
+/// Answers normally; webhooks only confirm what the engine knows.
+const PLAIN_CONFIG: &str = r#"
+[reconciler]
+interval_secs = 3600
+run_at_startup = false
+
+[[providers]]
+name = "sandbox_a"
+"#;
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A sandbox event of `kind` about `charge`, as the sandbox sends it.
+fn event(kind: &str, charge: &Value, extra: Value) -> Value {
+    let mut object = charge.clone();
+    object["object"] = json!("charge");
+    if let (Some(object), Value::Object(extra)) = (object.as_object_mut(), extra) {
+        object.extend(extra);
+    }
+    json!({
+        "id": unique("evt"),
+        "object": "event",
+        "type": kind,
+        "created": unix_now(),
+        "data": { "object": object },
+    })
+}
+
+/// Posts `body` to the sandbox's webhook endpoint, signed at `t` with `secret`.
+async fn deliver(server: &TestServer, body: &[u8], secret: &str, t: i64) -> (u16, Value) {
+    let signature = format!("t={t},v1={}", stripe_v1(secret, t, body));
+    let reply = server
+        .send(
+            server
+                .client
+                .post(server.url("/v1/webhooks/sandbox_a"))
+                .header("Stripe-Signature", signature)
+                .header("Content-Type", "application/json")
+                .body(body.to_vec()),
+        )
+        .await;
+    let json = serde_json::from_str(&reply.text).unwrap_or(Value::Null);
+    (reply.status, json)
+}
+
+async fn deliver_event(server: &TestServer, event: &Value) -> (u16, Value) {
+    let body = event.to_string().into_bytes();
+    deliver(server, &body, SANDBOX_SECRET, unix_now()).await
+}
+
+/// The result the engine reports for the one event of a delivery.
+fn result_of(reply: &(u16, Value)) -> String {
+    assert_eq!(reply.0, 200, "{}", reply.1);
+    reply.1["events"][0]["result"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn audit_kinds(server: &TestServer, payment: &str) -> Vec<String> {
+    let events = server
+        .get(&format!("/v1/payments/{payment}/events"))
+        .await
+        .json();
+    events["data"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|e| e["type"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn postings(server: &TestServer, payment: &str) -> usize {
+    let reply = server
+        .get(&format!("/v1/ledger/transactions?payment_id={payment}"))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json()["data"].as_array().map_or(0, Vec::len)
+}
+
+/// A payment left `pending` with the charge made at the sandbox.
+async fn pending_payment(server: &TestServer) -> (String, Value) {
+    let order = unique("ord");
+    let created = server
+        .create(&unique("key"), &payment_body(&order, "pm_card_visa"))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let created = created.json();
+    assert_eq!(created["status"], "pending", "{created}");
+    let charges = server.sandbox_charges("sandbox_a", &order).await;
+    assert_eq!(charges.len(), 1, "the sandbox charged once: {charges:?}");
+    let id = created["id"].as_str().expect("id").to_string();
+    (id, charges[0].clone())
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_pending_payment_is_resolved_by_its_webhook_before_any_reconciler_pass(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start_with(backend, ServerOptions::config(PENDING_CONFIG)).await;
+    let (id, charge) = pending_payment(&server).await;
+    assert_eq!(
+        postings(&server, &id).await,
+        0,
+        "nothing posted while pending"
+    );
+
+    let reply = deliver_event(&server, &event("charge.succeeded", &charge, json!({}))).await;
+    assert_eq!(result_of(&reply), "applied");
+
+    let payment = server.get(&format!("/v1/payments/{id}")).await.json();
+    assert_eq!(payment["status"], "succeeded", "{payment}");
+    assert_eq!(payment["provider_payment_id"], charge["id"]);
+    assert_eq!(
+        postings(&server, &id).await,
+        1,
+        "posted once, with the success"
+    );
+    let kinds = audit_kinds(&server, &id).await;
+    assert!(
+        kinds.iter().any(|k| k == "payment.webhook_applied"),
+        "{kinds:?}"
+    );
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_failed_charge_webhook_fails_a_pending_payment_with_its_code(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let server = TestServer::start_with(backend, ServerOptions::config(PENDING_CONFIG)).await;
+    let (id, charge) = pending_payment(&server).await;
+    let failed = event(
+        "charge.failed",
+        &charge,
+        json!({ "failure_code": "card_declined", "failure_message": "declined late" }),
+    );
+    assert_eq!(result_of(&deliver_event(&server, &failed).await), "applied");
+    let payment = server.get(&format!("/v1/payments/{id}")).await.json();
+    assert_eq!(payment["status"], "failed", "{payment}");
+    assert_eq!(payment["failure_code"], "card_declined");
+    assert_eq!(postings(&server, &id).await, 0);
+}
+
+/// Issue 11's webhook chaos: forged, stale, duplicated, out of order and
+/// replayed after the final state.
+#[rstest]
+#[tokio::test]
+async fn webhook_chaos_changes_nothing_it_should_not(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let server = TestServer::start_with(backend, ServerOptions::config(PENDING_CONFIG)).await;
+    let (id, charge) = pending_payment(&server).await;
+    let succeeded = event("charge.succeeded", &charge, json!({}));
+    let body = succeeded.to_string().into_bytes();
+
+    // Forged: signed with another secret. Stale: signed 400 s ago (the
+    // tolerance is 300 s). Neither is applied nor recorded.
+    let forged = deliver(&server, &body, "whsec_attacker", unix_now()).await;
+    assert_eq!(forged.0, 400, "{}", forged.1);
+    assert_eq!(forged.1["error"]["code"], "webhook_signature_invalid");
+    let stale = deliver(&server, &body, SANDBOX_SECRET, unix_now() - 400).await;
+    assert_eq!(stale.0, 400, "{}", stale.1);
+    assert_eq!(stale.1["error"]["code"], "webhook_timestamp_stale");
+    let tampered = String::from_utf8(body.clone())
+        .expect("utf-8")
+        .replace(&charge["amount"].to_string(), "1");
+    let t = unix_now();
+    let signature = format!("t={t},v1={}", stripe_v1(SANDBOX_SECRET, t, &body));
+    let reply = server
+        .send(
+            server
+                .client
+                .post(server.url("/v1/webhooks/sandbox_a"))
+                .header("Stripe-Signature", signature)
+                .body(tampered),
+        )
+        .await;
+    assert_eq!(
+        reply.status, 400,
+        "a body changed after signing: {}",
+        reply.text
+    );
+    assert_eq!(server.count_rows("webhook_receipts").await, 0);
+    let payment = server.get(&format!("/v1/payments/{id}")).await.json();
+    assert_eq!(
+        payment["status"], "pending",
+        "refused webhooks change nothing"
+    );
+
+    // Out of order: the failure the provider sent first arrives after the
+    // success was applied. Duplicates ×3 of each.
+    assert_eq!(
+        result_of(&deliver_event(&server, &succeeded).await),
+        "applied"
+    );
+    let audit_after_apply = audit_kinds(&server, &id).await.len();
+    for _ in 0..3 {
+        let again = deliver_event(&server, &succeeded).await;
+        assert_eq!(result_of(&again), "duplicate");
+    }
+    assert_eq!(audit_kinds(&server, &id).await.len(), audit_after_apply);
+
+    let late_failure = event(
+        "charge.failed",
+        &charge,
+        json!({ "failure_code": "card_declined" }),
+    );
+    assert_eq!(
+        result_of(&deliver_event(&server, &late_failure).await),
+        "late"
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            result_of(&deliver_event(&server, &late_failure).await),
+            "duplicate"
+        );
+    }
+    let payment = server.get(&format!("/v1/payments/{id}")).await.json();
+    assert_eq!(
+        payment["status"], "succeeded",
+        "a final state never regresses"
+    );
+    assert_eq!(postings(&server, &id).await, 1);
+    let kinds = audit_kinds(&server, &id).await;
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| *k == "payment.webhook_late")
+            .count(),
+        1,
+        "the late event is in the audit trail once: {kinds:?}"
+    );
+    assert_eq!(
+        server.count_rows("discrepancies").await,
+        1,
+        "and raised as one discrepancy"
+    );
+    assert_eq!(server.count_rows("webhook_receipts").await, 2);
+}
+
+#[rstest]
+#[tokio::test]
+async fn events_about_unknown_charges_and_providers_are_answered_without_effect(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let server = TestServer::start_with(backend, ServerOptions::config(PLAIN_CONFIG)).await;
+    let stranger = json!({
+        "id": "ch_nobody_knows", "provider": "sandbox_a", "amount": 500, "currency": "usd",
+    });
+    let reply = deliver_event(&server, &event("charge.succeeded", &stranger, json!({}))).await;
+    assert_eq!(result_of(&reply), "unmatched");
+
+    let nowhere = server
+        .send(
+            server
+                .client
+                .post(server.url("/v1/webhooks/no_such_provider"))
+                .body("{}"),
+        )
+        .await;
+    assert_eq!(nowhere.status, 404, "{}", nowhere.text);
+
+    let garbage = deliver(&server, b"not json", SANDBOX_SECRET, unix_now()).await;
+    assert_eq!(garbage.0, 400, "{}", garbage.1);
+    assert_eq!(garbage.1["error"]["code"], "webhook_malformed");
+
+    // A payment the engine settled itself: its webhook confirms it.
+    let order = unique("ord");
+    let paid = server
+        .create(&unique("key"), &payment_body(&order, "pm_card_visa"))
+        .await
+        .json();
+    let id = paid["id"].as_str().expect("id");
+    let charge = server.sandbox_charges("sandbox_a", &order).await[0].clone();
+    let confirm = deliver_event(&server, &event("charge.succeeded", &charge, json!({}))).await;
+    assert_eq!(result_of(&confirm), "no_effect");
+    let resolved = wait_for_status(&server, id, "succeeded").await;
+    assert_eq!(resolved["attempts"].as_array().map(Vec::len), Some(1));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
