@@ -39,6 +39,9 @@ pub enum EngineError {
     /// this request rather than queue it without limit; retry shortly.
     #[error("the engine is at capacity ({what}); retry shortly")]
     Overloaded { what: &'static str },
+    /// The discrepancy was resolved already (a resolution is not replaced).
+    #[error("the discrepancy is already resolved")]
+    AlreadyResolved,
     /// Another instance holds the order's lease (it is working on the
     /// payment now): what was asked cannot be applied yet; retry shortly.
     #[error("the order is being worked on elsewhere; retry shortly")]

@@ -298,6 +298,13 @@ fn describe_engine(error: &EngineError) -> Described {
             "the engine is at capacity (store writes); retry shortly",
         ),
         EngineError::OrderBusy => retry_later("order_busy", &error.to_string()),
+        EngineError::AlreadyResolved => row(
+            S::CONFLICT,
+            Conflict,
+            "discrepancy_already_resolved",
+            error.to_string(),
+            Some("id"),
+        ),
         EngineError::Webhook(WebhookError::Unsupported(_)) => row(
             S::NOT_FOUND,
             NotFound,

@@ -11,6 +11,7 @@ pub mod input;
 mod money;
 mod payments;
 mod providers;
+mod reconciliation;
 mod sandbox;
 mod webhooks;
 
@@ -141,6 +142,25 @@ pub fn routes(cfg: &mut web::ServiceConfig, with_sandbox: bool) {
     .service(resource(
         "/v1/providers/{name}",
         vec![(Method::PATCH, web::patch().to(providers::update))],
+    ))
+    .service(resource(
+        "/v1/reconciliation/runs",
+        vec![(Method::GET, web::get().to(reconciliation::list_runs))],
+    ))
+    .service(resource(
+        "/v1/reconciliation/runs/{id}",
+        vec![(Method::GET, web::get().to(reconciliation::get_run))],
+    ))
+    .service(resource(
+        "/v1/reconciliation/discrepancies",
+        vec![(
+            Method::GET,
+            web::get().to(reconciliation::list_discrepancies),
+        )],
+    ))
+    .service(resource(
+        "/v1/reconciliation/discrepancies/{id}/resolve",
+        vec![(Method::POST, web::post().to(reconciliation::resolve))],
     ))
     .service(resource(
         "/v1/webhooks/{provider}",

@@ -8,9 +8,11 @@
 mod boot;
 mod instance;
 mod money;
+mod reconciliation;
 mod webhooks;
 
 pub use money::{Page, ToppedUp, Wallet};
+pub use reconciliation::{MAX_RESOLUTION_CHARS, RUN_DISCREPANCIES_LISTED};
 pub use webhooks::{ReceivedEvent, WebhookReceived, MAX_EVENTS_PER_WEBHOOK};
 pub mod validate;
 

@@ -281,6 +281,29 @@ async fn webhook_chaos_changes_nothing_it_should_not(
         "and raised as one discrepancy"
     );
     assert_eq!(server.count_rows("webhook_receipts").await, 2);
+
+    let listed = server
+        .get(&format!("/v1/reconciliation/discrepancies?payment_id={id}"))
+        .await
+        .json();
+    let found = &listed["data"][0];
+    assert_eq!(found["category"], "status_mismatch", "{listed}");
+    assert_eq!(found["severity"], "high");
+    assert_eq!(found["status"], "open");
+    let disc = found["id"].as_str().expect("id");
+    let resolve = |note: &'static str| {
+        server.send(
+            server
+                .client
+                .post(server.url(&format!("/v1/reconciliation/discrepancies/{disc}/resolve")))
+                .bearer_auth(&server.operator_key)
+                .json(&json!({ "resolution": note })),
+        )
+    };
+    let resolved = resolve("the provider's failure was for an earlier try").await;
+    assert_eq!(resolved.status, 200, "{}", resolved.text);
+    assert_eq!(resolved.json()["status"], "resolved");
+    assert_eq!(resolve("again").await.status, 409);
 }
 
 #[rstest]

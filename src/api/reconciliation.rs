@@ -1,0 +1,112 @@
+//! Reconciliation over HTTP (DESIGN §6, §9): runs (operators: a run spans
+//! every merchant) and discrepancies (a merchant sees its own payments',
+//! an operator every one; resolving is an operator's act).
+
+use super::auth::{Caller, Operator};
+use super::error::ApiError;
+use super::input::{self, DEFAULT_PAGE_LIMIT};
+use super::AppState;
+use crate::domain::{Category, DiscrepancyStatus};
+use crate::store::DiscrepancyFilter;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+/// Ids of discrepancies and runs are the engine's own: printable, short.
+const MAX_ID_CHARS: usize = 64;
+
+fn id_param(param: &str, value: &str) -> Result<String, ApiError> {
+    let printable = value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if value.is_empty() || value.len() > MAX_ID_CHARS || !printable {
+        return Err(ApiError::invalid(param, format!("{param} is not an id")));
+    }
+    Ok(value.to_string())
+}
+
+/// `GET /v1/reconciliation/discrepancies`.
+pub async fn list_discrepancies(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let mut filter = DiscrepancyFilter {
+        limit: DEFAULT_PAGE_LIMIT,
+        ..DiscrepancyFilter::default()
+    };
+    if !caller.0.operator {
+        filter.merchant_id = caller.0.merchant.clone();
+    }
+    for (name, value) in input::query_pairs(&req)? {
+        match name.as_str() {
+            "limit" => filter.limit = input::page_limit(&value)?,
+            "starting_after" => filter.starting_after = Some(id_param("starting_after", &value)?),
+            "run_id" => filter.run_id = Some(id_param("run_id", &value)?),
+            "status" => {
+                filter.status =
+                    Some(value.parse::<DiscrepancyStatus>().map_err(|_| {
+                        ApiError::invalid("status", "status must be open or resolved")
+                    })?)
+            }
+            "category" => {
+                filter.category = Some(value.parse::<Category>().map_err(|_| {
+                    ApiError::invalid("category", format!("unknown category {value:?}"))
+                })?)
+            }
+            "payment_id" => {
+                filter.payment_id = Some(value.parse().map_err(|_| {
+                    ApiError::invalid("payment_id", "payment_id must be a payment id")
+                })?)
+            }
+            _ => {}
+        }
+    }
+    let page = state.handle.discrepancies(filter).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// `POST /v1/reconciliation/discrepancies/{id}/resolve` (operator):
+/// `{resolution}`.
+pub async fn resolve(
+    state: web::Data<AppState>,
+    _operator: Operator,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let id = id_param("id", &path)?;
+    let body = input::read_body(&req, payload).await?;
+    let body = input::json_object(&body)?;
+    let resolution = input::required_string(&body, "resolution")?;
+    let resolved = state.handle.resolve_discrepancy(&id, &resolution).await?;
+    Ok(HttpResponse::Ok().json(resolved))
+}
+
+/// `GET /v1/reconciliation/runs` (operator): newest first.
+pub async fn list_runs(
+    state: web::Data<AppState>,
+    _operator: Operator,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let mut limit = DEFAULT_PAGE_LIMIT;
+    let mut starting_after = None;
+    for (name, value) in input::query_pairs(&req)? {
+        match name.as_str() {
+            "limit" => limit = input::page_limit(&value)?,
+            "starting_after" => starting_after = Some(id_param("starting_after", &value)?),
+            _ => {}
+        }
+    }
+    let page = state
+        .handle
+        .reconciliation_runs(starting_after, limit)
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// `GET /v1/reconciliation/runs/{id}` (operator).
+pub async fn get_run(
+    state: web::Data<AppState>,
+    _operator: Operator,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id_param("id", &path)?;
+    Ok(HttpResponse::Ok().json(state.handle.reconciliation_run(&id).await?))
+}
