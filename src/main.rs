@@ -12,14 +12,33 @@ use clap::{Args, Parser, Subcommand};
 use payments::config::mask_urls;
 use payments::{Config, Engine};
 use std::future::Future;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
+/// Every variable the engine reads, for `--help`: flags win over the
+/// environment, the environment over the file.
+const ENVIRONMENT_HELP: &str = "\
+Environment:
+  PAYMENTS_CONFIG      the TOML configuration file (as --config)
+  DATABASE_URL         sqlite://… or postgres://… (default: SQLite under ./data/)
+  PAYMENTS_HOST        address to listen on (default 127.0.0.1)
+  PAYMENTS_PORT        port to listen on (default 8080)
+  PAYMENTS_API_KEYS    merchant keys as merchant:key,merchant:key (turns off the development key)
+  PAYMENTS_ADMIN_KEYS  operator keys, comma-separated
+  RUST_LOG             log filter, e.g. info or payments=debug (wins over log.level)
+  <provider api_key_env>, <provider webhook_secret_env>
+                       the variables your [[providers]] name for their credentials";
+
 #[derive(Parser)]
-#[command(name = "payments", version, about = "An actor-based payment engine")]
+#[command(
+    name = "payments",
+    version,
+    about = "An actor-based payment engine",
+    after_help = ENVIRONMENT_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,6 +60,7 @@ enum Command {
 }
 
 #[derive(Args)]
+#[command(after_help = ENVIRONMENT_HELP)]
 struct CommonArgs {
     /// TOML configuration file.
     #[arg(long, env = "PAYMENTS_CONFIG")]
@@ -51,6 +71,7 @@ struct CommonArgs {
 }
 
 #[derive(Args)]
+#[command(after_help = ENVIRONMENT_HELP)]
 struct ServeArgs {
     #[command(flatten)]
     common: CommonArgs,
@@ -74,8 +95,12 @@ fn load(common: &CommonArgs) -> Result<Config, String> {
     if let Some(url) = &common.database_url {
         config.database_url = Some(url.clone());
     }
-    // Every command checks the whole configuration before opening anything.
+    // Every command checks the whole configuration, and what it needs of
+    // this machine, before opening or binding anything.
     config.validate().map_err(|e| e.to_string())?;
+    config
+        .check_environment(|name| std::env::var(name).ok())
+        .map_err(|e| e.to_string())?;
     Ok(config)
 }
 
@@ -106,8 +131,11 @@ impl<'a> MakeWriter<'a> for MaskedStderr {
 fn init_tracing(config: &Config) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    // Colour codes only where a person reads them: a log file or collector
+    // would store them as noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(MaskedStderr);
     if config.log.format == "json" {
         builder.json().init();
@@ -125,8 +153,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         config.server.port = port;
     }
     init_tracing(&config);
+    let listener = payments::api::bind(&config)
+        .await
+        .map_err(|e| e.to_string())?;
     let handle = Engine::start(config).await.map_err(|e| e.to_string())?;
-    let served = payments::api::serve(handle.clone()).await;
+    let served = payments::api::serve(handle.clone(), listener).await;
     // The server returns after SIGINT/SIGTERM (or on a bind error): finish
     // in-flight payments and flush before exiting.
     handle.shutdown().await;

@@ -23,7 +23,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use auth::Authenticator;
 use error::ApiError;
 use serde_json::json;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// The shape of every list answer: `{data, has_more}`.
@@ -236,16 +236,52 @@ fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Serves the API until SIGINT/SIGTERM, then returns (the caller shuts the
-/// engine down). Prints `listening on http://ADDR` once bound, so scripts
-/// and tests that pass port 0 learn the port.
-pub async fn serve(handle: EngineHandle) -> Result<(), ServeError> {
-    let config = handle.config().clone();
-    let host = config.server.host.clone();
-    let state = web::Data::new(AppState::new(handle.clone()));
-    if state.auth.is_development() && !is_loopback(&host) {
-        return Err(ServeError::DevelopmentKeyOffLoopback(host));
+/// The API's listening socket, bound before the engine starts: a port in
+/// use, or the development key on a public address, is refused before
+/// anything touches the database.
+pub struct Listener {
+    socket: std::net::TcpListener,
+}
+
+/// Checks what the server's own settings allow and binds its port (the
+/// first address the host resolves to), with the listen backlog the
+/// server needs under load. Runs on a tokio runtime.
+pub async fn bind(config: &crate::config::Config) -> Result<Listener, ServeError> {
+    let host = config.server.host.as_str();
+    if Authenticator::from_config(config).is_development() && !is_loopback(host) {
+        return Err(ServeError::DevelopmentKeyOffLoopback(host.to_string()));
     }
+    let addr = format!("{host}:{}", config.server.port);
+    let bind_error = |source| ServeError::Bind {
+        addr: addr.clone(),
+        source,
+    };
+    let resolved = tokio::net::lookup_host((host, config.server.port))
+        .await
+        .map_err(bind_error)?
+        .next()
+        .ok_or_else(|| bind_error(std::io::Error::other("the host resolves to no address")))?;
+    let socket = if resolved.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(bind_error)?;
+    socket.set_reuseaddr(true).map_err(bind_error)?;
+    socket.bind(resolved).map_err(bind_error)?;
+    let listening = socket
+        .listen(LISTEN_BACKLOG_CONNECTIONS)
+        .map_err(bind_error)?;
+    let socket = listening.into_std().map_err(bind_error)?;
+    Ok(Listener { socket })
+}
+
+/// Serves the API on `listener` until SIGINT/SIGTERM, then returns (the
+/// caller shuts the engine down). Prints `listening on http://ADDR`, so
+/// scripts and tests that pass port 0 learn the port.
+pub async fn serve(handle: EngineHandle, listener: Listener) -> Result<(), ServeError> {
+    let config = handle.config().clone();
+    let state = web::Data::new(AppState::new(handle.clone()));
     log_keys(&state.auth);
     let with_sandbox = handle.has_sandbox();
     // In-flight requests get the whole grace period (and a second more) to
@@ -262,22 +298,14 @@ pub async fn serve(handle: EngineHandle) -> Result<(), ServeError> {
     .shutdown_timeout(grace_secs)
     .client_request_timeout(Duration::from_millis(CLIENT_REQUEST_TIMEOUT_MS))
     .client_disconnect_timeout(Duration::from_millis(CLIENT_DISCONNECT_TIMEOUT_MS))
-    .max_connections(MAX_CONNECTIONS_PER_WORKER)
-    .backlog(LISTEN_BACKLOG_CONNECTIONS);
+    .max_connections(MAX_CONNECTIONS_PER_WORKER);
     if config.server.workers > 0 {
         server = server.workers(config.server.workers);
     }
-    let server = server
-        .bind((host.as_str(), config.server.port))
-        .map_err(|source| ServeError::Bind {
-            addr: format!("{host}:{}", config.server.port),
-            source,
-        })?;
-    let addrs: Vec<SocketAddr> = server.addrs();
-    for addr in &addrs {
-        println!("listening on http://{addr}");
-    }
-    tracing::info!(?addrs, "HTTP API listening");
+    let addr = listener.socket.local_addr()?;
+    let server = server.listen(listener.socket)?;
+    println!("listening on http://{addr}");
+    tracing::info!(%addr, "HTTP API listening");
     let server = server.run();
     let (http, engine) = (server.handle(), handle.clone());
     actix_web::rt::spawn(async move {

@@ -309,7 +309,13 @@ impl Config {
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("payments.db").display()))
+            .unwrap_or_else(|| format!("sqlite://{}", self.default_sqlite_path().display()))
+    }
+
+    /// The engine's SQLite file when no database is named (its directory
+    /// is created at start).
+    pub fn default_sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("payments.db")
     }
 
     /// The sandbox record file in effect.

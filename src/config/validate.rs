@@ -6,6 +6,7 @@
 
 use super::{mask_urls, Config, KeyDigest, ProviderConfig, ProviderKind};
 use crate::domain::Currency;
+use crate::providers::sandbox::SandboxFaults;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -45,6 +46,8 @@ const MIN_IDEMPOTENCY_RETENTION_HOURS: u64 = 24;
 const MAX_BODY_TIMEOUT_MS: u64 = 60_000;
 /// Database URL schemes the store opens (`store::open`).
 const DATABASE_SCHEMES: &[&str] = &["sqlite:", "postgres:", "postgresql:"];
+/// What `log.format` may be.
+const LOG_FORMATS: &[&str] = &["text", "json"];
 
 impl Config {
     /// Checks everything that can be checked without I/O.
@@ -72,6 +75,7 @@ impl Config {
         }
         self.validate_engine()?;
         self.validate_server()?;
+        self.validate_log()?;
         self.validate_database_url()?;
         self.anomaly.validate()?;
         self.validate_api_keys()
@@ -85,6 +89,71 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    fn validate_log(&self) -> Result<(), ConfigError> {
+        if !LOG_FORMATS.contains(&self.log.format.as_str()) {
+            return Err(invalid(
+                "log.format",
+                format!("{:?} is neither \"text\" nor \"json\"", self.log.format),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What can only be checked against this machine: the variables that
+    /// hold credentials are set, and a SQLite file's directory exists (the
+    /// default `./data/` is created). Every command runs it with
+    /// [`Config::validate`], before anything is opened or bound.
+    pub fn check_environment(
+        &self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        for provider in &self.providers {
+            let named = [
+                ("providers.api_key_env", &provider.api_key_env),
+                ("providers.webhook_secret_env", &provider.webhook_secret_env),
+            ];
+            for (key, variable) in named {
+                let Some(variable) = variable else { continue };
+                if var(variable).is_none_or(|value| value.trim().is_empty()) {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "provider {}: environment variable {variable} is not set",
+                            provider.name
+                        ),
+                    ));
+                }
+            }
+        }
+        self.check_sqlite_directory()
+    }
+
+    /// A SQLite URL the operator wrote must name a file in an existing
+    /// directory: a typo would otherwise start the engine on a new, empty
+    /// database somewhere unexpected.
+    fn check_sqlite_directory(&self) -> Result<(), ConfigError> {
+        let Some(url) = &self.database_url else {
+            return Ok(());
+        };
+        let Some(path) = crate::store::sqlite_path(url) else {
+            return Ok(());
+        };
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => return Ok(()),
+        };
+        if parent.is_dir() || path == self.default_sqlite_path() {
+            return Ok(());
+        }
+        Err(invalid(
+            "database_url",
+            format!(
+                "the directory {} does not exist; create it first",
+                parent.display()
+            ),
+        ))
     }
 
     /// Refused here rather than by the store so the message is ours, with
@@ -190,6 +259,15 @@ impl Config {
             .faults
             .validate()
             .map_err(|field| invalid(&format!("providers.faults.{field}"), "out of range"))?;
+        if provider.kind != ProviderKind::Sandbox && provider.faults != SandboxFaults::default() {
+            return Err(invalid(
+                "providers.faults",
+                format!(
+                    "{} is not a sandbox: only sandbox providers have fault knobs",
+                    provider.name
+                ),
+            ));
+        }
         self.validate_lease_against(provider)?;
         validate_fee_keys(provider)?;
         provider

@@ -55,7 +55,7 @@ pub use ops::{WriteOp, WriteReply};
 pub use postgres::{valid_schema_name, PostgresStore};
 pub use rows::RowExt;
 pub use sql::{ledger, Arg, Conn};
-pub use sqlite::SqliteStore;
+pub use sqlite::{sqlite_path, SqliteStore};
 
 use crate::domain::{
     Attempt, MerchantId, Payment, PaymentEvent, PaymentId, PaymentStatus, Timestamp,
@@ -104,6 +104,10 @@ pub enum StoreError {
     Closed,
     #[error("unsupported database url: {0}")]
     UnsupportedUrl(String),
+    /// The database server could not be reached at all (the message names
+    /// where it was looked for).
+    #[error("{0}")]
+    Unreachable(String),
     /// The transaction holding this write was not committed.
     #[error("write not committed: {0}")]
     NotCommitted(String),

@@ -112,7 +112,9 @@ impl PostgresStore {
             )));
         }
         let options = PgConnectOptions::from_str(url)?.options([("search_path", schema)]);
-        let mut conn = PgConnection::connect_with(&options).await?;
+        let mut conn = PgConnection::connect_with(&options)
+            .await
+            .map_err(|error| unreachable_server(&options, error))?;
         migrate::run_postgres(&mut conn, schema).await?;
         let _ = conn.close().await;
         let pool = PgPoolOptions::new()
@@ -127,6 +129,22 @@ impl PostgresStore {
             tokio::spawn(writer_loop(conn, queue.clone()));
         }
         Ok(PostgresStore { pool, writer })
+    }
+}
+
+/// A connection that failed, naming the server it was for: "connection
+/// refused" alone does not say which host or port was tried.
+fn unreachable_server(options: &PgConnectOptions, error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => {
+            StoreError::Unreachable(format!(
+                "cannot reach PostgreSQL at {}:{} (database {}): {error}",
+                options.get_host(),
+                options.get_port(),
+                options.get_database().unwrap_or("(default)")
+            ))
+        }
+        other => StoreError::Database(other),
     }
 }
 

@@ -23,6 +23,7 @@ mod money_properties;
 mod recovery;
 mod resilience;
 mod security;
+mod startup_checks;
 mod stripe;
 mod webhooks_inbound;
 mod webhooks_verify;

@@ -52,6 +52,11 @@ pub struct SqliteStore {
 }
 
 /// The file a `sqlite://…` URL names.
+/// The file a `sqlite:` URL names, if it names one.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    path_of(url).ok()
+}
+
 fn path_of(url: &str) -> Result<PathBuf, StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
