@@ -4,9 +4,17 @@
 //! actix: `Engine::start` runs the engine on its own thread and returns a
 //! `Send + Sync + Clone` handle whose methods are plain async functions.
 //!
-//! Run it with `cargo run --example embedded`. It uses the default
-//! configuration (SQLite under `./data/`, sandbox providers); set
-//! `PAYMENTS_DATA_DIR` to put the files elsewhere.
+//! Run it with `cargo run --release --example embedded` (the release
+//! profile `payments serve` was built with, so nothing is compiled twice).
+//! It uses the default configuration (sandbox providers, SQLite) in a data
+//! directory of its own, `./data/embedded-example/`, so it never shares a
+//! running server's files; set `PAYMENTS_DATA_DIR` to put them elsewhere.
+//! It prints:
+//!
+//! ```text
+//! payment pay_… for order-… is succeeded via sandbox_a
+//! 6 audit events
+//! ```
 
 use payments::domain::{Amount, Currency, MerchantId};
 use payments::{Config, Engine, PaymentRequest};
@@ -14,7 +22,10 @@ use std::collections::BTreeMap;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut config = Config::default();
+    let mut config = Config {
+        data_dir: "data/embedded-example".into(),
+        ..Config::default()
+    };
     config.apply_env(|name| std::env::var(name).ok())?;
     let engine = Engine::start(config).await?;
 
