@@ -21,6 +21,7 @@ mod money;
 mod money_properties;
 mod recovery;
 mod resilience;
+mod sandbox_record;
 mod security;
 mod stripe;
 mod webhooks_verify;
