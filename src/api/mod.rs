@@ -169,7 +169,17 @@ pub fn routes(cfg: &mut web::ServiceConfig, with_sandbox: bool) {
     if with_sandbox {
         cfg.service(resource(
             "/v1/sandbox/{provider}/charges",
-            vec![(Method::GET, web::get().to(sandbox::charges))],
+            vec![
+                (Method::GET, web::get().to(sandbox::charges)),
+                (Method::POST, web::post().to(sandbox::create_charge)),
+            ],
+        ))
+        .service(resource(
+            "/v1/sandbox/{provider}/charges/{id}",
+            vec![
+                (Method::PATCH, web::patch().to(sandbox::update_charge)),
+                (Method::DELETE, web::delete().to(sandbox::delete_charge)),
+            ],
         ))
         .service(resource(
             "/v1/sandbox/{provider}/faults",

@@ -1,14 +1,32 @@
-//! `/v1/sandbox/{provider}/…`: the sandbox's own books and fault knobs.
-//! Registered only when a sandbox provider is configured.
+//! `/v1/sandbox/{provider}/…`: the sandbox's own books, fault knobs and
+//! operator hooks (DESIGN §7). Registered only when a sandbox provider is
+//! configured.
 //!
 //! The books are readable with any key, each merchant its own charges and
-//! the operator all of them; the knobs are the operator's.
+//! the operator all of them; the knobs and the hooks are the operator's.
+//! The hooks write the sandbox's record behind the engine's back, so that
+//! tests can make the provider disagree with the engine:
+//!
+//! | route | body | answer |
+//! |---|---|---|
+//! | `PATCH …/charges/{id}` | any of `amount`, `currency`, `status` (`succeeded`, `partially_refunded`, `refunded`), `fee` | 200, the charge |
+//! | `DELETE …/charges/{id}` | none | 200 `{id, object, deleted}` |
+//! | `POST …/charges` | `order_id`, `amount`, `currency`, optional `merchant_id` | 201, the new charge |
+//!
+//! A value that does not fit, or a parameter a hook does not take, is a 400
+//! naming it; a charge that does not exist is a 404.
 
 use super::auth::{Caller, Operator};
 use super::error::ApiError;
 use super::{input, AppState};
+use crate::config::DEVELOPMENT_MERCHANT;
+use crate::domain::MerchantId;
+use crate::engine::validate::MAX_ID_FIELD_CHARS;
 use crate::error::EngineError;
+use crate::providers::sandbox::{ChargeUpdate, UnsolicitedCharge, CHARGE_STATUSES};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
 
 fn unknown_provider() -> ApiError {
     ApiError::Engine(EngineError::NotFound {
@@ -90,4 +108,150 @@ pub async fn put_faults(
     }
     state.handle.set_sandbox_faults(&path, faults)?;
     Ok(HttpResponse::Ok().json(faults))
+}
+
+/// A parameter a hook does not take: refused rather than ignored, so a
+/// typo cannot pass for a change that was made.
+fn unknown_param(name: &str) -> ApiError {
+    ApiError::BadRequest {
+        code: "parameter_unknown",
+        param: Some(name.to_string()),
+        message: format!("unknown parameter: {name}"),
+    }
+}
+
+/// An id-like string parameter, when sent: 1 to [`MAX_ID_FIELD_CHARS`]
+/// characters, not blank, no control characters (as a payment's
+/// `order_id`).
+fn id_param(body: &Map<String, Value>, param: &str) -> Result<Option<String>, ApiError> {
+    let Some(value) = input::optional_string(body, param)? else {
+        return Ok(None);
+    };
+    if value.trim().is_empty() {
+        return Err(ApiError::invalid(
+            param,
+            format!("{param} must not be empty"),
+        ));
+    }
+    if value.chars().count() > MAX_ID_FIELD_CHARS {
+        return Err(ApiError::invalid(
+            param,
+            format!("{param} must be at most {MAX_ID_FIELD_CHARS} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            param,
+            format!("{param} must not contain control characters"),
+        ));
+    }
+    Ok(Some(value))
+}
+
+/// The fields of a `PATCH …/charges/{id}` body.
+fn charge_update(body: &Map<String, Value>) -> Result<ChargeUpdate, ApiError> {
+    let mut update = ChargeUpdate::default();
+    for (name, value) in body {
+        match name.as_str() {
+            "amount" => update.amount = Some(input::amount(body)?.minor_units()),
+            "currency" => update.currency = Some(input::currency(body)?.code().to_string()),
+            "status" => {
+                let status = value
+                    .as_str()
+                    .filter(|status| CHARGE_STATUSES.contains(status))
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "status",
+                            format!("status must be one of {}", CHARGE_STATUSES.join(", ")),
+                        )
+                    })?;
+                update.status = Some(status.to_string());
+            }
+            "fee" => {
+                let fee = value.as_i64().filter(|fee| *fee >= 0).ok_or_else(|| {
+                    ApiError::invalid(
+                        "fee",
+                        "fee must be a non-negative integer number of minor units",
+                    )
+                })?;
+                update.fee = Some(fee);
+            }
+            other => return Err(unknown_param(other)),
+        }
+    }
+    Ok(update)
+}
+
+/// `PATCH /v1/sandbox/{provider}/charges/{id}`: overwrites any of
+/// `amount`, `currency`, `status`, `fee` of a charge; the others keep
+/// their value.
+pub async fn update_charge(
+    state: web::Data<AppState>,
+    _operator: Operator,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (provider, id) = path.into_inner();
+    let body = input::read_body(&req, payload).await?;
+    let update = charge_update(&input::json_object(&body)?)?;
+    let charge = state
+        .handle
+        .update_sandbox_charge(&provider, &id, &update)
+        .await?;
+    Ok(HttpResponse::Ok().json(charge))
+}
+
+/// `DELETE /v1/sandbox/{provider}/charges/{id}`: the provider forgets the
+/// charge and its refunds.
+pub async fn delete_charge(
+    state: web::Data<AppState>,
+    _operator: Operator,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (provider, id) = path.into_inner();
+    state.handle.delete_sandbox_charge(&provider, &id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "id": id, "object": "charge", "deleted": true })))
+}
+
+/// `POST /v1/sandbox/{provider}/charges`: a charge the engine never asked
+/// for, of `amount` in `currency` for `order_id`, for `merchant_id` (by
+/// default the operator key's own merchant, else `default`).
+pub async fn create_charge(
+    state: web::Data<AppState>,
+    operator: Operator,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = input::read_body(&req, payload).await?;
+    let body = input::json_object(&body)?;
+    if let Some(other) = body.keys().find(|name| {
+        !matches!(
+            name.as_str(),
+            "order_id" | "amount" | "currency" | "merchant_id"
+        )
+    }) {
+        return Err(unknown_param(other));
+    }
+    let order_id = id_param(&body, "order_id")?.ok_or_else(|| ApiError::missing("order_id"))?;
+    let amount = input::amount(&body)?;
+    let currency = input::currency(&body)?;
+    let merchant_id = match id_param(&body, "merchant_id")? {
+        Some(merchant) => MerchantId::new(merchant),
+        None => operator
+            .merchant
+            .unwrap_or_else(|| MerchantId::new(DEVELOPMENT_MERCHANT)),
+    };
+    let unsolicited = UnsolicitedCharge {
+        merchant_id,
+        order_id,
+        amount,
+        currency,
+    };
+    let charge = state
+        .handle
+        .create_sandbox_charge(&path, &unsolicited)
+        .await?;
+    Ok(HttpResponse::build(StatusCode::CREATED).json(charge))
 }

@@ -183,13 +183,44 @@ pub struct RoutingSettings {
     pub strategy: Strategy,
 }
 
-/// Where the sandbox keeps its record of charges.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The sandbox providers' shared settings: where they keep their record of
+/// charges, and their webhooks.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxSettings {
     /// Default: `{data_dir}/sandbox.db`. Engines sharing one database should
     /// share this file too, as they would share one real provider.
     pub database_path: Option<PathBuf>,
+    /// How long after answering a `pm_card_async` charge `pending` a
+    /// sandbox confirms it by webhook.
+    pub async_confirm_ms: u64,
+    /// The secret sandbox webhooks are signed and verified with (Stripe's
+    /// scheme); default: the development secret `whsec_sandbox`.
+    #[serde(skip_serializing)]
+    pub webhook_secret: Option<String>,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        SandboxSettings {
+            database_path: None,
+            async_confirm_ms: crate::providers::sandbox::DEFAULT_ASYNC_CONFIRM_MS,
+            webhook_secret: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SandboxSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxSettings")
+            .field("database_path", &self.database_path)
+            .field("async_confirm_ms", &self.async_confirm_ms)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "[REDACTED]"),
+            )
+            .finish()
+    }
 }
 
 /// Log output.
@@ -503,6 +534,33 @@ mod tests {
             "the line is quoted: {error}"
         );
         assert!(!error.contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn sandbox_webhook_settings_are_read_checked_and_never_shown() {
+        let config: Config = toml::from_str(
+            "[sandbox]\nasync_confirm_ms = 50\nwebhook_secret = \"whsec_from_file\"\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.sandbox.async_confirm_ms, 50);
+        assert_eq!(
+            config.sandbox.webhook_secret.as_deref(),
+            Some("whsec_from_file")
+        );
+        assert!(!format!("{config:?}").contains("whsec_from_file"));
+        assert_eq!(
+            Config::default().sandbox.async_confirm_ms,
+            crate::providers::sandbox::DEFAULT_ASYNC_CONFIRM_MS
+        );
+        for toml in [
+            "[sandbox]\nasync_confirm_ms = 3600001\n",
+            "[sandbox]\nwebhook_secret = \"\"\n",
+        ] {
+            let config: Config = toml::from_str(toml).unwrap();
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("sandbox."), "{error}");
+        }
     }
 
     #[test]

@@ -44,6 +44,9 @@ const MIN_IDEMPOTENCY_RETENTION_HOURS: u64 = 24;
 /// Longest `server.body_timeout_ms`: past a minute a slow client holds a
 /// connection for nothing.
 const MAX_BODY_TIMEOUT_MS: u64 = 60_000;
+/// Longest `sandbox.async_confirm_ms`: a confirmation an hour late is no
+/// longer "a moment later" (DESIGN §7).
+const MAX_ASYNC_CONFIRM_MS: u64 = 3_600_000;
 /// Database URL schemes the store opens (`store::open`).
 const DATABASE_SCHEMES: &[&str] = &["sqlite:", "postgres:", "postgresql:"];
 /// What `log.format` may be.
@@ -77,8 +80,30 @@ impl Config {
         self.validate_server()?;
         self.validate_log()?;
         self.validate_database_url()?;
+        self.validate_sandbox()?;
         self.anomaly.validate()?;
         self.validate_api_keys()
+    }
+
+    fn validate_sandbox(&self) -> Result<(), ConfigError> {
+        if self.sandbox.async_confirm_ms > MAX_ASYNC_CONFIRM_MS {
+            return Err(invalid(
+                "sandbox.async_confirm_ms",
+                format!("must be at most {MAX_ASYNC_CONFIRM_MS}"),
+            ));
+        }
+        if self
+            .sandbox
+            .webhook_secret
+            .as_deref()
+            .is_some_and(|secret| secret.trim().is_empty())
+        {
+            return Err(invalid(
+                "sandbox.webhook_secret",
+                "must not be empty (leave it out for the development secret)",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_server(&self) -> Result<(), ConfigError> {

@@ -11,7 +11,7 @@ use crate::domain::Currency;
 use crate::error::EngineError;
 use crate::messages::provider::SetEnabled;
 use crate::providers::adyen::{AdyenConfig, AdyenProvider};
-use crate::providers::sandbox::{SandboxProvider, SandboxRecord};
+use crate::providers::sandbox::{SandboxOptions, SandboxProvider, SandboxRecord};
 use crate::providers::stripe::{StripeConfig, StripeProvider, DEFAULT_WEBHOOK_TOLERANCE_SECS};
 use crate::providers::wallet::WalletProvider;
 use crate::providers::Provider;
@@ -70,9 +70,14 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
                 let sandbox = Arc::new(SandboxProvider::new(
                     &provider_config.name,
                     record,
-                    provider_config.faults,
-                    provider_config.call_timeout_ms,
-                    webhook_secret,
+                    SandboxOptions {
+                        faults: provider_config.faults,
+                        call_timeout_ms: provider_config.call_timeout_ms,
+                        webhook_secret: webhook_secret
+                            .or_else(|| config.sandbox.webhook_secret.clone()),
+                        fees: provider_config.fees.clone(),
+                        async_confirm_ms: config.sandbox.async_confirm_ms,
+                    },
                 ));
                 sandboxes.insert(provider_config.name.clone(), sandbox.clone());
                 sandbox

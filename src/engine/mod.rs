@@ -9,10 +9,12 @@ mod boot;
 mod instance;
 mod money;
 mod reconciliation;
+mod sandbox;
 mod webhooks;
 
 pub use money::{Page, ToppedUp, Wallet};
 pub use reconciliation::{MAX_RESOLUTION_CHARS, RUN_DISCREPANCIES_LISTED};
+pub use sandbox::SandboxChargePage;
 pub use webhooks::{ReceivedEvent, WebhookReceived, MAX_EVENTS_PER_WEBHOOK};
 pub mod validate;
 
@@ -24,9 +26,7 @@ use crate::messages::payment::{CreatePayment, CreatedPayment, PaymentRequest};
 use crate::messages::provider::{ForceOpen, GetSnapshot, ProviderSnapshot, SetEnabled};
 use crate::messages::reconciler::{RecoveryReport, RunRecovery};
 use crate::messages::supervisor::Shutdown;
-use crate::providers::sandbox::{
-    ChargeFilter, SandboxCharge, SandboxFaults, SandboxProvider, MAX_CHARGES_PER_PAGE,
-};
+use crate::providers::sandbox::SandboxProvider;
 use crate::store::{PaymentFilter, Store};
 use actix::{Addr, ArbiterHandle, System};
 use serde::Serialize;
@@ -42,13 +42,6 @@ pub struct Engine;
 #[derive(Debug, Clone, Serialize)]
 pub struct PaymentPage {
     pub data: Vec<Payment>,
-    pub has_more: bool,
-}
-
-/// A page of `GET /v1/sandbox/{provider}/charges`.
-#[derive(Debug, Clone, Serialize)]
-pub struct SandboxChargePage {
-    pub data: Vec<SandboxCharge>,
     pub has_more: bool,
 }
 
@@ -337,54 +330,6 @@ impl EngineHandle {
                 .map_err(|_| EngineError::ShuttingDown)?;
         }
         self.provider_view(entry).await
-    }
-
-    /// The sandbox provider called `name`, if one is configured.
-    pub fn sandbox(&self, name: &str) -> Option<Arc<SandboxProvider>> {
-        self.inner.sandboxes.get(name).cloned()
-    }
-
-    /// Whether any sandbox provider is configured (its routes exist only then).
-    pub fn has_sandbox(&self) -> bool {
-        !self.inner.sandboxes.is_empty()
-    }
-
-    /// A page of what the sandbox `name` really charged, newest first, of
-    /// `filter.limit` charges clamped to 1..=[`MAX_CHARGES_PER_PAGE`].
-    ///
-    /// Runs on the caller's runtime, not the engine's: the record is its
-    /// own connection pool, so a heavy or abusive listing costs the HTTP
-    /// worker that asked for it and never delays a payment.
-    pub async fn sandbox_charges(
-        &self,
-        name: &str,
-        mut filter: ChargeFilter,
-    ) -> Result<SandboxChargePage, EngineError> {
-        let sandbox = self.sandbox(name).ok_or(EngineError::NotFound {
-            resource: "provider",
-        })?;
-        let limit = filter.limit.clamp(1, MAX_CHARGES_PER_PAGE);
-        // One extra row tells whether another page exists.
-        filter.limit = limit + 1;
-        let mut data = sandbox
-            .charges(&filter)
-            .await
-            .map_err(|e| EngineError::Provider(e.into()))?;
-        let has_more = data.len() > limit as usize;
-        data.truncate(limit as usize);
-        Ok(SandboxChargePage { data, has_more })
-    }
-
-    /// Sets the fault knobs of the sandbox `name`.
-    pub fn set_sandbox_faults(&self, name: &str, faults: SandboxFaults) -> Result<(), EngineError> {
-        let sandbox = self.sandbox(name).ok_or(EngineError::NotFound {
-            resource: "provider",
-        })?;
-        faults
-            .validate()
-            .map_err(|param| EngineError::invalid(param, "out of range"))?;
-        sandbox.set_faults(faults);
-        Ok(())
     }
 
     /// Database reachable and migrations applied.

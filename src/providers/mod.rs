@@ -106,6 +106,10 @@ pub struct RefundResponse {
 
 /// One line of a provider's settlement report: what it says happened to a
 /// charge, with its fee. The reconciler compares these with the engine.
+///
+/// What each field can be compared on depends on the provider: see the
+/// adapter's module documentation (`stripe`, `sandbox`; `adyen` and
+/// `wallet` have no lines to give).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SettlementRecord {
     pub provider_payment_id: String,
@@ -116,8 +120,43 @@ pub struct SettlementRecord {
     pub currency: String,
     /// The provider's fee in minor units.
     pub fee: i64,
+    /// The provider's own word for the line's state (the sandbox:
+    /// `succeeded`, `refunded`, `partially_refunded`; Stripe: the balance
+    /// transaction's `pending` or `available`).
     pub status: String,
-    pub created_at: crate::domain::Timestamp,
+    pub created_at: Timestamp,
+    /// The engine's `{payment_id}-{attempt_number}` key the charge was
+    /// made under, when the provider keeps it.
+    pub idempotency_key: Option<String>,
+    /// The merchant the charge was made for, when the provider keeps it.
+    pub merchant_id: Option<String>,
+    /// The merchant's order, when the provider keeps it.
+    pub order_id: Option<String>,
+    /// Minor units refunded of the charge so far, as the provider knows
+    /// it when the page is read; 0 when it does not say (and on refund
+    /// lines).
+    pub amount_refunded: i64,
+}
+
+/// One page of a provider's settlement records: a call to
+/// [`Provider::settlements`] reads one page from the provider, never the
+/// whole window, so a reconciliation run stays in bounded memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SettlementPage {
+    /// The records of this page, in the provider's order. A page may be
+    /// empty and still have a `next` (its lines were all of kinds the
+    /// engine does not reconcile, such as payouts).
+    pub records: Vec<SettlementRecord>,
+    /// The cursor of the next page, to pass back as `cursor`; `None`: this
+    /// was the last page.
+    pub next: Option<String>,
+}
+
+impl SettlementPage {
+    /// A page with nothing on it and nothing after it.
+    pub fn empty() -> Self {
+        SettlementPage::default()
+    }
 }
 
 /// What a provider knows about a charge looked up by idempotency key or by
@@ -188,12 +227,17 @@ pub trait Provider: Send + Sync + 'static {
     /// Refunds once per `request.idempotency_key`.
     async fn refund(&self, request: &RefundRequest) -> RefundResponse;
 
-    /// The provider's settlement records created in `[from, to)`.
+    /// One page of the provider's settlement records created in
+    /// `[from, to)`: the first page for `cursor: None`, then the page after
+    /// the one whose [`SettlementPage::next`] was passed as `cursor`, until
+    /// a page answers `next: None`. A cursor is opaque, and only good for
+    /// the same window.
     async fn settlements(
         &self,
-        from: crate::domain::Timestamp,
-        to: crate::domain::Timestamp,
-    ) -> Result<Vec<SettlementRecord>, ProviderError>;
+        from: Timestamp,
+        to: Timestamp,
+        cursor: Option<String>,
+    ) -> Result<SettlementPage, ProviderError>;
 
     /// The events of one inbound webhook request, once its signature is
     /// verified against the provider's configured secret; `now` is the

@@ -10,7 +10,7 @@
 
 use super::{
     ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse, RefundRequest,
-    RefundResponse, RefundStatus, SettlementRecord,
+    RefundResponse, RefundStatus, SettlementPage,
 };
 use crate::domain::{OutcomeClass, Timestamp};
 use async_trait::async_trait;
@@ -67,12 +67,15 @@ impl Provider for WalletProvider {
         }
     }
 
+    /// Always an empty last page: the wallet's books are the engine's
+    /// ledger itself, so there is nothing outside the engine to compare
+    /// with (reconciliation checks the ledger on its own).
     async fn settlements(
         &self,
         _from: Timestamp,
         _to: Timestamp,
-    ) -> Result<Vec<SettlementRecord>, ProviderError> {
-        // The wallet's books are the engine's ledger itself.
-        Ok(Vec::new())
+        _cursor: Option<String>,
+    ) -> Result<SettlementPage, ProviderError> {
+        Ok(SettlementPage::empty())
     }
 }

@@ -20,7 +20,7 @@ use payments::messages::payment::{CreatePayment, PaymentRequest, RecoverPayment,
 use payments::messages::provider::{CallRejected, Charge, GetSnapshot, SetEnabled};
 use payments::providers::{
     ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse, RefundRequest,
-    RefundResponse, RefundStatus, SettlementRecord,
+    RefundResponse, RefundStatus, SettlementPage,
 };
 use payments::resilience::{BackoffKind, BudgetSettings, ClassPolicy, RetryBudget, RetryPolicy};
 use payments::routing::{ProviderHealth, Strategy};
@@ -154,8 +154,9 @@ impl Provider for FakeProvider {
         &self,
         _from: Timestamp,
         _to: Timestamp,
-    ) -> Result<Vec<SettlementRecord>, ProviderError> {
-        Ok(Vec::new())
+        _cursor: Option<String>,
+    ) -> Result<SettlementPage, ProviderError> {
+        Ok(SettlementPage::empty())
     }
 }
 
@@ -738,8 +739,9 @@ impl Provider for LateCommitter {
         &self,
         _: Timestamp,
         _: Timestamp,
-    ) -> Result<Vec<SettlementRecord>, ProviderError> {
-        Ok(Vec::new())
+        _: Option<String>,
+    ) -> Result<SettlementPage, ProviderError> {
+        Ok(SettlementPage::empty())
     }
 }
 

@@ -619,7 +619,7 @@ async fn lookup_and_settlements_are_unsupported() {
     ));
     let now = Timestamp::from_datetime(chrono::Utc::now());
     assert!(matches!(
-        provider.settlements(now, now).await,
+        provider.settlements(now, now, None).await,
         Err(ProviderError::Unsupported(_))
     ));
     assert!(server

@@ -118,7 +118,8 @@ async fn the_charge_check_fails_when_a_charge_is_missing_or_doubled() {
     // 20 succeeded), which a count alone would accept.
     tamper(
         &server.data_dir,
-        "INSERT INTO sandbox_charges
+        "INSERT INTO sandbox_charges (id, provider, idempotency_key, merchant_id, order_id,
+                customer_id, amount, currency, payment_method, status, created_at)
          SELECT id || '_again', provider, idempotency_key || '-again', merchant_id, order_id,
                 customer_id, amount, currency, payment_method, status, created_at
          FROM sandbox_charges WHERE order_id = ?",

@@ -22,6 +22,7 @@ mod money;
 mod money_properties;
 mod recovery;
 mod resilience;
+mod sandbox_record;
 mod security;
 mod startup_checks;
 mod stripe;

@@ -955,7 +955,7 @@ fn balance_transaction(
 }
 
 #[tokio::test]
-async fn settlements_follow_pages() {
+async fn settlements_come_a_page_at_a_time() {
     let server = MockServer::start().await;
     let from_secs = 1_700_000_000_i64;
     let to_secs = from_secs + 86_400;
@@ -997,41 +997,65 @@ async fn settlements_follow_pages() {
             "has_more": false,
             "data": [
                 balance_transaction("txn_1", "charge", 2000, 88, from_secs + 100,
-                    json!({"id": "ch_1", "object": "charge", "payment_intent": "pi_1", "amount": 2000})),
+                    json!({"id": "ch_1", "object": "charge", "payment_intent": "pi_1", "amount": 2000,
+                        "amount_refunded": 500,
+                        "metadata": {"idempotency_key": "pay_1-1", "merchant_id": "acme", "order_id": "order_1"}})),
             ],
         })))
         .expect(1)
         .mount(&server)
         .await;
 
-    let records = provider(&server)
-        .settlements(from, to)
+    let provider = provider(&server);
+    let first = provider
+        .settlements(from, to, None)
         .await
-        .expect("settlements");
+        .expect("first page");
+    assert_eq!(
+        first.next.as_deref(),
+        Some("txn_2"),
+        "the cursor is the page's last transaction, payout included"
+    );
+    let second = provider
+        .settlements(from, to, first.next.clone())
+        .await
+        .expect("second page");
+    assert_eq!(second.next, None, "the last page");
 
     let at = |secs: i64| Timestamp::from_micros(secs * 1_000_000).expect("valid time");
     assert_eq!(
-        records,
-        vec![
-            SettlementRecord {
-                provider_payment_id: "pi_1".into(),
-                kind: "refund".into(),
-                amount: -500,
-                currency: "usd".into(),
-                fee: 0,
-                status: "available".into(),
-                created_at: at(from_secs + 300),
-            },
-            SettlementRecord {
-                provider_payment_id: "pi_1".into(),
-                kind: "charge".into(),
-                amount: 2000,
-                currency: "usd".into(),
-                fee: 88,
-                status: "available".into(),
-                created_at: at(from_secs + 100),
-            },
-        ]
+        first.records,
+        vec![SettlementRecord {
+            provider_payment_id: "pi_1".into(),
+            kind: "refund".into(),
+            amount: -500,
+            currency: "usd".into(),
+            fee: 0,
+            status: "available".into(),
+            created_at: at(from_secs + 300),
+            idempotency_key: None,
+            merchant_id: None,
+            order_id: None,
+            amount_refunded: 0,
+        }],
+        "the payout is left out"
+    );
+    assert_eq!(
+        second.records,
+        vec![SettlementRecord {
+            provider_payment_id: "pi_1".into(),
+            kind: "charge".into(),
+            amount: 2000,
+            currency: "usd".into(),
+            fee: 88,
+            status: "available".into(),
+            created_at: at(from_secs + 100),
+            idempotency_key: Some("pay_1-1".into()),
+            merchant_id: Some("acme".into()),
+            order_id: Some("order_1".into()),
+            amount_refunded: 500,
+        }],
+        "a charge line carries what the PaymentIntent's metadata and the charge say"
     );
     let received = server.received_requests().await.expect("recording is on");
     assert_eq!(received.len(), 2);
@@ -1051,7 +1075,7 @@ async fn settlements_on_a_server_error_are_unreachable() {
         .await;
     let from = Timestamp::from_micros(0).expect("valid time");
     let to = Timestamp::from_micros(1_000_000).expect("valid time");
-    let result = provider(&server).settlements(from, to).await;
+    let result = provider(&server).settlements(from, to, None).await;
     assert!(
         matches!(result, Err(ProviderError::Unreachable(_))),
         "{result:?}"

@@ -19,12 +19,12 @@ use hmac::{Hmac, Mac};
 use payments::domain::{OutcomeClass, Timestamp};
 use payments::providers::adyen::{AdyenConfig, AdyenProvider};
 use payments::providers::sandbox::{
-    SandboxCharge, SandboxEventKind, SandboxFaults, SandboxProvider, SandboxRecord,
+    SandboxCharge, SandboxEventKind, SandboxOptions, SandboxProvider, SandboxRecord,
 };
 use payments::providers::stripe::{StripeConfig, StripeProvider};
 use payments::providers::{
     ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse, RefundRequest,
-    RefundResponse, RefundStatus, SettlementRecord, WebhookError, WebhookEvent, WebhookHeaders,
+    RefundResponse, RefundStatus, SettlementPage, WebhookError, WebhookEvent, WebhookHeaders,
     WebhookKind,
 };
 use serde_json::{json, Value};
@@ -498,13 +498,11 @@ async fn sandbox(secret: Option<&str>) -> (tempfile::TempDir, SandboxProvider) {
     let record = SandboxRecord::open(&dir.path().join("sandbox.db"))
         .await
         .expect("sandbox record");
-    let provider = SandboxProvider::new(
-        "sandbox_a",
-        record,
-        SandboxFaults::default(),
-        10_000,
-        secret.map(str::to_string),
-    );
+    let options = SandboxOptions {
+        webhook_secret: secret.map(str::to_string),
+        ..SandboxOptions::default()
+    };
+    let provider = SandboxProvider::new("sandbox_a", record, options);
     (dir, provider)
 }
 
@@ -520,6 +518,8 @@ fn sandbox_charge() -> SandboxCharge {
         currency: "eur".into(),
         payment_method: "pm_card_async".into(),
         status: "succeeded".into(),
+        amount_refunded: 0,
+        fee: 0,
         created_at: "2023-11-14T22:13:20.000000Z".into(),
     }
 }
@@ -681,8 +681,9 @@ impl Provider for Silent {
         &self,
         _from: Timestamp,
         _to: Timestamp,
-    ) -> Result<Vec<SettlementRecord>, ProviderError> {
-        Ok(Vec::new())
+        _cursor: Option<String>,
+    ) -> Result<SettlementPage, ProviderError> {
+        Ok(SettlementPage::empty())
     }
 }
 

@@ -20,6 +20,34 @@
 //! webhook, settlements as report files), and no look-up of a payment by
 //! its `pspReference`: [`Provider::lookup`], [`Provider::lookup_reference`]
 //! and [`Provider::settlements`] answer [`ProviderError::Unsupported`].
+//!
+//! ## Settlements
+//!
+//! Adyen has no API to list settled payments: it writes reports (the
+//! *Settlement details report*, the *Payment accounting report*) as CSV
+//! files, generated per settlement batch or day, announced by a
+//! `REPORT_AVAILABLE` webhook and downloaded from the Customer Area or its
+//! report URL with a report user's credentials. The engine does not fetch
+//! them: [`Provider::settlements`] is unsupported, so reconciliation
+//! against Adyen (DESIGN §9) compares nothing with the provider and relies
+//! on the webhooks (`AUTHORISATION`, `REFUND`) that confirm each outcome.
+//!
+//! **Not built: an importer.** There is no command or endpoint to feed a
+//! report in, and a `REPORT_AVAILABLE` notification reads as
+//! `Other("REPORT_AVAILABLE:true")`, like any event the engine does not act
+//! on. An operator reconciles Adyen by hand, from
+//! the report against `GET /v1/payments`. Were an importer built, a
+//! Settlement details report row would map to a [`SettlementRecord`] so:
+//! `Psp Reference` is `provider_payment_id`; `Merchant Reference` is the
+//! engine's payment id (the adapter sends it as `reference`); `Type`
+//! (`Settled`, `Refunded`, `Chargeback`...) is the kind; `Gross Currency`
+//! and `Gross Credit (GC)`/`Gross Debit (GC)` are the amount as charged,
+//! comparable with the payment; `Commission`, `Markup`, `Scheme Fees` and
+//! `Interchange` (in the net currency) sum to the fee, comparable only when
+//! no conversion happened; the merchant and order are not among the
+//! report's standard columns (the payment id leads to them).
+//!
+//! [`SettlementRecord`]: crate::providers::SettlementRecord
 
 mod classify;
 mod client;
@@ -32,7 +60,7 @@ mod tests;
 
 use super::{
     ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse, RefundRequest,
-    RefundResponse, RefundStatus, SettlementRecord, WebhookError, WebhookEvent, WebhookHeaders,
+    RefundResponse, RefundStatus, SettlementPage, WebhookError, WebhookEvent, WebhookHeaders,
 };
 use crate::domain::{OutcomeClass, Timestamp};
 use async_trait::async_trait;
@@ -265,11 +293,13 @@ impl Provider for AdyenProvider {
         self.classify_refund(answer)
     }
 
+    /// Unsupported: see "Settlements" in the module documentation.
     async fn settlements(
         &self,
         _from: Timestamp,
         _to: Timestamp,
-    ) -> Result<Vec<SettlementRecord>, ProviderError> {
+        _cursor: Option<String>,
+    ) -> Result<SettlementPage, ProviderError> {
         Err(ProviderError::Unsupported(
             "Adyen reports settlements as report files, not through an API call",
         ))

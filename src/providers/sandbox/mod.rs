@@ -1,71 +1,68 @@
 //! The built-in sandbox provider (DESIGN §7): deterministic, no network.
 //!
-//! Outcomes are chosen by the `payment_method` token; runtime fault knobs
-//! (latency, failure rate, timeout rate, outage) let tests and operators
-//! reproduce a misbehaving provider. Charges are kept in a [`SandboxRecord`]
-//! that is durable and independent of the engine. Webhooks are in Stripe's
-//! scheme (`webhook`): the sandbox signs events for its charges
-//! ([`SandboxProvider::signed_event`]) and verifies them.
+//! Outcomes are chosen by the `payment_method` token (`tokens`); runtime
+//! fault knobs (latency, failure rate, timeout rate, outage) let tests and
+//! operators reproduce a misbehaving provider. Charges are kept in a
+//! [`SandboxRecord`] that is durable and independent of the engine, each
+//! with its status, refunded amount and fee. Split by concern:
+//!
+//! - this file: the [`Provider`] implementation;
+//! - `charging`: recording a charge and answering it, repeats included;
+//! - `options`: the fault knobs and the options fixed at boot (fees);
+//! - `tokens`: what each token does, and the answers as one table;
+//! - `record`, `schema`, `record_writer`: the record, its schema and
+//!   migration, and the hot path that commits charges;
+//! - `hooks`: operator hooks that make the provider disagree with the
+//!   engine;
+//! - `settlements`: the record as settlement pages;
+//! - `webhook`: events in Stripe's scheme, signed
+//!   ([`SandboxProvider::signed_event`]) and verified;
+//! - `confirm`: `pm_card_async` confirmations, delivered to the
+//!   [`WebhookSink`] the engine sets.
 
+mod charging;
+mod confirm;
+mod hooks;
+mod options;
 mod record;
 mod record_writer;
+mod schema;
+mod settlements;
 #[cfg(test)]
 mod tests;
+mod tokens;
 mod webhook;
 
-pub use record::{
-    ChargeFilter, SandboxCharge, SandboxRecord, MAX_CHARGES_PER_PAGE, MAX_LISTED_CHARGES,
+pub use confirm::{WebhookDelivery, WebhookSink};
+pub use hooks::{ChargeUpdate, UnsolicitedCharge, CHARGE_STATUSES, UNSOLICITED_PAYMENT_METHOD};
+pub use options::{
+    SandboxFaults, SandboxOptions, ANY_CURRENCY_FEE, DEFAULT_ASYNC_CONFIRM_MS,
+    MAX_INJECTED_LATENCY_MS,
 };
+pub use record::{ChargeFilter, SandboxCharge, SandboxRecord, MAX_CHARGES_PER_PAGE};
+pub use settlements::SETTLEMENT_PAGE_CHARGES;
+pub use tokens::PENDING_CODE;
 pub use webhook::{SandboxEventKind, DEFAULT_WEBHOOK_SECRET};
 
 use super::{
     ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse, RefundRequest,
-    RefundResponse, RefundStatus, SettlementRecord, WebhookError, WebhookEvent, WebhookHeaders,
+    RefundResponse, RefundStatus, SettlementPage, WebhookError, WebhookEvent, WebhookHeaders,
 };
-use crate::domain::{OutcomeClass, Timestamp};
+use crate::domain::{Fee, OutcomeClass, Timestamp};
 use async_trait::async_trait;
+use charging::Answering;
+use confirm::Outbox;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
-use std::sync::RwLock;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use tokens::{answer, charged, token, Token};
 
 /// Tries `pm_card_rate_limited` answers 429 to, per payment: its attempts
 /// 1 and 2, whichever provider each went to.
 const RATE_LIMITED_TRIES: u32 = 2;
 /// The `Retry-After` the sandbox sends with a 429.
 const RATE_LIMIT_RETRY_AFTER_MS: u64 = 50;
-/// The largest latency a knob may inject.
-pub const MAX_INJECTED_LATENCY_MS: u64 = 60_000;
-
-/// The runtime fault knobs of one sandbox provider.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SandboxFaults {
-    /// Added before every answer.
-    pub latency_ms: u64,
-    /// Share of calls refused with a 503 before anything is charged.
-    pub failure_rate: f64,
-    /// Share of charges made whose answer is then lost (the call times out).
-    pub timeout_rate: f64,
-    /// Every call is refused before it reaches the provider.
-    pub outage: bool,
-}
-
-impl SandboxFaults {
-    /// `Err(param)` naming the first knob out of range.
-    pub fn validate(&self) -> Result<(), &'static str> {
-        if self.latency_ms > MAX_INJECTED_LATENCY_MS {
-            return Err("latency_ms");
-        }
-        if !(0.0..=1.0).contains(&self.failure_rate) {
-            return Err("failure_rate");
-        }
-        if !(0.0..=1.0).contains(&self.timeout_rate) {
-            return Err("timeout_rate");
-        }
-        Ok(())
-    }
-}
 
 /// One sandbox provider (`sandbox_a`, `sandbox_b`...).
 pub struct SandboxProvider {
@@ -76,126 +73,42 @@ pub struct SandboxProvider {
     /// never committed later: the engine gave up on the call by then, and a
     /// late charge is exactly what a look-up's "not found" must not miss.
     call_timeout: Duration,
-    /// Signs and verifies webhooks ([`DEFAULT_WEBHOOK_SECRET`] unless
-    /// configured).
-    webhook_secret: String,
-}
-
-/// What a payment method token asks the sandbox to do.
-enum Token {
-    Charge { lose_first_answer: bool },
-    Decline(&'static Decline),
-    ProviderError,
-    RateLimited,
-    Unknown,
-}
-
-/// A decline the sandbox answers for a payment method token.
-struct Decline {
-    token: &'static str,
-    class: OutcomeClass,
-    code: &'static str,
-    message: &'static str,
-}
-
-/// The tokens that decline, and how: read for charges by token, and for
-/// `charge.failed` webhooks by code.
-const DECLINES: &[Decline] = &[
-    Decline {
-        token: "pm_card_declined",
-        class: OutcomeClass::HardDecline,
-        code: "card_declined",
-        message: "Your card was declined.",
-    },
-    Decline {
-        token: "pm_card_expired",
-        class: OutcomeClass::HardDecline,
-        code: "expired_card",
-        message: "Your card has expired.",
-    },
-    Decline {
-        token: "pm_card_insufficient_funds",
-        class: OutcomeClass::SoftDecline,
-        code: "insufficient_funds",
-        message: "Your card has insufficient funds.",
-    },
-];
-
-fn token(payment_method: &str) -> Token {
-    if let Some(decline) = DECLINES.iter().find(|d| d.token == payment_method) {
-        return Token::Decline(decline);
-    }
-    match payment_method {
-        "pm_card_visa" => Token::Charge {
-            lose_first_answer: false,
-        },
-        "pm_card_timeout_after_charge" => Token::Charge {
-            lose_first_answer: true,
-        },
-        "pm_card_provider_error" => Token::ProviderError,
-        "pm_card_rate_limited" => Token::RateLimited,
-        _ => Token::Unknown,
-    }
-}
-
-/// The class of a decline known by its code; a code the sandbox does not
-/// answer with is a hard decline (never retry what is not understood).
-fn decline_class(code: Option<&str>) -> OutcomeClass {
-    code.and_then(|code| DECLINES.iter().find(|d| d.code == code))
-        .map_or(OutcomeClass::HardDecline, |d| d.class)
-}
-
-/// A recorded charge as a look-up finds it.
-fn charged(charge: SandboxCharge) -> LookupResult {
-    LookupResult::Charged {
-        provider_payment_id: charge.id,
-        amount: charge.amount,
-        currency: charge.currency,
-    }
-}
-
-fn answer(
-    class: OutcomeClass,
-    http_status: u16,
-    code: Option<&str>,
-    message: Option<&str>,
-    charge_id: Option<&str>,
-) -> ProviderResponse {
-    ProviderResponse {
-        class,
-        provider_payment_id: charge_id.map(str::to_string),
-        code: code.map(str::to_string),
-        message: message.map(str::to_string),
-        raw: serde_json::json!({
-            "http_status": http_status,
-            "id": charge_id,
-            "code": code,
-            "message": message,
-        })
-        .to_string(),
-        retry_after_ms: None,
-    }
+    /// Fees by currency, for each charge's `fee`.
+    fees: BTreeMap<String, Fee>,
+    /// The webhook secret ([`DEFAULT_WEBHOOK_SECRET`] unless configured)
+    /// and where confirmations go.
+    outbox: Arc<Outbox>,
 }
 
 impl SandboxProvider {
-    /// `webhook_secret`: the configured secret, `None` for
-    /// [`DEFAULT_WEBHOOK_SECRET`].
-    pub fn new(
-        name: impl Into<String>,
-        record: SandboxRecord,
-        faults: SandboxFaults,
-        call_timeout_ms: u64,
-        webhook_secret: Option<String>,
-    ) -> Self {
+    /// A sandbox called `name` keeping its charges in `record`.
+    pub fn new(name: impl Into<String>, record: SandboxRecord, options: SandboxOptions) -> Self {
+        let name = name.into();
+        let secret = options
+            .webhook_secret
+            .filter(|secret| !secret.is_empty())
+            .unwrap_or_else(|| DEFAULT_WEBHOOK_SECRET.to_string());
+        let outbox = Outbox::new(
+            &name,
+            secret,
+            Duration::from_millis(options.async_confirm_ms),
+            record.clone(),
+        );
         SandboxProvider {
-            name: name.into(),
+            name,
             record,
-            faults: RwLock::new(faults),
-            call_timeout: Duration::from_millis(call_timeout_ms),
-            webhook_secret: webhook_secret
-                .filter(|secret| !secret.is_empty())
-                .unwrap_or_else(|| DEFAULT_WEBHOOK_SECRET.to_string()),
+            faults: RwLock::new(options.faults),
+            call_timeout: Duration::from_millis(options.call_timeout_ms),
+            fees: options.fees,
+            outbox: Arc::new(outbox),
         }
+    }
+
+    /// From now on, delivers this sandbox's webhooks (`pm_card_async`
+    /// confirmations) to `sink`, replacing any sink set before. Without
+    /// one, they are only logged.
+    pub fn set_webhook_sink(&self, sink: WebhookSink) {
+        self.outbox.set_sink(sink);
     }
 
     pub fn faults(&self) -> SandboxFaults {
@@ -232,51 +145,6 @@ impl SandboxProvider {
     fn still_rate_limited(request: &ChargeRequest) -> bool {
         request.attempt_number <= RATE_LIMITED_TRIES
     }
-
-    async fn make_charge(
-        &self,
-        request: &ChargeRequest,
-        lose_first_answer: bool,
-        faults: &SandboxFaults,
-        deadline: Instant,
-    ) -> ProviderResponse {
-        let charge = SandboxCharge {
-            id: format!("ch_{}", uuid::Uuid::now_v7().simple()),
-            provider: self.name.clone(),
-            idempotency_key: request.idempotency_key.clone(),
-            merchant_id: request.merchant_id.to_string(),
-            order_id: request.order_id.clone(),
-            customer_id: request.customer_id.clone(),
-            amount: request.amount.minor_units(),
-            currency: request.currency.code().to_string(),
-            payment_method: request.payment_method.clone(),
-            status: "succeeded".to_string(),
-            created_at: Timestamp::from_datetime(chrono::Utc::now()).to_string(),
-        };
-        match self.record.charge_once(&charge, deadline).await {
-            Ok((stored, true)) if lose_first_answer || Self::roll(faults.timeout_rate) => {
-                tracing::debug!(provider = %self.name, charge = %stored.id, "sandbox charged and lost the answer");
-                ProviderResponse::synthetic(
-                    OutcomeClass::Unknown,
-                    "timeout",
-                    "the provider did not answer in time",
-                )
-            }
-            Ok((stored, _)) => answer(OutcomeClass::Succeeded, 200, None, None, Some(&stored.id)),
-            // The record could not be written: like a provider's 500, the
-            // charge may or may not exist, so the engine must look it up.
-            Err(error) => {
-                tracing::warn!(provider = %self.name, %error, "sandbox record write failed");
-                answer(
-                    OutcomeClass::Unknown,
-                    500,
-                    Some("api_error"),
-                    Some("internal error"),
-                    None,
-                )
-            }
-        }
-    }
 }
 
 #[async_trait]
@@ -300,13 +168,8 @@ impl Provider for SandboxProvider {
         if faults.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
         }
-        // A repeat of a key the sandbox already charged answers with that
-        // charge, whatever the token: this is what makes retrying an unknown
-        // outcome safe.
         match self.record.find(&self.name, &request.idempotency_key).await {
-            Ok(Some(existing)) => {
-                return answer(OutcomeClass::Succeeded, 200, None, None, Some(&existing.id))
-            }
+            Ok(Some(existing)) => return self.repeat(&existing),
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(provider = %self.name, %error, "sandbox record read failed");
@@ -330,7 +193,16 @@ impl Provider for SandboxProvider {
         }
         match token(&request.payment_method) {
             Token::Charge { lose_first_answer } => {
-                self.make_charge(request, lose_first_answer, &faults, deadline)
+                let answering = if lose_first_answer {
+                    Answering::LoseFirst
+                } else {
+                    Answering::Now
+                };
+                self.make_charge(request, answering, &faults, deadline)
+                    .await
+            }
+            Token::Async => {
+                self.make_charge(request, Answering::Later, &faults, deadline)
                     .await
             }
             Token::Decline(decline) => answer(
@@ -357,7 +229,10 @@ impl Provider for SandboxProvider {
                     None,
                 )
             },
-            Token::RateLimited => self.make_charge(request, false, &faults, deadline).await,
+            Token::RateLimited => {
+                self.make_charge(request, Answering::Now, &faults, deadline)
+                    .await
+            }
             Token::Unknown => answer(
                 OutcomeClass::Invalid,
                 400,
@@ -421,32 +296,14 @@ impl Provider for SandboxProvider {
         }
     }
 
+    /// One page of the record's charges (see `settlements`).
     async fn settlements(
         &self,
         from: Timestamp,
         to: Timestamp,
-    ) -> Result<Vec<SettlementRecord>, ProviderError> {
-        let charges = self
-            .record
-            .charges_between(&self.name, &from.to_string(), &to.to_string())
-            .await?;
-        charges
-            .into_iter()
-            .map(|charge| {
-                let created_at = Timestamp::parse_rfc3339(&charge.created_at).ok_or_else(|| {
-                    ProviderError::Malformed(format!("charge {} has no valid time", charge.id))
-                })?;
-                Ok(SettlementRecord {
-                    provider_payment_id: charge.id,
-                    kind: "charge".into(),
-                    amount: charge.amount,
-                    currency: charge.currency,
-                    fee: 0,
-                    status: charge.status,
-                    created_at,
-                })
-            })
-            .collect()
+        cursor: Option<String>,
+    ) -> Result<SettlementPage, ProviderError> {
+        self.settlement_page(from, to, cursor).await
     }
 
     /// One event per request, in Stripe's scheme with this sandbox's

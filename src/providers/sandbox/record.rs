@@ -22,9 +22,6 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Connections to the record; writes serialize on SQLite's lock anyway.
 const RECORD_POOL_SIZE: u32 = 4;
-/// Most charges one settlement listing returns.
-pub const MAX_LISTED_CHARGES: i64 = 10_000;
-
 /// Most charges one page holds, whoever asks: a page is one bounded query.
 pub const MAX_CHARGES_PER_PAGE: u32 = 100;
 
@@ -52,7 +49,13 @@ pub struct SandboxCharge {
     pub amount: i64,
     pub currency: String,
     pub payment_method: String,
+    /// `succeeded`, `partially_refunded` or `refunded` (kept by refunds;
+    /// an operator hook may set it to any of them).
     pub status: String,
+    /// Minor units refunded so far.
+    pub amount_refunded: i64,
+    /// The provider's fee, from its configured fees when charged.
+    pub fee: i64,
     pub created_at: String,
 }
 
@@ -64,7 +67,7 @@ pub struct SandboxCharge {
 /// still every charge durable before the sandbox answers.
 #[derive(Clone)]
 pub struct SandboxRecord {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
     charges: mpsc::Sender<ChargeJob>,
     fast: Arc<FastReads>,
     in_flight: InFlightKeys,
@@ -87,44 +90,7 @@ impl SandboxRecord {
             .max_connections(RECORD_POOL_SIZE)
             .connect_with(options.clone())
             .await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS sandbox_charges (
-                id TEXT PRIMARY KEY,
-                provider TEXT NOT NULL,
-                idempotency_key TEXT NOT NULL,
-                merchant_id TEXT NOT NULL,
-                order_id TEXT NOT NULL,
-                customer_id TEXT NOT NULL,
-                amount INTEGER NOT NULL,
-                currency TEXT NOT NULL,
-                payment_method TEXT NOT NULL,
-                status TEXT NOT NULL,
-                created_at TEXT NOT NULL,
-                UNIQUE (provider, idempotency_key))",
-        )
-        .execute(&pool)
-        .await?;
-        sqlx::query("CREATE INDEX IF NOT EXISTS sandbox_charges_by_order ON sandbox_charges (provider, order_id)")
-            .execute(&pool)
-            .await?;
-        // Pages walk charges newest first; without this each page sorts the
-        // provider's whole history.
-        sqlx::query("CREATE INDEX IF NOT EXISTS sandbox_charges_by_time ON sandbox_charges (provider, created_at, id)")
-            .execute(&pool)
-            .await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS sandbox_refunds (
-                id TEXT PRIMARY KEY,
-                provider TEXT NOT NULL,
-                idempotency_key TEXT NOT NULL,
-                charge_id TEXT NOT NULL,
-                amount INTEGER NOT NULL,
-                currency TEXT NOT NULL,
-                created_at TEXT NOT NULL,
-                UNIQUE (provider, idempotency_key))",
-        )
-        .execute(&pool)
-        .await?;
+        super::schema::create_or_migrate(&pool).await?;
         let charges = spawn_writer(path)?;
         Ok(SandboxRecord {
             pool,
@@ -160,9 +126,12 @@ impl SandboxRecord {
     }
 
     /// Records a refund of `amount` against `charge_id` unless one exists
-    /// under the key, and only while refunds stay within the charge: one
-    /// statement, so concurrent refunds cannot overdraw it. Returns the
-    /// refund id, or `None` if it would exceed the charge (or no charge).
+    /// under the key, and only while refunds stay within the charge; in the
+    /// same transaction, the charge's `amount_refunded` grows by `amount`
+    /// and its status becomes `partially_refunded` or `refunded`. The
+    /// insert's condition is checked by the insert itself, so concurrent
+    /// refunds cannot overdraw the charge. Returns the refund id, or `None`
+    /// if it would exceed the charge (or there is no such charge).
     pub async fn refund_once(
         &self,
         provider: &str,
@@ -173,11 +142,11 @@ impl SandboxRecord {
         created_at: &str,
     ) -> Result<Option<String>, sqlx::Error> {
         let id = format!("re_{}", uuid::Uuid::now_v7().simple());
-        sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
             "INSERT INTO sandbox_refunds (id, provider, idempotency_key, charge_id, amount, currency, created_at)
              SELECT ?, ?, ?, c.id, ?, ?, ? FROM sandbox_charges c
-             WHERE c.provider = ? AND c.id = ? AND c.currency = ?
-               AND (SELECT COALESCE(SUM(r.amount), 0) FROM sandbox_refunds r WHERE r.charge_id = c.id) + ? <= c.amount
+             WHERE c.provider = ? AND c.id = ? AND c.currency = ? AND c.amount_refunded + ? <= c.amount
              ON CONFLICT (provider, idempotency_key) DO NOTHING",
         )
         .bind(&id)
@@ -190,36 +159,33 @@ impl SandboxRecord {
         .bind(charge_id)
         .bind(currency)
         .bind(amount)
-        .execute(&self.pool)
-        .await?;
-        sqlx::query_scalar(
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            // SET reads the row as it was: both sides see the old total.
+            sqlx::query(
+                "UPDATE sandbox_charges SET amount_refunded = amount_refunded + ?,
+                    status = CASE WHEN amount_refunded + ? >= amount THEN 'refunded' ELSE 'partially_refunded' END
+                 WHERE provider = ? AND id = ?",
+            )
+            .bind(amount)
+            .bind(amount)
+            .bind(provider)
+            .bind(charge_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let refund = sqlx::query_scalar(
             "SELECT id FROM sandbox_refunds WHERE provider = ? AND idempotency_key = ?",
         )
         .bind(provider)
         .bind(idempotency_key)
-        .fetch_optional(&self.pool)
-        .await
-    }
-
-    /// Charges of `provider` created in `[from, to)` (RFC 3339 strings in
-    /// the record's fixed UTC format sort as time).
-    pub async fn charges_between(
-        &self,
-        provider: &str,
-        from: &str,
-        to: &str,
-    ) -> Result<Vec<SandboxCharge>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT * FROM sandbox_charges WHERE provider = ? AND created_at >= ? AND created_at < ?
-             ORDER BY created_at, id LIMIT ?",
-        )
-        .bind(provider)
-        .bind(from)
-        .bind(to)
-        .bind(MAX_LISTED_CHARGES)
-        .fetch_all(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        rows.iter().map(decode).collect()
+        tx.commit().await?;
+        Ok(refund)
     }
 
     /// Whether a charge under this key is still being processed in this
@@ -298,7 +264,7 @@ impl SandboxRecord {
     }
 }
 
-fn decode(row: &SqliteRow) -> Result<SandboxCharge, sqlx::Error> {
+pub(super) fn decode(row: &SqliteRow) -> Result<SandboxCharge, sqlx::Error> {
     Ok(SandboxCharge {
         id: row.try_get("id")?,
         provider: row.try_get("provider")?,
@@ -310,6 +276,8 @@ fn decode(row: &SqliteRow) -> Result<SandboxCharge, sqlx::Error> {
         currency: row.try_get("currency")?,
         payment_method: row.try_get("payment_method")?,
         status: row.try_get("status")?,
+        amount_refunded: row.try_get("amount_refunded")?,
+        fee: row.try_get("fee")?,
         created_at: row.try_get("created_at")?,
     })
 }

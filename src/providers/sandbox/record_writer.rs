@@ -64,6 +64,19 @@ pub(super) struct ChargeJob {
     pub _in_flight: InFlight,
 }
 
+impl ChargeJob {
+    /// Ends the job: the key leaves the in-flight set first, then the
+    /// caller gets `answer`. In that order, a look-up the caller makes
+    /// once answered finds the committed charge, not "still in progress".
+    fn answer(self, answer: Result<(SandboxCharge, bool), String>) {
+        let ChargeJob {
+            reply, _in_flight, ..
+        } = self;
+        drop(_in_flight);
+        let _ = reply.send(answer);
+    }
+}
+
 fn open(path: &Path, flags: OpenFlags) -> rusqlite::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_millis(RECORD_BUSY_TIMEOUT_MS))?;
@@ -121,13 +134,13 @@ fn commit(conn: &mut rusqlite::Connection, batch: &mut Vec<ChargeJob>) {
             for (job, result) in batch.drain(..).zip(stored) {
                 let answer =
                     result.ok_or_else(|| "the call's deadline passed: nothing charged".to_string());
-                let _ = job.reply.send(answer);
+                job.answer(answer);
             }
         }
         Err(error) => {
             let _ = conn.execute_batch("ROLLBACK");
             for job in batch.drain(..) {
-                let _ = job.reply.send(Err(format!("charge not recorded: {error}")));
+                job.answer(Err(format!("charge not recorded: {error}")));
             }
         }
     }
@@ -142,8 +155,8 @@ fn insert_charge(
     let inserted = conn
         .prepare_cached(
             "INSERT INTO sandbox_charges (id, provider, idempotency_key, merchant_id, order_id, customer_id,
-                amount, currency, payment_method, status, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                amount, currency, payment_method, status, amount_refunded, fee, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT (provider, idempotency_key) DO NOTHING",
         )?
         .execute(params![
@@ -157,6 +170,8 @@ fn insert_charge(
             charge.currency,
             charge.payment_method,
             charge.status,
+            charge.amount_refunded,
+            charge.fee,
             charge.created_at,
         ])?
         == 1;
@@ -176,7 +191,7 @@ fn find_on(
 ) -> rusqlite::Result<Option<SandboxCharge>> {
     let mut statement = conn.prepare_cached(
         "SELECT id, provider, idempotency_key, merchant_id, order_id, customer_id, amount, currency,
-            payment_method, status, created_at
+            payment_method, status, amount_refunded, fee, created_at
          FROM sandbox_charges WHERE provider = ?1 AND idempotency_key = ?2",
     )?;
     let mut rows = statement.query(params![provider, idempotency_key])?;
@@ -194,7 +209,9 @@ fn find_on(
         currency: row.get(7)?,
         payment_method: row.get(8)?,
         status: row.get(9)?,
-        created_at: row.get(10)?,
+        amount_refunded: row.get(10)?,
+        fee: row.get(11)?,
+        created_at: row.get(12)?,
     }))
 }
 

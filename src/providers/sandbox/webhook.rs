@@ -12,14 +12,15 @@
 //! |---|---|---|
 //! | `charge.succeeded` | nothing | `ChargeSucceeded` |
 //! | `charge.failed` | `failure_code`, `failure_message` | `ChargeFailed`, classed by the sandbox's decline table |
-//! | `charge.refunded` | `amount_refunded` (the total so far) | `ChargeRefunded` |
+//! | `charge.refunded` | `amount_refunded` set to the total refunded so far | `ChargeRefunded` |
 //!
 //! Any other type is `Other(type)`. A sandbox event tells the engine
 //! everything the charge holds: the charge id (`provider_payment_id`), the
 //! attempt's idempotency key and so the payment id, the merchant and the
 //! order (the payment actor's key), the amount and currency.
 
-use super::{decline_class, SandboxCharge, SandboxProvider};
+use super::tokens::decline_class;
+use super::{SandboxCharge, SandboxProvider};
 use crate::domain::Timestamp;
 use crate::providers::signature::{self, DEFAULT_WEBHOOK_TOLERANCE_SECS, SIGNATURE_HEADER};
 use crate::providers::webhook::{
@@ -105,48 +106,17 @@ impl SandboxProvider {
     /// headers (with `Stripe-Signature`, signed at `now` with this
     /// sandbox's secret) and the body.
     ///
-    /// The engine uses it to confirm `pm_card_async` charges; tests use it
-    /// to make valid webhooks, and forged or stale ones by changing the
-    /// body, the secret or `now`.
+    /// The sandbox sends these itself to confirm `pm_card_async` charges
+    /// (through its webhook sink, see `confirm`); tests use it to make
+    /// valid webhooks, and forged or stale ones by changing the body, the
+    /// secret or `now`.
     pub fn signed_event(
         &self,
         kind: &SandboxEventKind,
         charge: &SandboxCharge,
         now: Timestamp,
     ) -> (WebhookHeaders, Vec<u8>) {
-        let mut object = match serde_json::to_value(charge) {
-            Ok(Value::Object(fields)) => fields,
-            _ => serde_json::Map::new(),
-        };
-        object.insert("object".into(), json!("charge"));
-        match kind {
-            SandboxEventKind::ChargeSucceeded => {}
-            SandboxEventKind::ChargeFailed { code, message } => {
-                object.insert("failure_code".into(), json!(code));
-                object.insert("failure_message".into(), json!(message));
-            }
-            SandboxEventKind::ChargeRefunded { amount_refunded } => {
-                object.insert("amount_refunded".into(), json!(amount_refunded));
-            }
-        }
-        let created = unix_secs(now);
-        let body = json!({
-            "id": format!("evt_{}", uuid::Uuid::now_v7().simple()),
-            "object": "event",
-            "type": kind.event_type(),
-            "created": created,
-            "data": { "object": object },
-        })
-        .to_string()
-        .into_bytes();
-        let mut headers = WebhookHeaders::new();
-        headers
-            .insert(
-                SIGNATURE_HEADER,
-                signature::signature_header(&self.webhook_secret, created, &body),
-            )
-            .insert("content-type", "application/json");
-        (headers, body)
+        sign_event(&self.outbox.secret, kind, charge, now)
     }
 
     /// The event of one webhook request, once its signature is verified
@@ -160,7 +130,7 @@ impl SandboxProvider {
         signature::verify(
             headers,
             body,
-            &self.webhook_secret,
+            &self.outbox.secret,
             DEFAULT_WEBHOOK_TOLERANCE_SECS,
             now,
         )?;
@@ -222,6 +192,49 @@ impl SandboxProvider {
             raw,
         })
     }
+}
+
+/// A webhook request for `charge` signed at `now` with `secret`: see
+/// [`SandboxProvider::signed_event`].
+pub(super) fn sign_event(
+    secret: &str,
+    kind: &SandboxEventKind,
+    charge: &SandboxCharge,
+    now: Timestamp,
+) -> (WebhookHeaders, Vec<u8>) {
+    let mut object = match serde_json::to_value(charge) {
+        Ok(Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    };
+    object.insert("object".into(), json!("charge"));
+    match kind {
+        SandboxEventKind::ChargeSucceeded => {}
+        SandboxEventKind::ChargeFailed { code, message } => {
+            object.insert("failure_code".into(), json!(code));
+            object.insert("failure_message".into(), json!(message));
+        }
+        SandboxEventKind::ChargeRefunded { amount_refunded } => {
+            object.insert("amount_refunded".into(), json!(amount_refunded));
+        }
+    }
+    let created = unix_secs(now);
+    let body = json!({
+        "id": format!("evt_{}", uuid::Uuid::now_v7().simple()),
+        "object": "event",
+        "type": kind.event_type(),
+        "created": created,
+        "data": { "object": object },
+    })
+    .to_string()
+    .into_bytes();
+    let mut headers = WebhookHeaders::new();
+    headers
+        .insert(
+            SIGNATURE_HEADER,
+            signature::signature_header(secret, created, &body),
+        )
+        .insert("content-type", "application/json");
+    (headers, body)
 }
 
 /// The payment id of an attempt's key `{payment_id}-{attempt_number}`.

@@ -119,6 +119,15 @@ impl StripeProvider {
                     transaction.id, transaction.created
                 ))
             })?;
+        // Only a charge line's source is the charge: its metadata is the
+        // PaymentIntent's, copied by Stripe at confirmation.
+        let charge = source.charge().filter(|_| kind == "charge");
+        let metadata = |key: &str| {
+            charge
+                .and(source.metadata(key))
+                .filter(|value| !value.is_empty())
+                .map(str::to_string)
+        };
         Ok(Some(SettlementRecord {
             provider_payment_id,
             kind: kind.to_string(),
@@ -127,6 +136,10 @@ impl StripeProvider {
             fee: transaction.fee,
             status: transaction.status,
             created_at,
+            idempotency_key: metadata("idempotency_key"),
+            merchant_id: metadata("merchant_id"),
+            order_id: metadata("order_id"),
+            amount_refunded: charge.and_then(|c| c.amount_refunded).unwrap_or(0),
         }))
     }
 }

@@ -25,6 +25,28 @@
 //! Every response carries the body as `raw`, with the API key masked and
 //! secret fields (a PaymentIntent's `client_secret`) redacted.
 //!
+//! ## Settlements
+//!
+//! [`Provider::settlements`] reads one page of balance transactions
+//! (`GET /v1/balance_transactions`, `created` in the window, newest first,
+//! the source charge or refund expanded) per call; the cursor is Stripe's
+//! `starting_after`, the page's last transaction. Charge lines (`charge`,
+//! `payment`) and refund lines (`refund`, `payment_refund`) become
+//! settlement records; the others (payouts, transfers, adjustments) are
+//! left out, so a page may hold no record and still have a next one.
+//!
+//! What a line can be compared with the engine on:
+//!
+//! | field | from | comparable |
+//! |---|---|---|
+//! | `provider_payment_id` | the source's PaymentIntent (the id the engine holds), else the source's own id | yes |
+//! | `fee` | the balance transaction's `fee` (every fee Stripe took, in the settlement currency) | yes, when the payment's currency is the account's settlement currency |
+//! | `amount`, `currency` | the balance transaction's, i.e. after conversion to the settlement currency | only when no conversion happened (then they are the charge's) |
+//! | `amount_refunded` | the expanded charge's `amount_refunded`, as of the read; 0 on refund lines | yes, on charge lines |
+//! | `idempotency_key`, `merchant_id`, `order_id` | the expanded charge's `metadata`, which Stripe copies from the PaymentIntent when it is confirmed | on charge lines; refund lines have none |
+//! | `status` | the balance transaction's `pending`/`available`: when the money settles, not the payment's status | no: a charge line means the charge succeeded, refunds show as `amount_refunded` and refund lines |
+//! | `created_at` | the balance transaction's | not to the microsecond: Stripe counts seconds |
+//!
 //! [`OutcomeClass`]: crate::domain::OutcomeClass
 
 mod classify;
@@ -40,7 +62,7 @@ pub use super::signature::DEFAULT_WEBHOOK_TOLERANCE_SECS;
 
 use super::{
     ChargeRequest, LookupResult, Provider, ProviderError, ProviderResponse, RefundRequest,
-    RefundResponse, SettlementRecord, WebhookError, WebhookEvent, WebhookHeaders,
+    RefundResponse, SettlementPage, WebhookError, WebhookEvent, WebhookHeaders,
 };
 use crate::domain::Timestamp;
 use async_trait::async_trait;
@@ -52,8 +74,6 @@ use wire::{BalanceTransaction, Form, List, PaymentIntent, SearchResult};
 
 /// Balance transactions asked for per page (Stripe's maximum).
 const SETTLEMENT_PAGE_SIZE: u32 = 100;
-/// Pages of balance transactions read for one window before giving up.
-pub const MAX_SETTLEMENT_PAGES: usize = 100;
 /// What replaces the API key wherever it appears in an answer.
 const MASKED_KEY: &str = "[REDACTED]";
 
@@ -283,40 +303,34 @@ impl Provider for StripeProvider {
         self.classify_refund(answer)
     }
 
+    /// One page of balance transactions: Stripe's own page, with the
+    /// lines the engine does not reconcile (payouts, transfers...) left
+    /// out, and `starting_after` as the cursor.
     async fn settlements(
         &self,
         from: Timestamp,
         to: Timestamp,
-    ) -> Result<Vec<SettlementRecord>, ProviderError> {
-        let mut records = Vec::new();
-        let mut starting_after: Option<String> = None;
-        for _ in 0..MAX_SETTLEMENT_PAGES {
-            let page = self
-                .settlement_page(from, to, starting_after.take())
-                .await?;
-            let last = page.data.last().map(|transaction| transaction.id.clone());
-            for transaction in page.data {
-                if let Some(record) = self.settlement_record(transaction)? {
-                    records.push(record);
-                }
+        cursor: Option<String>,
+    ) -> Result<SettlementPage, ProviderError> {
+        let page = self.settlement_page(from, to, cursor).await?;
+        let last = page.data.last().map(|transaction| transaction.id.clone());
+        let mut records = Vec::with_capacity(page.data.len());
+        for transaction in page.data {
+            if let Some(record) = self.settlement_record(transaction)? {
+                records.push(record);
             }
-            if !page.has_more {
-                return Ok(records);
-            }
-            match last {
-                Some(last) => starting_after = Some(last),
-                None => {
-                    return Err(ProviderError::Malformed(format!(
+        }
+        let next = match (page.has_more, last) {
+            (false, _) => None,
+            (true, Some(last)) => Some(last),
+            (true, None) => {
+                return Err(ProviderError::Malformed(format!(
                     "stripe provider {}: an empty page of balance transactions says it has more",
                     self.name
                 )))
-                }
             }
-        }
-        Err(ProviderError::Malformed(format!(
-            "stripe provider {}: more than {} pages of balance transactions in [{from}, {to}): narrow the window",
-            self.name, MAX_SETTLEMENT_PAGES
-        )))
+        };
+        Ok(SettlementPage { records, next })
     }
 
     /// One Event per request, verified with the configured

@@ -334,7 +334,8 @@ pub enum Source {
 }
 
 /// The part of an expanded source (a Charge or a Refund) the adapter reads:
-/// both carry the PaymentIntent they belong to.
+/// both carry the PaymentIntent they belong to; a Charge also its refunded
+/// total and the metadata it got from its PaymentIntent.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SourceObject {
     pub id: String,
@@ -342,6 +343,11 @@ pub struct SourceObject {
     pub object: Option<String>,
     #[serde(default)]
     pub payment_intent: Option<IdOrObject>,
+    /// A Charge's total refunded so far.
+    #[serde(default)]
+    pub amount_refunded: Option<i64>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
 }
 
 impl Source {
@@ -356,6 +362,22 @@ impl Source {
     pub fn payment_intent_id(&self) -> Option<&str> {
         match self {
             Source::Expanded(object) => object.payment_intent.as_ref().map(IdOrObject::id),
+            Source::Id(_) => None,
+        }
+    }
+
+    /// The expanded source, if it is a Charge.
+    pub fn charge(&self) -> Option<&SourceObject> {
+        match self {
+            Source::Expanded(object) if object.object.as_deref() == Some("charge") => Some(object),
+            _ => None,
+        }
+    }
+
+    /// The string `metadata[key]` of an expanded source, if it has one.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        match self {
+            Source::Expanded(object) => object.metadata.as_ref()?.get(key)?.as_str(),
             Source::Id(_) => None,
         }
     }

@@ -1,0 +1,101 @@
+//! The sandbox's settlement records: its record's charges, a page at a time.
+//!
+//! One line per charge created in `[from, to)`, oldest first by
+//! `(created_at, id)`, at most [`SETTLEMENT_PAGE_CHARGES`] a page; the
+//! cursor is the last charge's id. Each line holds everything the record
+//! knows, so the sandbox can be compared with the engine on every field
+//! reconciliation checks (DESIGN §9):
+//!
+//! | field | from the record |
+//! |---|---|
+//! | `provider_payment_id` | the charge id the engine was answered with |
+//! | `status` | `succeeded`, `partially_refunded`, `refunded` |
+//! | `amount`, `currency` | as charged (or as a hook set them) |
+//! | `fee` | from the sandbox's configured fees when charged |
+//! | `amount_refunded` | the total of its refunds |
+//! | `idempotency_key`, `merchant_id`, `order_id` | as the engine sent them (a hook's charge: a key naming no payment) |
+//!
+//! Refunds are not lines of their own: they are in `amount_refunded` and
+//! `status`.
+
+use super::SandboxProvider;
+use crate::domain::Timestamp;
+use crate::providers::{ProviderError, SettlementPage, SettlementRecord};
+use sqlx::{QueryBuilder, Sqlite};
+
+/// Most charges one settlement page holds.
+pub const SETTLEMENT_PAGE_CHARGES: usize = 500;
+
+impl SandboxProvider {
+    /// One page of settlement records (see the module documentation).
+    ///
+    /// A cursor naming no charge of this provider is refused rather than
+    /// answered with an empty last page, which would silently end a
+    /// reconciliation's walk early (a hook may have deleted that charge).
+    pub(super) async fn settlement_page(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        cursor: Option<String>,
+    ) -> Result<SettlementPage, ProviderError> {
+        if let Some(after) = cursor.as_deref() {
+            if self.record.find_by_id(&self.name, after).await?.is_none() {
+                return Err(ProviderError::Refused(format!(
+                    "sandbox {}: settlement cursor {after:?} names none of its charges",
+                    self.name
+                )));
+            }
+        }
+        let mut query =
+            QueryBuilder::<Sqlite>::new("SELECT * FROM sandbox_charges WHERE provider = ");
+        query
+            .push_bind(self.name.clone())
+            .push(" AND created_at >= ")
+            .push_bind(from.to_string())
+            .push(" AND created_at < ")
+            .push_bind(to.to_string());
+        if let Some(after) = cursor {
+            query
+                .push(" AND (created_at, id) > (SELECT created_at, id FROM sandbox_charges WHERE provider = ")
+                .push_bind(self.name.clone())
+                .push(" AND id = ")
+                .push_bind(after)
+                .push(")");
+        }
+        // One extra row says whether another page follows.
+        let limit = i64::try_from(SETTLEMENT_PAGE_CHARGES + 1).unwrap_or(i64::MAX);
+        query
+            .push(" ORDER BY created_at, id LIMIT ")
+            .push_bind(limit);
+        let rows = query.build().fetch_all(&self.record.pool).await?;
+        let mut records = rows
+            .iter()
+            .map(|row| {
+                let charge = super::record::decode(row)?;
+                let created_at = Timestamp::parse_rfc3339(&charge.created_at).ok_or_else(|| {
+                    ProviderError::Malformed(format!("charge {} has no valid time", charge.id))
+                })?;
+                Ok(SettlementRecord {
+                    provider_payment_id: charge.id,
+                    kind: "charge".into(),
+                    amount: charge.amount,
+                    currency: charge.currency,
+                    fee: charge.fee,
+                    status: charge.status,
+                    created_at,
+                    idempotency_key: Some(charge.idempotency_key),
+                    merchant_id: Some(charge.merchant_id),
+                    order_id: Some(charge.order_id),
+                    amount_refunded: charge.amount_refunded,
+                })
+            })
+            .collect::<Result<Vec<_>, ProviderError>>()?;
+        let next = if records.len() > SETTLEMENT_PAGE_CHARGES {
+            records.truncate(SETTLEMENT_PAGE_CHARGES);
+            records.last().map(|last| last.provider_payment_id.clone())
+        } else {
+            None
+        };
+        Ok(SettlementPage { records, next })
+    }
+}
