@@ -9,7 +9,9 @@
 mod cli;
 
 use clap::{Args, Parser, Subcommand};
+use payments::clock::{Clock, SystemClock};
 use payments::config::mask_urls;
+use payments::domain::Timestamp;
 use payments::{Config, Engine};
 use std::future::Future;
 use std::io::{IsTerminal, Write};
@@ -50,9 +52,12 @@ enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(CommonArgs),
-    /// Run one recovery pass now (stuck and pending payments, due scheduled
-    /// retries, key pruning), print its report as JSON, and exit.
-    Reconcile(CommonArgs),
+    /// Run one recovery pass (stuck and pending payments, due scheduled
+    /// retries, key pruning) and one reconciliation run over [--from, --to)
+    /// (default: the last `window_secs`), print the run's report as JSON
+    /// (as `POST /v1/reconciliation/runs` answers, plus the pass's report
+    /// under `recovery`), and exit.
+    Reconcile(ReconcileArgs),
     /// Measure payments/s and latency against engines started for the
     /// purpose, beside this machine's fsync and HTTP floors, and check
     /// afterwards that the provider's charges match the succeeded payments.
@@ -68,6 +73,19 @@ struct CommonArgs {
     /// `sqlite://…` or `postgres://…` (overrides DATABASE_URL).
     #[arg(long)]
     database_url: Option<String>,
+}
+
+#[derive(Args)]
+#[command(after_help = ENVIRONMENT_HELP)]
+struct ReconcileArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Start of the window, RFC 3339 (e.g. 2026-11-30T00:00:00Z).
+    #[arg(long, requires = "to")]
+    from: Option<String>,
+    /// End of the window (excluded), RFC 3339.
+    #[arg(long, requires = "from")]
+    to: Option<String>,
 }
 
 #[derive(Args)]
@@ -176,17 +194,44 @@ async fn migrate(args: CommonArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn reconcile(args: CommonArgs) -> Result<(), String> {
-    let mut config = load(&args)?;
+/// The window `[from, to)` asked for, read before anything starts.
+fn window(args: &ReconcileArgs) -> Result<Option<(Timestamp, Timestamp)>, String> {
+    let parse = |flag: &str, text: &str| {
+        Timestamp::parse_rfc3339(text)
+            .ok_or_else(|| format!("--{flag}: {text:?} is not an RFC 3339 time"))
+    };
+    match (&args.from, &args.to) {
+        (Some(from), Some(to)) => Ok(Some((parse("from", from)?, parse("to", to)?))),
+        _ => Ok(None),
+    }
+}
+
+async fn reconcile(args: ReconcileArgs) -> Result<(), String> {
+    let asked = window(&args)?;
+    let mut config = load(&args.common)?;
     init_tracing(&config);
     // Exactly one pass, ours, so the report covers everything it did.
     config.reconciler.run_at_startup = false;
+    let window = config.reconciler.window;
     let handle = Engine::start(config).await.map_err(|e| e.to_string())?;
-    let report = handle.run_recovery().await.map_err(|e| e.to_string());
+    let report = async {
+        let recovery = handle.run_recovery().await?;
+        let (from, to) = asked.unwrap_or_else(|| {
+            let to = SystemClock.now();
+            let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+            (to.plus_millis(-window_ms), to)
+        });
+        let run = handle.run_reconciliation(from, to).await?;
+        let mut json = serde_json::to_value(run).unwrap_or_default();
+        json["recovery"] = serde_json::to_value(recovery).unwrap_or_default();
+        Ok::<_, payments::EngineError>(json)
+    }
+    .await
+    .map_err(|e| e.to_string());
     handle.shutdown().await;
     println!(
         "{}",
-        serde_json::to_string(&report?).map_err(|e| e.to_string())?
+        serde_json::to_string_pretty(&report?).map_err(|e| e.to_string())?
     );
     Ok(())
 }

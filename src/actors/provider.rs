@@ -12,11 +12,11 @@ use crate::clock::Clock;
 use crate::domain::OutcomeClass;
 use crate::messages::provider::{
     CallRejected, Charge, ChargeReply, ForceOpen, GetSnapshot, Lookup, ProviderSnapshot, Refund,
-    SetEnabled, VerifyWebhook,
+    SetEnabled, Settlements, VerifyWebhook,
 };
 use crate::providers::{
     LookupResult, Provider, ProviderError, ProviderResponse, RefundResponse, RefundStatus,
-    WebhookError, WebhookEvent,
+    SettlementPage, WebhookError, WebhookEvent,
 };
 use crate::resilience::breaker::{BreakerSettings, CallRecord, CircuitBreaker, CircuitChange};
 use crate::routing::ProviderHealth;
@@ -286,6 +286,26 @@ impl Handler<Refund> for ProviderActor {
                     code: Some("timeout".into()),
                     message: Some("the provider did not answer in time".into()),
                     raw: serde_json::json!({ "engine": "timeout" }).to_string(),
+                })
+        })
+    }
+}
+
+impl Handler<Settlements> for ProviderActor {
+    type Result = ResponseFuture<Result<SettlementPage, ProviderError>>;
+
+    /// Runs outside the mailbox like a look-up, bounded by the call
+    /// timeout: a page is one request to the provider.
+    fn handle(&mut self, msg: Settlements, _ctx: &mut Self::Context) -> Self::Result {
+        let provider = self.provider.clone();
+        let timeout = Duration::from_millis(self.settings.call_timeout_ms);
+        Box::pin(async move {
+            tokio::time::timeout(timeout, provider.settlements(msg.from, msg.to, msg.cursor))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ProviderError::Unreachable(
+                        "the settlement page did not arrive in time".into(),
+                    ))
                 })
         })
     }

@@ -145,7 +145,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, with_sandbox: bool) {
     ))
     .service(resource(
         "/v1/reconciliation/runs",
-        vec![(Method::GET, web::get().to(reconciliation::list_runs))],
+        vec![
+            (Method::POST, web::post().to(reconciliation::create_run)),
+            (Method::GET, web::get().to(reconciliation::list_runs)),
+        ],
     ))
     .service(resource(
         "/v1/reconciliation/runs/{id}",

@@ -79,6 +79,21 @@ pub async fn resolve(
     Ok(HttpResponse::Ok().json(resolved))
 }
 
+/// `POST /v1/reconciliation/runs` (operator): `{from, to}` in RFC 3339.
+pub async fn create_run(
+    state: web::Data<AppState>,
+    _operator: Operator,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = input::read_body(&req, payload).await?;
+    let body = input::json_object(&body)?;
+    let from = input::timestamp("from", &input::required_string(&body, "from")?)?;
+    let to = input::timestamp("to", &input::required_string(&body, "to")?)?;
+    let report = state.handle.run_reconciliation(from, to).await?;
+    Ok(HttpResponse::Created().json(report))
+}
+
 /// `GET /v1/reconciliation/runs` (operator): newest first.
 pub async fn list_runs(
     state: web::Data<AppState>,

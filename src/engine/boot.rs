@@ -142,6 +142,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
     let registry = PaymentRegistry::new(Arc::new(deps), arbiters, config.engine.max_payment_actors);
     let reconciler = Reconciler::new(
         registry.clone(),
+        providers.clone(),
         store.clone(),
         clock,
         config.reconciler.clone(),

@@ -13,7 +13,7 @@ mod sandbox;
 mod webhooks;
 
 pub use money::{Page, ToppedUp, Wallet};
-pub use reconciliation::{MAX_RESOLUTION_CHARS, RUN_DISCREPANCIES_LISTED};
+pub use reconciliation::{MAX_RESOLUTION_CHARS, MAX_RUN_WINDOW_DAYS, RUN_DISCREPANCIES_LISTED};
 pub use sandbox::SandboxChargePage;
 pub use webhooks::{ReceivedEvent, WebhookReceived, MAX_EVENTS_PER_WEBHOOK};
 pub mod validate;

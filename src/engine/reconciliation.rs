@@ -3,10 +3,14 @@
 
 use super::{EngineHandle, Page};
 use crate::clock::{Clock, SystemClock};
-use crate::domain::{Discrepancy, DiscrepancyStatus, RunReport};
+use crate::domain::{Discrepancy, DiscrepancyStatus, RunReport, Timestamp};
 use crate::error::EngineError;
+use crate::messages::reconciler::{RunReconciliation, RunTrigger};
 use crate::store::DiscrepancyFilter;
 
+/// Longest window one run may cover: wider runs belong split by day or
+/// month (a run holds the whole window's findings in its report counts).
+pub const MAX_RUN_WINDOW_DAYS: i64 = 93;
 /// Longest resolution note kept: a note, not a document.
 pub const MAX_RESOLUTION_CHARS: usize = 2_000;
 /// Discrepancies listed with one run (`GET /v1/reconciliation/runs/{id}`);
@@ -14,6 +18,35 @@ pub const MAX_RESOLUTION_CHARS: usize = 2_000;
 pub const RUN_DISCREPANCIES_LISTED: u32 = 100;
 
 impl EngineHandle {
+    /// Runs a reconciliation over `[from, to)` now and returns its report
+    /// (stored with the timer's runs).
+    pub async fn run_reconciliation(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<RunReport, EngineError> {
+        if from >= to {
+            return Err(EngineError::invalid("to", "to must be after from"));
+        }
+        let window_ms = (to.as_micros() - from.as_micros()) / 1000;
+        if window_ms > MAX_RUN_WINDOW_DAYS * 86_400_000 {
+            return Err(EngineError::invalid(
+                "to",
+                format!("a run covers at most {MAX_RUN_WINDOW_DAYS} days; split the window"),
+            ));
+        }
+        let run = RunReconciliation {
+            from,
+            to,
+            trigger: RunTrigger::Manual,
+        };
+        self.inner
+            .reconciler
+            .send(run)
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?
+    }
+
     /// Discrepancies matching `filter`, newest first (narrow it by
     /// `merchant_id` for a merchant: its own payments' only).
     pub async fn discrepancies(

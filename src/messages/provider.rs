@@ -1,8 +1,9 @@
 //! Messages of the provider actor (`actors::provider`).
 
+use crate::domain::Timestamp;
 use crate::providers::{
     ChargeRequest, LookupResult, ProviderError, ProviderResponse, RefundRequest, RefundResponse,
-    WebhookError, WebhookEvent, WebhookHeaders,
+    SettlementPage, WebhookError, WebhookEvent, WebhookHeaders,
 };
 use crate::resilience::{CircuitChange, CircuitState};
 use actix::Message;
@@ -45,6 +46,17 @@ pub struct Lookup {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "RefundResponse")]
 pub struct Refund(pub RefundRequest);
+
+/// Read one page of the provider's settlement records created in
+/// `[from, to)` (see `Provider::settlements`): the first page for `cursor:
+/// None`, then the page after the one whose `next` is passed.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<SettlementPage, ProviderError>")]
+pub struct Settlements {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub cursor: Option<String>,
+}
 
 /// Verify and read one inbound webhook request (see
 /// `Provider::verify_webhook`). Answered synchronously: it is HMAC work on

@@ -33,3 +33,31 @@ pub struct RecoveryReport {
     /// True when a pass was already running and this one did nothing.
     pub overlapped: bool,
 }
+
+/// Run a reconciliation over `[from, to)` now (DESIGN §9): every payment of
+/// the window against its provider's records and the ledger. Refused with
+/// `Overloaded` while another run is in progress on this instance.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<crate::domain::RunReport, crate::error::EngineError>")]
+pub struct RunReconciliation {
+    pub from: crate::domain::Timestamp,
+    pub to: crate::domain::Timestamp,
+    /// `timer` or `manual`.
+    pub trigger: RunTrigger,
+}
+
+/// What started a reconciliation run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunTrigger {
+    Timer,
+    Manual,
+}
+
+impl RunTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunTrigger::Timer => "timer",
+            RunTrigger::Manual => "manual",
+        }
+    }
+}

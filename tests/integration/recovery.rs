@@ -359,8 +359,9 @@ async fn the_reconcile_command_resolves_what_a_stopped_server_left_pending(
         String::from_utf8_lossy(&output.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
-    assert_eq!(report["examined"], 1, "{report}");
-    assert_eq!(report["resolved"], 1, "{report}");
+    assert_eq!(report["recovery"]["examined"], 1, "{report}");
+    assert_eq!(report["recovery"]["resolved"], 1, "{report}");
+    assert_eq!(report["object"], "reconciliation_run", "{report}");
     let server = TestServer::start_on(&db, ServerOptions::default()).await;
     let payment = server.get(&format!("/v1/payments/{id}")).await.json();
     assert_eq!(payment["status"], "succeeded", "{payment}");

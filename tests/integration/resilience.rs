@@ -263,9 +263,10 @@ fn process_with(
         wallet: false,
         retry: policy(),
     };
+    let providers = ProviderDirectory::new(vec![entry]);
     let deps = Arc::new(PaymentDeps {
         store: store.clone(),
-        providers: ProviderDirectory::new(vec![entry]),
+        providers: providers.clone(),
         clock: clock.clone(),
         policy: policy(),
         holder: payments::store::LeaseHolder {
@@ -285,7 +286,8 @@ fn process_with(
         interval: std::time::Duration::from_secs(3_600),
         ..ReconcilerSettings::default()
     };
-    let reconciler = Reconciler::new(registry.clone(), store, clock, settings, 24).start();
+    let reconciler =
+        Reconciler::new(registry.clone(), providers, store, clock, settings, 24).start();
     (registry, reconciler)
 }
 

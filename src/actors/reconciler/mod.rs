@@ -1,23 +1,35 @@
-//! The reconciler: finds stuck work and has it finished.
+//! The reconciler (DESIGN §9): finds stuck work and has it finished, and
+//! checks the books.
 //!
-//! For now it runs the recovery pass (DESIGN §9 "stuck work"): payments left
-//! `processing` by a dead instance and `pending` ones past their age are
-//! sent to their order's actor as `RecoverPayment`, at startup and then every
-//! `interval_secs`. Each pass also fires scheduled retries that came due
-//! (`RetryDue`) and prunes idempotency records past retention.
-//! Comparing against providers' settlement records and the ledger comes with
-//! those features.
+//! Two jobs, each never running twice at once:
+//!
+//! - `recovery`: payments left `processing` by a dead instance and
+//!   `pending` ones past their age are sent to their order's actor as
+//!   `RecoverPayment`, at startup and then every `interval_secs`; each pass
+//!   also fires scheduled retries that came due and prunes idempotency
+//!   records past retention.
+//! - `run`: a reconciliation run compares every payment of a window with
+//!   its provider's settlement records and with the ledger, and stores what
+//!   disagrees as discrepancies. The timer runs one over the last
+//!   `window_secs` after each recovery pass; `RunReconciliation` runs one on
+//!   demand.
 
 use super::registry::PaymentRegistry;
+use crate::actors::provider::ProviderDirectory;
 use crate::clock::Clock;
 use crate::config::ReconcilerSettings;
-use crate::messages::reconciler::{RecoveryReport, RunRecovery, StopPasses};
+use crate::domain::RunReport;
+use crate::error::EngineError;
+use crate::messages::reconciler::{
+    RecoveryReport, RunReconciliation, RunRecovery, RunTrigger, StopPasses,
+};
 use crate::store::Store;
 use actix::prelude::*;
 use std::pin::Pin;
 use std::sync::Arc;
 
 mod recovery;
+mod run;
 
 /// How often a stop checks whether the running pass has ended.
 const STOP_POLL_MS: u64 = 10;
@@ -25,11 +37,16 @@ const STOP_POLL_MS: u64 = 10;
 /// Runs recovery passes, never two at once.
 pub struct Reconciler {
     registry: PaymentRegistry,
+    providers: ProviderDirectory,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     settings: ReconcilerSettings,
     retention_hours: u64,
     running: bool,
+    /// A reconciliation run is in progress.
+    reconciling: bool,
+    /// When the timer last started a run.
+    last_timer_run: Option<std::time::Instant>,
     /// Shutdown began: no new pass starts.
     stopping: bool,
 }
@@ -37,6 +54,7 @@ pub struct Reconciler {
 impl Reconciler {
     pub fn new(
         registry: PaymentRegistry,
+        providers: ProviderDirectory,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         settings: ReconcilerSettings,
@@ -44,15 +62,62 @@ impl Reconciler {
     ) -> Self {
         Reconciler {
             registry,
+            providers,
             store,
             clock,
             settings,
             retention_hours,
             running: false,
+            reconciling: false,
+            last_timer_run: None,
             stopping: false,
         }
     }
+
+    fn run_deps(&self) -> run::RunDeps {
+        let pending_age_ms =
+            i64::try_from(self.settings.pending_age.as_millis()).unwrap_or(i64::MAX);
+        run::RunDeps {
+            store: self.store.clone(),
+            providers: self.providers.clone(),
+            clock: self.clock.clone(),
+            pending_age_ms,
+            processing_age_ms: pending_age_ms.max(MIN_STUCK_PROCESSING_MS),
+        }
+    }
+
+    /// The timer's run: the last `window_secs`, unless one is running.
+    fn timer_run(&mut self, ctx: &mut Context<Self>) {
+        let recent = self.last_timer_run.is_some_and(|at| {
+            at.elapsed() < std::time::Duration::from_millis(MIN_TIMER_RUN_INTERVAL_MS)
+        });
+        if self.reconciling || self.stopping || recent {
+            return;
+        }
+        self.last_timer_run = Some(std::time::Instant::now());
+        let to = self.clock.now();
+        let window_ms = i64::try_from(self.settings.window.as_millis()).unwrap_or(i64::MAX);
+        let run = RunReconciliation {
+            from: to.plus_millis(-window_ms),
+            to,
+            trigger: RunTrigger::Timer,
+        };
+        ctx.spawn(
+            fut::wrap_future::<_, Self>(ctx.address().send(run)).map(|answer, _, _| {
+                if let Ok(Err(error)) = answer {
+                    tracing::warn!(%error, "timer reconciliation run failed");
+                }
+            }),
+        );
+    }
 }
+
+/// The timer starts runs at most this often, however short the recovery
+/// interval (tests poll recovery every few milliseconds).
+const MIN_TIMER_RUN_INTERVAL_MS: u64 = 1_000;
+/// A payment still `processing` this long is stuck whatever the pending
+/// age: its lease would have been renewed many times over.
+const MIN_STUCK_PROCESSING_MS: i64 = 5 * 60 * 1000;
 
 impl Actor for Reconciler {
     type Context = Context<Self>;
@@ -63,8 +128,9 @@ impl Actor for Reconciler {
         if self.settings.run_at_startup {
             ctx.notify(RunRecovery);
         }
-        ctx.run_interval(self.settings.interval, |_act, ctx| {
+        ctx.run_interval(self.settings.interval, |act, ctx| {
             ctx.notify(RunRecovery);
+            act.timer_run(ctx);
         });
     }
 }
@@ -97,6 +163,28 @@ impl Handler<RunRecovery> for Reconciler {
     }
 }
 
+impl Handler<RunReconciliation> for Reconciler {
+    type Result = ResponseActFuture<Self, Result<RunReport, EngineError>>;
+
+    fn handle(&mut self, msg: RunReconciliation, _ctx: &mut Self::Context) -> Self::Result {
+        if self.stopping {
+            return Box::pin(fut::ready(Err(EngineError::ShuttingDown)));
+        }
+        if self.reconciling {
+            return Box::pin(fut::ready(Err(EngineError::Overloaded {
+                what: "a reconciliation run is in progress",
+            })));
+        }
+        self.reconciling = true;
+        let deps = self.run_deps();
+        let work = async move { run::reconcile(&deps, msg.from, msg.to, msg.trigger).await };
+        Box::pin(work.into_actor(self).map(|report, act, _ctx| {
+            act.reconciling = false;
+            report
+        }))
+    }
+}
+
 impl Handler<StopPasses> for Reconciler {
     type Result = ResponseActFuture<Self, ()>;
 
@@ -108,9 +196,9 @@ impl Handler<StopPasses> for Reconciler {
     }
 }
 
-/// Resolves once no pass is running, checking every [`STOP_POLL_MS`].
+/// Resolves once no pass or run is running, checking every [`STOP_POLL_MS`].
 fn wait_idle(act: &mut Reconciler) -> Pin<Box<dyn ActorFuture<Reconciler, Output = ()>>> {
-    if !act.running {
+    if !act.running && !act.reconciling {
         return Box::pin(fut::ready(()));
     }
     let pause = tokio::time::sleep(std::time::Duration::from_millis(STOP_POLL_MS));

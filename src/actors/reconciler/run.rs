@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::domain::{Category, PaymentId, PaymentStatus, RunReport, Timestamp};
 use crate::error::EngineError;
 use crate::messages::provider::Settlements;
+use crate::messages::reconciler::RunTrigger;
 use crate::providers::{ProviderError, SettlementRecord};
 use crate::store::{
     Check, DiscrepancyFilter, Finding, FindingQuery, MatchedRecord, StagedRecord, Store,
@@ -60,7 +61,7 @@ pub(crate) async fn reconcile(
     deps: &RunDeps,
     from: Timestamp,
     to: Timestamp,
-    trigger: &str,
+    trigger: RunTrigger,
 ) -> Result<RunReport, EngineError> {
     let started = Instant::now();
     let run_id = format!("recon_{}", uuid::Uuid::now_v7().simple());
@@ -89,7 +90,7 @@ pub(crate) async fn reconcile(
         by_category: tally.by_category,
         discrepancies: deps.store.discrepancies(&filter).await?,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        trigger: trigger.to_string(),
+        trigger: trigger.as_str().to_string(),
         created_at: deps.clock.now(),
     };
     deps.store.save_run(report.clone()).await?;
@@ -115,11 +116,20 @@ async fn stage_providers(
     to: Timestamp,
 ) -> Vec<String> {
     let mut read = Vec::new();
-    for entry in deps.providers.entries().iter().filter(|entry| !entry.wallet) {
+    for entry in deps
+        .providers
+        .entries()
+        .iter()
+        .filter(|entry| !entry.wallet)
+    {
         match stage_provider(deps, run_id, entry, from, to).await {
             Ok(()) => read.push(entry.name.clone()),
             Err(ProviderError::Unsupported(why)) => {
-                tracing::debug!(provider = entry.name, why, "provider offers no settlement records")
+                tracing::debug!(
+                    provider = entry.name,
+                    why,
+                    "provider offers no settlement records"
+                )
             }
             Err(error) => {
                 tracing::warn!(provider = entry.name, %error, "could not read the provider's records; its payments are not compared this run")
@@ -136,7 +146,10 @@ async fn stage_provider(
     from: Timestamp,
     to: Timestamp,
 ) -> Result<(), ProviderError> {
-    let (from, to) = (from.plus_millis(-RECORD_MARGIN_MS), to.plus_millis(RECORD_MARGIN_MS));
+    let (from, to) = (
+        from.plus_millis(-RECORD_MARGIN_MS),
+        to.plus_millis(RECORD_MARGIN_MS),
+    );
     let mut cursor = None;
     for _ in 0..MAX_PROVIDER_PAGES {
         let page = entry
@@ -232,7 +245,9 @@ async fn compare_matched(
     let mut after = String::new();
     loop {
         let page = deps.store.matched_records(run_id, &after, PAGE).await?;
-        let Some(last) = page.last() else { return Ok(()) };
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
         after = last.record.reference.clone();
         let full = page.len() == PAGE as usize;
         let findings = page.iter().flat_map(differences).collect();
@@ -275,14 +290,29 @@ fn differences(m: &MatchedRecord) -> Vec<Finding> {
     };
     let mut found = Vec::new();
     if r.amount != m.amount {
-        found.push(finding(Category::AmountMismatch, "", m.amount.to_string(), r.amount.to_string()));
+        found.push(finding(
+            Category::AmountMismatch,
+            "",
+            m.amount.to_string(),
+            r.amount.to_string(),
+        ));
     }
     if !r.currency.eq_ignore_ascii_case(&m.currency) {
-        found.push(finding(Category::CurrencyMismatch, "", m.currency.clone(), r.currency.clone()));
+        found.push(finding(
+            Category::CurrencyMismatch,
+            "",
+            m.currency.clone(),
+            r.currency.clone(),
+        ));
     }
     if let Some(expected) = expected_provider_status(m.status) {
         if expected != r.status {
-            found.push(finding(Category::StatusMismatch, "", expected.into(), r.status.clone()));
+            found.push(finding(
+                Category::StatusMismatch,
+                "",
+                expected.into(),
+                r.status.clone(),
+            ));
         }
     }
     if r.amount_refunded != m.amount_refunded {
@@ -290,11 +320,21 @@ fn differences(m: &MatchedRecord) -> Vec<Finding> {
             format!("amount_refunded {}", m.amount_refunded),
             format!("amount_refunded {}", r.amount_refunded),
         );
-        found.push(finding(Category::AmountMismatch, ":refunded", expected, actual));
+        found.push(finding(
+            Category::AmountMismatch,
+            ":refunded",
+            expected,
+            actual,
+        ));
     }
     let captured = matches!(expected_provider_status(m.status), Some(s) if s != "no charge");
     if captured && r.fee != m.booked_fee {
-        found.push(finding(Category::FeeMismatch, "", m.booked_fee.to_string(), r.fee.to_string()));
+        found.push(finding(
+            Category::FeeMismatch,
+            "",
+            m.booked_fee.to_string(),
+            r.fee.to_string(),
+        ));
     }
     found
 }
@@ -310,7 +350,10 @@ async fn record(
         return Ok(());
     }
     for f in &findings {
-        *tally.by_category.entry(f.category.as_str().to_string()).or_default() += 1;
+        *tally
+            .by_category
+            .entry(f.category.as_str().to_string())
+            .or_default() += 1;
         match f.payment_id {
             Some(payment) => {
                 tally.mismatched_payments.insert(payment);

@@ -254,10 +254,11 @@ pub(crate) async fn matched<C: Conn>(
             "SELECT r.*, p.merchant_id AS payment_merchant, p.status AS payment_status,
                 p.amount AS payment_amount, p.currency AS payment_currency,
                 p.amount_refunded AS payment_refunded,
-                (SELECT COALESCE(SUM(e.amount), 0) FROM ledger_transactions t
+                -- PostgreSQL sums BIGINT as NUMERIC: cast back (a no-op on SQLite).
+                CAST((SELECT COALESCE(SUM(e.amount), 0) FROM ledger_transactions t
                  JOIN ledger_entries e ON e.transaction_id = t.id
                  WHERE t.payment_id = p.id AND t.kind = 'payment'
-                   AND e.account = 'provider_fees:' || p.provider) AS booked_fee
+                   AND e.account = 'provider_fees:' || p.provider) AS BIGINT) AS booked_fee
              FROM reconciliation_records r JOIN payments p ON p.id = r.payment_id
              WHERE r.run_id = $1 AND r.kind = 'charge' AND r.reference > $2
              ORDER BY r.reference LIMIT $3",
