@@ -220,6 +220,30 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// Runs `sql` on the engine's database behind the server's back (to
+    /// make the books disagree); on PostgreSQL in the test's schema.
+    pub async fn execute(&self, sql: &str) {
+        use sqlx::{ConnectOptions, Connection};
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(self.data_dir.join("payments.db"))
+                    .busy_timeout(std::time::Duration::from_secs(10))
+                    .connect()
+                    .await
+                    .expect("open database");
+                sqlx::raw_sql(sql).execute(&mut conn).await.expect(sql);
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&postgres_url())
+                    .await
+                    .expect("connect");
+                let sql = format!("SET search_path = \"{}\"; {sql}", self.schema);
+                sqlx::raw_sql(&sql).execute(&mut conn).await.expect(&sql);
+            }
+        }
+    }
+
     /// Drops the engine's `table` behind the server's back (to break it).
     pub async fn drop_table(&self, table: &str) {
         use sqlx::{ConnectOptions, Connection};
@@ -544,6 +568,12 @@ impl TestServer {
     pub async fn total_charges(&self, order_id: &str) -> usize {
         self.sandbox_charges("sandbox_a", order_id).await.len()
             + self.sandbox_charges("sandbox_b", order_id).await.len()
+    }
+
+    /// Runs `sql` on the engine's database ([`TestDb::execute`]), when
+    /// this server owns it.
+    pub async fn execute_sql(&self, sql: &str) {
+        self.owned_db().execute(sql).await
     }
 
     /// Rows in the engine's `table`, when this server owns its database.

@@ -20,6 +20,7 @@ mod layers;
 mod ledger;
 mod money;
 mod money_properties;
+mod reconciliation;
 mod recovery;
 mod resilience;
 mod sandbox_record;

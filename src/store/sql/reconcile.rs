@@ -125,7 +125,13 @@ fn check_statement(q: &FindingQuery) -> (String, Vec<Arg>) {
                 r.kind || ' of ' || r.amount || ' ' || r.currency AS actual
              FROM reconciliation_records r
              WHERE r.run_id = $3 AND r.kind = 'charge' AND r.created_at >= $1 AND r.created_at < $2
-               AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = r.payment_id)"
+               AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = r.payment_id)
+               -- A second charge of an order is a duplicate charge (its own,
+               -- more telling finding), not a charge of no order.
+               AND NOT EXISTS (SELECT 1 FROM reconciliation_records d
+                               WHERE d.run_id = r.run_id AND d.kind = 'charge'
+                                 AND d.merchant_id = r.merchant_id AND d.order_id = r.order_id
+                                 AND d.reference <> r.reference)"
                 .to_string(),
             [window, vec![text(&q.run_id)]].concat(),
         ),
@@ -155,14 +161,16 @@ fn check_statement(q: &FindingQuery) -> (String, Vec<Arg>) {
             )
         }
         Check::DuplicateCharge => (
-            "SELECT r.provider || ':' || COALESCE(r.merchant_id, '') || ':' || r.order_id AS subject,
-                MIN(r.merchant_id) AS merchant_id, NULL AS payment_id, r.provider,
-                MIN(r.reference) AS reference, 'one charge' AS expected,
-                COUNT(*) || ' charges' AS actual
+            // Across providers: a failover that charged twice is the
+            // duplicate that matters most.
+            "SELECT COALESCE(r.merchant_id, '') || ':' || r.order_id AS subject,
+                MIN(r.merchant_id) AS merchant_id, MIN(r.payment_id) AS payment_id,
+                MIN(r.provider) AS provider, MAX(r.reference) AS reference,
+                'one charge' AS expected, COUNT(*) || ' charges' AS actual
              FROM reconciliation_records r
              WHERE r.run_id = $3 AND r.kind = 'charge' AND r.order_id IS NOT NULL
                AND r.created_at >= $1 AND r.created_at < $2
-             GROUP BY r.provider, r.merchant_id, r.order_id HAVING COUNT(*) > 1"
+             GROUP BY r.merchant_id, r.order_id HAVING COUNT(*) > 1"
                 .to_string(),
             [window, vec![text(&q.run_id)]].concat(),
         ),
