@@ -231,11 +231,16 @@ impl Handler<Charge> for ProviderActor {
             let now_ms = act.now_ms();
             let latency_ms = now_ms.saturating_sub(started_ms);
             act.stats.record(response.class, latency_ms);
+            // An unknown outcome that names the provider's charge is an
+            // answer (accepted, confirmed later: Stripe's `processing`, the
+            // sandbox's `pm_card_async`): the provider is up.
+            let accepted_async =
+                response.class == OutcomeClass::Unknown && response.provider_payment_id.is_some();
             let record = CallRecord {
                 failed: matches!(
                     response.class,
                     OutcomeClass::TransientNotCharged | OutcomeClass::Unknown
-                ),
+                ) && !accepted_async,
                 slow: latency_ms >= act.breaker.settings().slow_call_duration_threshold_ms,
             };
             let change = act.breaker.on_result(now_ms, record);

@@ -1,5 +1,6 @@
 //! Building the engine inside its own actix system.
 
+use super::webhooks::{WebhookIntake, SANDBOX_WEBHOOK_QUEUE};
 use crate::actors::{
     PanicHook, PaymentDeps, PaymentRegistry, ProviderActor, ProviderDirectory, ProviderEntry,
     ProviderSettings, Reconciler, Supervisor,
@@ -26,6 +27,7 @@ use std::time::Duration;
 /// What booting hands back to the handle.
 pub(super) struct Parts {
     pub store: Arc<dyn Store>,
+    pub webhooks: WebhookIntake,
     pub registry: PaymentRegistry,
     pub providers: ProviderDirectory,
     pub sandboxes: HashMap<String, Arc<SandboxProvider>>,
@@ -150,8 +152,15 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
     )
     .start();
     let supervisor = Supervisor::new(registry.clone(), store.clone(), reconciler.clone()).start();
+    let webhooks = WebhookIntake {
+        providers: providers.clone(),
+        store: store.clone(),
+        registry: registry.clone(),
+    };
+    deliver_sandbox_webhooks(&sandboxes, &webhooks);
     Ok(Parts {
         store,
+        webhooks,
         registry,
         providers,
         sandboxes,
@@ -161,6 +170,23 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
         system: System::current(),
         instance_lock: instance._lock,
     })
+}
+
+/// Feeds what the sandboxes send (`pm_card_async` confirmations) into the
+/// engine's webhook path, on the engine's runtime: verified and applied as
+/// if it had come over HTTP, embedded engines included.
+fn deliver_sandbox_webhooks(
+    sandboxes: &HashMap<String, Arc<SandboxProvider>>,
+    intake: &WebhookIntake,
+) {
+    if sandboxes.is_empty() {
+        return;
+    }
+    let (sink, deliveries) = tokio::sync::mpsc::channel(SANDBOX_WEBHOOK_QUEUE);
+    for sandbox in sandboxes.values() {
+        sandbox.set_webhook_sink(sink.clone());
+    }
+    actix::spawn(intake.clone().consume(deliveries));
 }
 
 /// The arbiters payment actors run on: `threads` of them (0: one per core),

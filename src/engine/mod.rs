@@ -69,6 +69,8 @@ pub struct EngineHandle {
 struct Inner {
     config: Config,
     store: Arc<dyn Store>,
+    /// Applies inbound provider webhooks.
+    webhooks: webhooks::WebhookIntake,
     registry: PaymentRegistry,
     providers: ProviderDirectory,
     sandboxes: HashMap<String, Arc<SandboxProvider>>,
@@ -122,6 +124,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 config,
                 store: parts.store,
+                webhooks: parts.webhooks,
                 registry: parts.registry,
                 providers: parts.providers,
                 sandboxes: parts.sandboxes,

@@ -7,15 +7,18 @@
 //! provider's reference of the charge), which applies it once.
 
 use super::EngineHandle;
+use crate::actors::{PaymentRegistry, ProviderDirectory};
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{PaymentId, WebhookResult};
 use crate::error::EngineError;
 use crate::messages::payment::ApplyWebhook;
 use crate::messages::provider::VerifyWebhook;
+use crate::providers::sandbox::WebhookDelivery;
 use crate::providers::{WebhookEvent, WebhookHeaders};
 use crate::store::{PaymentRef, Store, WebhookReceipt, WebhookRecord};
 use serde::Serialize;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// Events one webhook request may carry (Adyen batches notification items;
 /// Stripe and the sandbox send one). More is refused whole, unread.
@@ -35,21 +38,33 @@ pub struct ReceivedEvent {
     pub result: WebhookResult,
 }
 
-impl EngineHandle {
+/// What applying a webhook needs: cheap to clone, so the HTTP path (through
+/// the handle) and the sandbox's own deliveries (a task on the engine's
+/// runtime) run the same code.
+#[derive(Clone)]
+pub(super) struct WebhookIntake {
+    pub providers: ProviderDirectory,
+    pub store: Arc<dyn Store>,
+    pub registry: PaymentRegistry,
+}
+
+/// Webhooks a sandbox may have queued for the engine before it applies
+/// them; a full queue makes the sandbox drop (and log) the event, as a
+/// real provider's delivery failing would, and the reconciler still
+/// settles the payment.
+pub(super) const SANDBOX_WEBHOOK_QUEUE: usize = 1_024;
+
+impl WebhookIntake {
     /// Verifies and applies one inbound webhook request of `provider`.
-    pub async fn receive_webhook(
+    pub async fn receive(
         &self,
         provider: &str,
         headers: WebhookHeaders,
         body: Vec<u8>,
     ) -> Result<WebhookReceived, EngineError> {
-        let entry = self
-            .inner
-            .providers
-            .get(provider)
-            .ok_or(EngineError::NotFound {
-                resource: "provider",
-            })?;
+        let entry = self.providers.get(provider).ok_or(EngineError::NotFound {
+            resource: "provider",
+        })?;
         let events = entry
             .addr
             .send(VerifyWebhook { headers, body })
@@ -84,16 +99,10 @@ impl EngineHandle {
         provider: &str,
         event: WebhookEvent,
     ) -> Result<WebhookResult, EngineError> {
-        let store = self.inner.store.clone();
-        let (owner, looked_up) = (provider.to_string(), event.clone());
-        let found = self
-            .on_engine(async move { locate(store.as_ref(), &owner, &looked_up).await })
-            .await??;
-        let Some(payment) = found else {
+        let Some(payment) = locate(self.store.as_ref(), provider, &event).await? else {
             return self.unmatched(provider, event).await;
         };
-        self.inner
-            .registry
+        self.registry
             .apply_webhook(ApplyWebhook {
                 merchant_id: payment.merchant_id,
                 order_id: payment.order_id,
@@ -110,7 +119,6 @@ impl EngineHandle {
         provider: &str,
         event: WebhookEvent,
     ) -> Result<WebhookResult, EngineError> {
-        let store: Arc<dyn Store> = self.inner.store.clone();
         let receipt = WebhookReceipt {
             provider: provider.to_string(),
             event_id: event.id,
@@ -126,14 +134,37 @@ impl EngineHandle {
             events: Vec::new(),
             finding: None,
         };
-        let new = self
-            .on_engine(async move { store.record_webhook(record).await })
-            .await??;
-        Ok(if new {
+        Ok(if self.store.record_webhook(record).await? {
             WebhookResult::Unmatched
         } else {
             WebhookResult::Duplicate
         })
+    }
+
+    /// Applies what the sandboxes deliver (their `pm_card_async`
+    /// confirmations) until every sandbox is gone. Runs on the engine's
+    /// runtime.
+    pub async fn consume(self, mut deliveries: mpsc::Receiver<WebhookDelivery>) {
+        while let Some((provider, headers, body)) = deliveries.recv().await {
+            if let Err(error) = self.receive(&provider, headers, body).await {
+                tracing::warn!(provider, %error, "a sandbox webhook was not applied; the reconciler will settle its payment");
+            }
+        }
+    }
+}
+
+impl EngineHandle {
+    /// Verifies and applies one inbound webhook request of `provider`.
+    pub async fn receive_webhook(
+        &self,
+        provider: &str,
+        headers: WebhookHeaders,
+        body: Vec<u8>,
+    ) -> Result<WebhookReceived, EngineError> {
+        let intake = self.inner.webhooks.clone();
+        let provider = provider.to_string();
+        self.on_engine(async move { intake.receive(&provider, headers, body).await })
+            .await?
     }
 }
 

@@ -346,3 +346,64 @@ async fn events_about_unknown_charges_and_providers_are_answered_without_effect(
     assert_eq!(resolved["attempts"].as_array().map(Vec::len), Some(1));
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// The sandbox confirms `pm_card_async` charges by webhook
+/// `async_confirm_ms` later; no reconciler pass runs, so what settles the
+/// payments is their webhook, within 5 s of it.
+#[rstest]
+#[tokio::test]
+async fn async_payments_end_succeeded_through_their_webhook(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    const CONFIRM_MS: u64 = 300;
+    let config = format!("{PLAIN_CONFIG}\n[sandbox]\nasync_confirm_ms = {CONFIRM_MS}\n");
+    let server = TestServer::start_with(backend, ServerOptions::config(&config)).await;
+    let orders: Vec<String> = (0..20).map(|_| unique("ord_async")).collect();
+    let created = futures_util::future::join_all(orders.iter().map(|order| {
+        let (key, body) = (unique("key"), payment_body(order, "pm_card_async"));
+        let server = &server;
+        async move { server.create(&key, &body).await }
+    }))
+    .await;
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for reply in created {
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        let payment = reply.json();
+        assert_eq!(payment["status"], "pending", "{payment}");
+        ids.push(payment["id"].as_str().expect("id").to_string());
+    }
+    let deadline = Duration::from_millis(CONFIRM_MS) + Duration::from_secs(5);
+    for id in &ids {
+        loop {
+            let payment = server.get(&format!("/v1/payments/{id}")).await.json();
+            if payment["status"] == "succeeded" {
+                break;
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "still {} {:?} after its webhook: {payment}",
+                payment["status"],
+                started.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let kinds = audit_kinds(&server, id).await;
+        assert!(
+            kinds.iter().any(|k| k == "payment.webhook_applied"),
+            "{kinds:?}"
+        );
+        assert_eq!(postings(&server, id).await, 1);
+    }
+    for order in &orders {
+        assert_eq!(server.sandbox_charges("sandbox_a", order).await.len(), 1);
+    }
+    // An answer of "accepted, confirmed later" is not a provider failure.
+    let providers = server.get("/v1/providers").await.json();
+    let sandbox_a = providers["data"]
+        .as_array()
+        .and_then(|list| list.iter().find(|p| p["name"] == "sandbox_a"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(sandbox_a["circuit_state"], "closed", "{providers}");
+}
