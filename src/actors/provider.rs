@@ -16,7 +16,7 @@ use crate::messages::provider::{
 };
 use crate::providers::{
     LookupResult, Provider, ProviderError, ProviderResponse, RefundResponse, RefundStatus,
-    SettlementPage, WebhookError, WebhookEvent,
+    SettlementPage, VerifiedWebhook, WebhookError,
 };
 use crate::resilience::breaker::{BreakerSettings, CallRecord, CircuitBreaker, CircuitChange};
 use crate::routing::ProviderHealth;
@@ -317,11 +317,16 @@ impl Handler<Settlements> for ProviderActor {
 }
 
 impl Handler<VerifyWebhook> for ProviderActor {
-    type Result = Result<Vec<WebhookEvent>, WebhookError>;
+    type Result = Result<VerifiedWebhook, WebhookError>;
 
     fn handle(&mut self, msg: VerifyWebhook, _ctx: &mut Self::Context) -> Self::Result {
-        self.provider
-            .verify_webhook(&msg.headers, &msg.body, self.clock.now())
+        let events = self
+            .provider
+            .verify_webhook(&msg.headers, &msg.body, self.clock.now())?;
+        Ok(VerifiedWebhook {
+            events,
+            acknowledgement: self.provider.webhook_acknowledgement(),
+        })
     }
 }
 

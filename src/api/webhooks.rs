@@ -22,7 +22,10 @@ pub async fn receive(
         .handle
         .receive_webhook(path.as_str(), headers, body)
         .await?;
-    Ok(HttpResponse::Ok().json(received))
+    Ok(match received.acknowledgement {
+        Some(body) => HttpResponse::Ok().content_type("text/plain").body(body),
+        None => HttpResponse::Ok().json(received),
+    })
 }
 
 /// The request's headers whose values are text (a signature always is).

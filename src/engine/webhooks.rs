@@ -29,6 +29,10 @@ pub const MAX_EVENTS_PER_WEBHOOK: usize = 100;
 pub struct WebhookReceived {
     pub received: bool,
     pub events: Vec<ReceivedEvent>,
+    /// The body the provider expects instead of this receipt (Adyen's
+    /// `[accepted]`).
+    #[serde(skip)]
+    pub acknowledgement: Option<&'static str>,
 }
 
 /// What one event did.
@@ -65,11 +69,12 @@ impl WebhookIntake {
         let entry = self.providers.get(provider).ok_or(EngineError::NotFound {
             resource: "provider",
         })?;
-        let events = entry
+        let verified = entry
             .addr
             .send(VerifyWebhook { headers, body })
             .await
             .map_err(|_| EngineError::ShuttingDown)??;
+        let events = verified.events;
         if events.len() > MAX_EVENTS_PER_WEBHOOK {
             return Err(EngineError::invalid(
                 "body",
@@ -91,6 +96,7 @@ impl WebhookIntake {
         Ok(WebhookReceived {
             received: true,
             events: received,
+            acknowledgement: verified.acknowledgement,
         })
     }
 

@@ -3,7 +3,7 @@
 use crate::domain::Timestamp;
 use crate::providers::{
     ChargeRequest, LookupResult, ProviderError, ProviderResponse, RefundRequest, RefundResponse,
-    SettlementPage, WebhookError, WebhookEvent, WebhookHeaders,
+    SettlementPage, VerifiedWebhook, WebhookError, WebhookHeaders,
 };
 use crate::resilience::{CircuitChange, CircuitState};
 use actix::Message;
@@ -62,7 +62,7 @@ pub struct Settlements {
 /// `Provider::verify_webhook`). Answered synchronously: it is HMAC work on
 /// a body of at most the API's size limit, with no I/O.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<Vec<WebhookEvent>, WebhookError>")]
+#[rtype(result = "Result<VerifiedWebhook, WebhookError>")]
 pub struct VerifyWebhook {
     pub headers: WebhookHeaders,
     pub body: Vec<u8>,

@@ -17,7 +17,7 @@ pub mod transport;
 pub mod wallet;
 pub mod webhook;
 
-pub use webhook::{WebhookError, WebhookEvent, WebhookHeaders, WebhookKind};
+pub use webhook::{VerifiedWebhook, WebhookError, WebhookEvent, WebhookHeaders, WebhookKind};
 
 use crate::domain::{Amount, Currency, MerchantId, OutcomeClass, PaymentId, Timestamp};
 use async_trait::async_trait;
@@ -247,6 +247,13 @@ pub trait Provider: Send + Sync + 'static {
     /// JSON. Any refusal refuses the whole request: the caller applies
     /// nothing of it. A provider that takes no webhooks answers
     /// [`WebhookError::Unsupported`], which is the default.
+    /// The body the provider expects in a webhook's `200` answer, when it
+    /// expects one (Adyen retries a notification not answered
+    /// `[accepted]`); `None`: the engine's JSON receipt.
+    fn webhook_acknowledgement(&self) -> Option<&'static str> {
+        None
+    }
+
     fn verify_webhook(
         &self,
         _headers: &WebhookHeaders,

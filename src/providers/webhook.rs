@@ -178,6 +178,14 @@ pub struct WebhookEvent {
     pub raw: serde_json::Value,
 }
 
+/// A verified webhook request: its events, and the body the provider
+/// expects in the `200` answer, if it expects one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedWebhook {
+    pub events: Vec<WebhookEvent>,
+    pub acknowledgement: Option<&'static str>,
+}
+
 /// Why a webhook was refused. Every refusal leaves the engine unchanged;
 /// the API answers `400` (`404` for [`WebhookError::Unsupported`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

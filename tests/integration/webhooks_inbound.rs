@@ -407,3 +407,105 @@ async fn async_payments_end_succeeded_through_their_webhook(
         .unwrap_or_default();
     assert_eq!(sandbox_a["circuit_state"], "closed", "{providers}");
 }
+
+/// Stripe and Adyen endpoints over HTTP, with their secrets from the
+/// configuration: Stripe's rolling secrets (two `v1` signatures), Adyen's
+/// `[accepted]` answer and per-item HMAC.
+#[rstest]
+#[tokio::test]
+async fn stripe_and_adyen_webhooks_are_verified_over_http(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    use crate::webhooks_verify::{adyen_example_item, adyen_request, payment_intent, ADYEN_KEY};
+    let config = format!(
+        r#"
+[reconciler]
+interval_secs = 3600
+run_at_startup = false
+
+[[providers]]
+name = "sandbox_a"
+
+[[providers]]
+name = "stripe"
+kind = "stripe"
+base_url = "http://127.0.0.1:9"
+api_key_env = "PAYMENTS_TEST_STRIPE_KEY"
+webhook_secret_env = "PAYMENTS_TEST_STRIPE_WEBHOOK_SECRET"
+
+[[providers]]
+name = "adyen"
+kind = "adyen"
+base_url = "http://127.0.0.1:9"
+api_key_env = "PAYMENTS_TEST_ADYEN_KEY"
+merchant_account = "TestMerchant"
+webhook_secret = "{ADYEN_KEY}"
+"#
+    );
+    let options = ServerOptions {
+        env: vec![
+            ("PAYMENTS_TEST_STRIPE_KEY".into(), "sk_test_unused".into()),
+            ("PAYMENTS_TEST_ADYEN_KEY".into(), "AQE_unused".into()),
+            (
+                "PAYMENTS_TEST_STRIPE_WEBHOOK_SECRET".into(),
+                "whsec_current".into(),
+            ),
+        ],
+        config_toml: Some(config),
+    };
+    let server = TestServer::start_with(backend, options).await;
+    let post = |path: &'static str, headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let mut request = server.client.post(server.url(path)).body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        server.send(request)
+    };
+
+    // Stripe, while the endpoint's secret rolls: signed with the old and
+    // the new secret, the new one matching.
+    let body = json!({
+        "id": unique("evt"), "object": "event", "created": unix_now(),
+        "type": "payment_intent.succeeded", "data": { "object": payment_intent("succeeded") },
+    })
+    .to_string()
+    .into_bytes();
+    let t = unix_now();
+    let rolling = format!(
+        "t={t},v1={},v1={}",
+        stripe_v1("whsec_previous", t, &body),
+        stripe_v1("whsec_current", t, &body)
+    );
+    let reply = post(
+        "/v1/webhooks/stripe",
+        vec![("Stripe-Signature", rolling)],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json()["events"][0]["result"], "unmatched");
+    let old_only = format!("t={t},v1={}", stripe_v1("whsec_previous", t, &body));
+    let reply = post(
+        "/v1/webhooks/stripe",
+        vec![("Stripe-Signature", old_only)],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+
+    // Adyen: Adyen's own published example item, answered `[accepted]`.
+    let reply = post(
+        "/v1/webhooks/adyen",
+        vec![],
+        adyen_request(&[adyen_example_item()]),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.text, "[accepted]");
+    let mut forged = adyen_example_item();
+    forged["amount"]["value"] = json!(1);
+    let reply = post("/v1/webhooks/adyen", vec![], adyen_request(&[forged])).await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert_eq!(reply.error_code(), "webhook_signature_invalid");
+    assert_eq!(server.count_rows("webhook_receipts").await, 2);
+}

@@ -36,7 +36,8 @@ const TOLERANCE_SECS: i64 = 300;
 /// Adyen's published example ("Verify HMAC signatures"): key, and the
 /// signature of its example item, reproduced with
 /// `openssl dgst -sha256 -mac HMAC -macopt hexkey:{key} -binary | base64`.
-const ADYEN_KEY: &str = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056";
+pub(crate) const ADYEN_KEY: &str =
+    "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056";
 const ADYEN_EXAMPLE_SIGNATURE: &str = "coqCmt/IZ4E3CzPvMY8zTjQVL5hYJUiBRg8UU+iCWo0=";
 
 fn at(seconds: i64) -> Timestamp {
@@ -107,7 +108,7 @@ fn stripe_event(kind: &str, object: Value) -> Vec<u8> {
     .into_bytes()
 }
 
-fn payment_intent(status: &str) -> Value {
+pub(crate) fn payment_intent(status: &str) -> Value {
     json!({
         "id": "pi_3Nx", "object": "payment_intent", "status": status,
         "amount": 2000, "amount_received": 2000, "currency": "usd",
@@ -333,7 +334,7 @@ fn adyen(key: Option<&str>) -> AdyenProvider {
 }
 
 /// Adyen's signature of `item`, from its fields in the documented order.
-fn adyen_signature(key_hex: &str, item: &Value) -> String {
+pub(crate) fn adyen_signature(key_hex: &str, item: &Value) -> String {
     let text = |value: &Value| value.as_str().unwrap_or("").to_string();
     let signing = [
         text(&item["pspReference"]),
@@ -350,12 +351,12 @@ fn adyen_signature(key_hex: &str, item: &Value) -> String {
         .encode(hmac_sha256(&unhex(key_hex), &[signing.as_bytes()]))
 }
 
-fn adyen_signed(mut item: Value) -> Value {
+pub(crate) fn adyen_signed(mut item: Value) -> Value {
     item["additionalData"]["hmacSignature"] = json!(adyen_signature(ADYEN_KEY, &item));
     item
 }
 
-fn adyen_request(items: &[Value]) -> Vec<u8> {
+pub(crate) fn adyen_request(items: &[Value]) -> Vec<u8> {
     let items: Vec<Value> = items
         .iter()
         .map(|item| json!({ "NotificationRequestItem": item }))
@@ -365,7 +366,7 @@ fn adyen_request(items: &[Value]) -> Vec<u8> {
         .into_bytes()
 }
 
-fn adyen_example_item() -> Value {
+pub(crate) fn adyen_example_item() -> Value {
     json!({
         "additionalData": { "hmacSignature": ADYEN_EXAMPLE_SIGNATURE },
         "amount": { "value": 1130, "currency": "EUR" },

@@ -305,6 +305,10 @@ impl Provider for AdyenProvider {
         ))
     }
 
+    fn webhook_acknowledgement(&self) -> Option<&'static str> {
+        Some(webhook::ACCEPTED_BODY)
+    }
+
     /// Every item of a notification request, each verified with the
     /// configured `hmac_key` (see [`webhook`]); the headers carry nothing
     /// Adyen signs. Acknowledge with [`webhook::ACCEPTED_BODY`].
