@@ -38,14 +38,22 @@ impl SandboxProvider {
         to: Timestamp,
         cursor: Option<String>,
     ) -> Result<SettlementPage, ProviderError> {
-        if let Some(after) = cursor.as_deref() {
-            if self.record.find_by_id(&self.name, after).await?.is_none() {
-                return Err(ProviderError::Refused(format!(
-                    "sandbox {}: settlement cursor {after:?} names none of its charges",
-                    self.name
-                )));
-            }
-        }
+        // The cursor's position, read first: a row-value comparison
+        // against a subquery would scan the window from its start on every
+        // page (quadratic in the window); a plain range on the time index
+        // starts at the cursor.
+        let after = match cursor.as_deref() {
+            Some(after) => match self.record.find_by_id(&self.name, after).await? {
+                Some(charge) => Some((charge.created_at, charge.id)),
+                None => {
+                    return Err(ProviderError::Refused(format!(
+                        "sandbox {}: settlement cursor {after:?} names none of its charges",
+                        self.name
+                    )))
+                }
+            },
+            None => None,
+        };
         let mut query =
             QueryBuilder::<Sqlite>::new("SELECT * FROM sandbox_charges WHERE provider = ");
         query
@@ -54,12 +62,14 @@ impl SandboxProvider {
             .push_bind(from.to_string())
             .push(" AND created_at < ")
             .push_bind(to.to_string());
-        if let Some(after) = cursor {
+        if let Some((created_at, id)) = after {
             query
-                .push(" AND (created_at, id) > (SELECT created_at, id FROM sandbox_charges WHERE provider = ")
-                .push_bind(self.name.clone())
-                .push(" AND id = ")
-                .push_bind(after)
+                .push(" AND created_at >= ")
+                .push_bind(created_at.clone())
+                .push(" AND (created_at > ")
+                .push_bind(created_at)
+                .push(" OR id > ")
+                .push_bind(id)
                 .push(")");
         }
         // One extra row says whether another page follows.
