@@ -11,6 +11,7 @@ mod bench_check;
 mod bench_cli;
 mod cluster;
 mod crash;
+mod doc_examples;
 mod embedded;
 mod fencing;
 mod fuzz_input;
