@@ -62,6 +62,7 @@ pub mod providers;
 pub mod resilience;
 pub mod routing;
 pub mod store;
+pub mod telemetry;
 
 pub use config::Config;
 pub use engine::{Engine, EngineHandle, PaymentPage, ProviderView};

@@ -18,7 +18,9 @@ use crate::providers::{
     LookupResult, Provider, ProviderError, ProviderResponse, RefundResponse, RefundStatus,
     SettlementPage, VerifiedWebhook, WebhookError,
 };
-use crate::resilience::breaker::{BreakerSettings, CallRecord, CircuitBreaker, CircuitChange};
+use crate::resilience::breaker::{
+    BreakerSettings, CallRecord, CircuitBreaker, CircuitChange, CircuitState,
+};
 use crate::routing::ProviderHealth;
 use actix::prelude::*;
 use std::collections::VecDeque;
@@ -139,6 +141,7 @@ impl ProviderActor {
     }
 
     fn publish(&self) {
+        crate::telemetry::circuit_state(self.provider.name(), circuit_gauge(self.breaker.state()));
         self.health.publish(
             self.enabled,
             self.breaker.state(),
@@ -231,6 +234,11 @@ impl Handler<Charge> for ProviderActor {
             let now_ms = act.now_ms();
             let latency_ms = now_ms.saturating_sub(started_ms);
             act.stats.record(response.class, latency_ms);
+            crate::telemetry::attempt(
+                act.provider.name(),
+                response.class.as_str(),
+                Duration::from_millis(latency_ms),
+            );
             // An unknown outcome that names the provider's charge is an
             // answer (accepted, confirmed later: Stripe's `processing`, the
             // sandbox's `pm_card_async`): the provider is up.
@@ -392,3 +400,13 @@ impl Handler<GetSnapshot> for ProviderActor {
 pub type ProviderEntry = crate::routing::ProviderEntry<Addr<ProviderActor>>;
 /// Every configured provider with the address of its actor.
 pub type ProviderDirectory = crate::routing::ProviderDirectory<Addr<ProviderActor>>;
+
+/// The value of `payments_circuit_state` for `state`.
+fn circuit_gauge(state: CircuitState) -> f64 {
+    match state {
+        CircuitState::Closed => 0.0,
+        CircuitState::HalfOpen => 1.0,
+        CircuitState::Open => 2.0,
+        CircuitState::ForcedOpen => 3.0,
+    }
+}

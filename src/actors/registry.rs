@@ -49,6 +49,9 @@ pub struct PaymentRegistry {
     /// Messages on their way to, or inside, payment actors.
     in_flight: Arc<AtomicUsize>,
     accepting: Arc<AtomicBool>,
+    /// Actors started and not yet retired, for the metrics (the map's own
+    /// `len` locks every shard).
+    alive: Arc<AtomicUsize>,
     max_actors: usize,
     epoch: Instant,
 }
@@ -81,6 +84,7 @@ impl PaymentRegistry {
             deps,
             in_flight: Arc::new(AtomicUsize::new(0)),
             accepting: Arc::new(AtomicBool::new(true)),
+            alive: Arc::new(AtomicUsize::new(0)),
             max_actors,
             epoch: Instant::now(),
         }
@@ -128,7 +132,12 @@ impl PaymentRegistry {
                     *slot = self.start(key);
                 }
             })
-            .or_insert_with(|| self.start(key));
+            .or_insert_with(|| {
+                // No `self.actors.len()` here: the map's shard is locked.
+                let alive = self.alive.fetch_add(1, Ordering::Relaxed) + 1;
+                crate::telemetry::payment_actors(alive);
+                self.start(key)
+            });
         // Counted while the map's lock is held: the sweeper cannot retire it
         // between here and the send.
         slot.pending.fetch_add(1, Ordering::SeqCst);
@@ -170,6 +179,8 @@ impl PaymentRegistry {
             }
             !(unused || gone)
         });
+        let alive = self.alive.fetch_sub(retired, Ordering::Relaxed) - retired;
+        crate::telemetry::payment_actors(alive);
         retired
     }
 

@@ -98,6 +98,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, with_sandbox: bool) {
         vec![(Method::GET, web::get().to(readyz))],
     ))
     .service(resource(
+        "/metrics",
+        vec![(Method::GET, web::get().to(metrics))],
+    ))
+    .service(resource(
         "/v1/payments",
         vec![
             (Method::POST, web::post().to(payments::create)),
@@ -201,6 +205,13 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// Prometheus text (DESIGN §11); no key, like the probes.
+async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::telemetry::render())
+}
+
 /// 200 when the database answers and every migration is applied; 503
 /// otherwise, so a load balancer stops sending traffic here. The answer
 /// says only that: this route needs no key, and a store error may name
@@ -213,6 +224,28 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
             Err(ApiError::NotReady)
         }
     }
+}
+
+/// Counts every request by route pattern (never the raw path: ids would
+/// make a series per payment), method and status, with its duration.
+async fn observe(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = request.method().to_string();
+    let response = next.call(request).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    crate::telemetry::http_request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    Ok(response)
 }
 
 /// Why the server cannot start.
@@ -305,6 +338,7 @@ pub async fn serve(handle: EngineHandle, listener: Listener) -> Result<(), Serve
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(actix_web::middleware::from_fn(observe))
             .configure(|cfg| routes(cfg, with_sandbox))
     })
     .disable_signals()

@@ -95,6 +95,10 @@ impl Engine {
         config
             .validate()
             .map_err(|e| EngineError::Config(e.to_string()))?;
+        // Before anything runs, so every series exists from the start.
+        crate::telemetry::install();
+        let names: Vec<String> = config.providers.iter().map(|p| p.name.clone()).collect();
+        crate::telemetry::register_families(&names);
         let (ready_tx, ready_rx) = oneshot::channel();
         let (exit_tx, exit_rx) = oneshot::channel();
         let boot_config = config.clone();

@@ -52,13 +52,15 @@ struct BudgetState {
 
 impl RetryBudget {
     pub fn new(settings: BudgetSettings) -> Self {
+        let state = BudgetState {
+            earned_milli: i64::from(settings.max_banked_retries) * 1000,
+            floor_milli: i64::from(settings.min_retries_per_sec) * 1000,
+            last_refill: Instant::now(),
+        };
+        Self::publish(&state);
         RetryBudget {
             settings,
-            state: Mutex::new(BudgetState {
-                earned_milli: i64::from(settings.max_banked_retries) * 1000,
-                floor_milli: i64::from(settings.min_retries_per_sec) * 1000,
-                last_refill: Instant::now(),
-            }),
+            state: Mutex::new(state),
         }
     }
 
@@ -73,6 +75,12 @@ impl RetryBudget {
         let mut state = self.lock();
         let cap = i64::from(self.settings.max_banked_retries) * 1000;
         state.earned_milli = (state.earned_milli + (self.settings.ratio * 1000.0) as i64).min(cap);
+        Self::publish(&state);
+    }
+
+    /// The tokens left, as the metrics show them.
+    fn publish(state: &BudgetState) {
+        crate::telemetry::retry_budget((state.earned_milli + state.floor_milli) as f64 / 1000.0);
     }
 
     /// Takes one retry from the budget, or says no.
@@ -86,7 +94,7 @@ impl RetryBudget {
             .min(floor_cap);
             state.last_refill = Instant::now();
         }
-        if state.earned_milli >= 1000 {
+        let granted = if state.earned_milli >= 1000 {
             state.earned_milli -= 1000;
             true
         } else if state.floor_milli >= 1000 {
@@ -94,7 +102,9 @@ impl RetryBudget {
             true
         } else {
             false
-        }
+        };
+        Self::publish(&state);
+        granted
     }
 }
 

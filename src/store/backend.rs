@@ -18,6 +18,7 @@ use crate::domain::{
     Balance, Discrepancy, MerchantId, Payment, PaymentEvent, PaymentId, Posting, Refund, RefundId,
     RunReport, Timestamp,
 };
+use crate::telemetry;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
@@ -67,11 +68,25 @@ where
 #[async_trait]
 impl<B: SqlBackend> Store for B {
     async fn begin_payment(&self, new: NewPayment) -> Result<BeginOutcome, StoreError> {
-        self.write(WriteOp::Begin(Box::new(new))).await?.begun()
+        let status = new.payment.status;
+        let provider = new.payment.provider.clone();
+        let outcome = self.write(WriteOp::Begin(Box::new(new))).await?.begun()?;
+        if matches!(outcome, BeginOutcome::Started) {
+            telemetry::payment_status(status.as_str(), provider.as_deref());
+        }
+        Ok(outcome)
     }
 
     async fn save_payment(&self, write: PaymentWrite) -> Result<(), StoreError> {
-        self.write(WriteOp::Save(Box::new(write))).await.map(|_| ())
+        // Counted once durable, and only when the status moved: a write
+        // that only adds an attempt is not a new status.
+        let changed = (write.payment.status != write.expected_status)
+            .then(|| (write.payment.status, write.payment.provider.clone()));
+        self.write(WriteOp::Save(Box::new(write))).await?;
+        if let Some((status, provider)) = changed {
+            telemetry::payment_status(status.as_str(), provider.as_deref());
+        }
+        Ok(())
     }
 
     async fn idempotency_record(
@@ -290,7 +305,11 @@ impl<B: SqlBackend> Store for B {
             findings,
             now,
         };
-        self.write(op).await?.count()
+        let new = self.write(op).await?.new_findings()?;
+        for category in &new {
+            telemetry::discrepancy(category.as_str());
+        }
+        Ok(new.len() as u64)
     }
 
     async fn save_run(&self, report: RunReport) -> Result<(), StoreError> {

@@ -74,6 +74,8 @@ pub enum WriteReply {
     ToppedUp(TopUpOutcome),
     Claimed(bool),
     Count(u64),
+    /// The categories of the findings that were new (not found before).
+    NewFindings(Vec<crate::domain::Category>),
     Done,
 }
 
@@ -125,11 +127,13 @@ pub(crate) async fn apply<C: Conn>(conn: &mut C, op: &WriteOp) -> Result<WriteRe
             findings,
             now,
         } => {
-            let mut new = 0;
+            let mut new = Vec::new();
             for (id, finding) in findings {
-                new += u64::from(reconcile::record(conn, id, run_id, finding, *now).await?);
+                if reconcile::record(conn, id, run_id, finding, *now).await? {
+                    new.push(finding.category);
+                }
             }
-            Ok(WriteReply::Count(new))
+            Ok(WriteReply::NewFindings(new))
         }
         WriteOp::SaveRun(report) => reconcile::save_run(conn, report)
             .await
@@ -161,6 +165,13 @@ impl WriteReply {
     pub(crate) fn begun(self) -> Result<BeginOutcome, StoreError> {
         match self {
             WriteReply::Begun(outcome) => Ok(outcome),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub(crate) fn new_findings(self) -> Result<Vec<crate::domain::Category>, StoreError> {
+        match self {
+            WriteReply::NewFindings(categories) => Ok(categories),
             _ => Err(unexpected()),
         }
     }

@@ -201,7 +201,9 @@ async fn writer_loop(mut conn: PgConnection, queue: Queue) {
                 }
             }
         }
+        let (size, started) = (batch.len(), std::time::Instant::now());
         commit_batch(&mut conn, &mut batch).await;
+        crate::telemetry::store_commit(size, started.elapsed());
         assert!(batch.is_empty(), "every job of a batch is answered");
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// modules of a strictly lower layer, and itself.
 const LAYERS: &[&[&str]] = &[
     &["domain"],
-    &["clock"],
+    &["clock", "telemetry"],
     &["resilience", "providers", "store"],
     &["routing"],
     &["config", "error"],

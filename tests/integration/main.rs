@@ -19,6 +19,7 @@ mod http_payments;
 mod idempotency;
 mod layers;
 mod ledger;
+mod metrics;
 mod money;
 mod money_properties;
 mod reconciliation;

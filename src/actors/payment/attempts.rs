@@ -203,6 +203,7 @@ fn next_move(
             budget_exhausted: true,
         };
     }
+    crate::telemetry::retry(OutcomeClass::TransientNotCharged.as_str());
     // A provider's Retry-After is honoured up to the backoff cap, so the
     // wait stays within what the lease was sized for.
     let asked_ms = answer

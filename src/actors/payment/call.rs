@@ -134,6 +134,7 @@ pub(super) async fn call_with_unknown_retries(
             budget_exhausted = true;
             break;
         }
+        crate::telemetry::retry(OutcomeClass::Unknown.as_str());
         tokio::time::sleep(policy.backoff(tries)).await;
         tries += 1;
         fence.before_call(deps, payment, entry, true).await?;

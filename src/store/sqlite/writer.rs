@@ -65,7 +65,9 @@ pub(super) fn writer_loop(mut conn: rusqlite::Connection, mut queue: mpsc::Recei
                 Err(_) => break,
             }
         }
+        let (size, started) = (batch.len(), std::time::Instant::now());
         commit_batch(&mut conn, &mut batch);
+        crate::telemetry::store_commit(size, started.elapsed());
         assert!(batch.is_empty(), "every job of a batch is answered");
     }
 }
