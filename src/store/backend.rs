@@ -41,6 +41,10 @@ pub trait SqlBackend: Send + Sync + 'static {
     }
     /// Waits until accepted writes are durable, then closes connections.
     async fn shutdown(&self);
+    /// See [`Store::maintain`].
+    async fn maintain(&self, _now: Timestamp) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 // A pooled connection runs statements as its connection does.
@@ -365,6 +369,10 @@ impl<B: SqlBackend> Store for B {
         } else {
             Err(StoreError::Migration("migrations not applied".into()))
         }
+    }
+
+    async fn maintain(&self, now: Timestamp) -> Result<(), StoreError> {
+        SqlBackend::maintain(self, now).await
     }
 
     async fn close(&self) {

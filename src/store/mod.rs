@@ -681,6 +681,11 @@ pub trait Store: Send + Sync + 'static {
     /// Database reachable and every migration applied.
     async fn ready(&self) -> Result<(), StoreError>;
 
+    /// Housekeeping that keeps the store fast as it grows, due at `now`:
+    /// on PostgreSQL, the append-only tables' month partitions created
+    /// ahead; nothing on SQLite. Cheap when nothing is due.
+    async fn maintain(&self, now: Timestamp) -> Result<(), StoreError>;
+
     /// Whether reads complete on the caller's thread (SQLite): then they
     /// may run on any runtime. PostgreSQL's pooled connections belong to
     /// the engine's runtime, so reads are sent there.

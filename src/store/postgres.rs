@@ -21,6 +21,7 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPool
 use sqlx::query::Query;
 use sqlx::{Connection, Postgres};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -92,7 +93,18 @@ pub fn valid_schema_name(name: &str) -> bool {
 pub struct PostgresStore {
     pool: PgPool,
     writer: mpsc::Sender<Job>,
+    /// When partitions were last ensured (µs since the epoch).
+    partitions_checked_us: AtomicI64,
 }
+
+/// Tables partitioned by month of `created_at` (migration 0009).
+const PARTITIONED_TABLES: &[&str] = &["payment_events", "ledger_entries"];
+/// Months of partitions kept ready beyond the current one: a quarter, so
+/// an engine stopped for weeks still finds its month on restart.
+const PARTITION_MONTHS_AHEAD: i32 = 3;
+/// How often partitions are ensured at most (µs): the months change
+/// slowly, and each check is a few catalogue reads.
+const PARTITION_CHECK_INTERVAL_US: i64 = 3_600_000_000;
 
 /// One write and where its answer goes.
 struct Job {
@@ -128,7 +140,36 @@ impl PostgresStore {
             let conn = PgConnection::connect_with(&options).await?;
             tokio::spawn(writer_loop(conn, queue.clone()));
         }
-        Ok(PostgresStore { pool, writer })
+        let store = PostgresStore {
+            pool,
+            writer,
+            partitions_checked_us: AtomicI64::new(i64::MIN),
+        };
+        // The wall clock, not the engine's: partitions follow real months.
+        let now = crate::domain::Timestamp::from_datetime(chrono::Utc::now());
+        store.ensure_partitions(now).await?;
+        Ok(store)
+    }
+
+    /// Creates the month partitions from this month to
+    /// [`PARTITION_MONTHS_AHEAD`] ahead, where missing.
+    async fn ensure_partitions(&self, now: crate::domain::Timestamp) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        for table in PARTITIONED_TABLES {
+            let created: i32 =
+                sqlx::query_scalar("SELECT payments_ensure_partitions($1, $2, $2, $3)")
+                    .bind(table)
+                    .bind(now.as_micros())
+                    .bind(PARTITION_MONTHS_AHEAD)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if created > 0 {
+                tracing::info!(table, created, "month partitions created");
+            }
+        }
+        self.partitions_checked_us
+            .store(now.as_micros(), Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -176,6 +217,14 @@ impl SqlBackend for PostgresStore {
 
     fn migrations(&self) -> &'static Migrator {
         &migrate::POSTGRES_MIGRATIONS
+    }
+
+    async fn maintain(&self, now: crate::domain::Timestamp) -> Result<(), StoreError> {
+        let last_us = self.partitions_checked_us.load(Ordering::Relaxed);
+        if now.as_micros().saturating_sub(last_us) < PARTITION_CHECK_INTERVAL_US {
+            return Ok(());
+        }
+        self.ensure_partitions(now).await
     }
 
     async fn shutdown(&self) {

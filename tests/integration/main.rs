@@ -22,6 +22,7 @@ mod ledger;
 mod metrics;
 mod money;
 mod money_properties;
+mod partitions;
 mod reconciliation;
 mod recovery;
 mod resilience;

@@ -54,6 +54,10 @@ pub(super) async fn pass(
             report.errors += 1;
         }
     }
+    if let Err(error) = store.maintain(now).await {
+        tracing::warn!(%error, "store maintenance failed");
+        report.errors += 1;
+    }
     if report.examined > 0 || report.retried > 0 || report.pruned_keys > 0 {
         tracing::info!(?report, "recovery pass");
     }
