@@ -405,6 +405,39 @@ mod tests {
         assert!(backoff(u32::MAX) >= backoff(3));
     }
 
+    /// A relay that accepts the connection and never greets: the first
+    /// notice waits on it, the queue fills, the rest are dropped at once.
+    #[actix_rt::test]
+    async fn a_full_queue_drops_and_counts_without_waiting() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let settings = EmailSettings {
+            enabled: true,
+            smtp_host: Some("127.0.0.1".into()),
+            smtp_port: silent.local_addr().expect("addr").port(),
+            tls: EmailTls::None,
+            from: Some("payments@example.test".into()),
+            to: vec!["ops@example.test".into()],
+            timeout_ms: 60_000,
+            ..EmailSettings::default()
+        };
+        let notifier = Notifier::start_with_capacity(&settings, 2).expect("starts");
+        let started = std::time::Instant::now();
+        for _ in 0..10 {
+            notifier.notify(notice(PaymentStatus::Succeeded, "usd", 100));
+        }
+        notifier.notify(notice(PaymentStatus::Pending, "usd", 100));
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "never waits"
+        );
+        let counts = notifier.counts();
+        assert_eq!(
+            (counts.queued, counts.dropped, counts.sent),
+            (2, 8, 0),
+            "{counts:?}"
+        );
+    }
+
     #[test]
     fn a_disabled_notifier_takes_notices_and_does_nothing() {
         let notifier = Notifier::disabled();

@@ -211,3 +211,70 @@ name = "sandbox_b"
     assert_one_notice(&mails, &reviewed, "needs_review");
     assert!(mails[0].body().contains("a person must decide"));
 }
+
+/// Every write of a payment's state in the payment actor goes through the
+/// wrapper that notifies (`PaymentDeps::save_payment`, `begin_payment`):
+/// a direct store call would be a path whose final status is never mailed.
+#[test]
+fn payment_writes_go_through_the_notifying_wrapper() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/actors/payment");
+    let mut direct = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("read src/actors/payment") {
+        let path = entry.expect("entry").path();
+        let text: String = std::fs::read_to_string(&path)
+            .expect("read source")
+            .split_whitespace()
+            .collect();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        for call in ["store.save_payment(", "store.begin_payment("] {
+            if text.contains(call) && name != "notify.rs" {
+                direct.push(format!("{name}: {call}"));
+            }
+        }
+    }
+    assert!(direct.is_empty(), "direct store writes: {direct:?}");
+}
+
+/// `payments serve` refuses a half-written `[email]` before binding
+/// anything, names the key, and never prints the relay's password.
+#[test]
+fn a_bad_email_section_is_refused_at_start_naming_the_key() {
+    let cases = [
+        ("to = []", "email.to"),
+        ("to = [\"ops.example.test\"]", "email.to"),
+        ("events = [\"payment.refunded\"]", "email.events"),
+        (
+            "password_env = \"PAYMENTS_TEST_SURELY_UNSET_SMTP\"",
+            "email.password",
+        ),
+    ];
+    for (line, key) in cases {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = email_config(2525, "username = \"mailer\"\npassword = \"smtp-secret-42\"")
+            .replace(
+                "to = [\"ops@example.test\", \"Finance <finance@example.test>\"]",
+                line,
+            );
+        let path = dir.path().join("payments.toml");
+        std::fs::write(&path, config).expect("write config");
+        let output = std::process::Command::new(crate::common::binary())
+            .args(["serve", "--port", "0", "--config"])
+            .arg(&path)
+            .env("PAYMENTS_DATA_DIR", dir.path().join("data"))
+            .env_remove("DATABASE_URL")
+            .env_remove("PAYMENTS_CONFIG")
+            .output()
+            .expect("run payments");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{line}: started");
+        assert!(stderr.contains(key), "{line}: {stderr}");
+        assert!(!stderr.contains("smtp-secret-42"), "{line}: {stderr}");
+        assert!(
+            !dir.path().join("data").exists(),
+            "{line}: touched the data directory"
+        );
+    }
+}
