@@ -34,9 +34,8 @@ impl Mail {
     pub fn header(&self, name: &str) -> Option<String> {
         let head = self.data.split("\n\n").next()?;
         let prefix = format!("{}:", name.to_ascii_lowercase());
-        let mut lines = head.lines();
         let mut value = None::<String>;
-        while let Some(line) = lines.next() {
+        for line in head.lines() {
             if let Some(found) = value.as_mut() {
                 if line.starts_with([' ', '\t']) {
                     found.push_str(line);
