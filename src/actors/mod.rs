@@ -10,10 +10,13 @@
 //!   [`registry`] and stopped when idle.
 //! - [`anomaly`]: the anomaly rules' sliding windows per customer,
 //!   bounded per customer and in number; evaluated on every payment.
+//! - [`notifier`]: the optional e-mail notifier; mails a notice when a
+//!   payment ends succeeded, failed or needs review, never slowing it.
 //! - [`reconciler`]: finds payments whose outcome is unknown (left by a
 //!   crash, or pending) and has their order's actor finish them.
 
 pub mod anomaly;
+pub mod notifier;
 pub mod payment;
 pub mod provider;
 pub mod reconciler;
@@ -21,6 +24,7 @@ pub mod registry;
 pub mod supervisor;
 
 pub use anomaly::{AnomalyActor, AnomalyDetector, AnomalyWindows};
+pub use notifier::{Notifier, NotifierCounts};
 pub use payment::{PanicHook, PaymentActor, PaymentDeps};
 pub use provider::{ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings};
 pub use reconciler::Reconciler;

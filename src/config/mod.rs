@@ -12,11 +12,13 @@
 //!   environment overrides;
 //! - `providers`: one configured provider;
 //! - `anomaly`: the `[anomaly]` rules, their actions and numbers;
+//! - `email`: the optional `[email]` notifier (SMTP relay, recipients);
 //! - `keys`: merchant and operator API keys, held only as digests;
 //! - `mask`: credentials out of every URL in a message or log line;
 //! - `validate`: every check that needs no I/O, run by every command.
 
 mod anomaly;
+mod email;
 mod keys;
 mod mask;
 mod providers;
@@ -26,6 +28,10 @@ pub use anomaly::{
     AnomalyScope, AnomalySettings, CardTestingRule, DuplicateAmountRule, FailedStreakRule,
     LargeAmountRule, VelocityRule, ANY_CURRENCY, DEFAULT_LARGE_AMOUNT_MINOR, MAX_TRACKED_CUSTOMERS,
     MAX_VELOCITY_COUNT, MAX_WINDOW_SECS,
+};
+pub use email::{
+    EmailSettings, EmailTls, DEFAULT_EMAIL_TIMEOUT_MS, DEFAULT_SMTP_PORT, EMAIL_EVENTS,
+    MAX_EMAIL_TIMEOUT_MS,
 };
 pub use keys::{parse_admin_keys, parse_api_keys, ApiKey, KeyDigest, MIN_API_KEY_CHARS};
 pub use mask::mask_urls;
@@ -76,6 +82,8 @@ pub struct Config {
     pub log: LogSettings,
     /// The anomaly rules (DESIGN §10).
     pub anomaly: AnomalySettings,
+    /// The optional e-mail notifier (DESIGN §11); off by default.
+    pub email: EmailSettings,
 }
 
 /// Where the HTTP API listens.
@@ -254,6 +262,7 @@ impl Default for Config {
             sandbox: SandboxSettings::default(),
             log: LogSettings::default(),
             anomaly: AnomalySettings::default(),
+            email: EmailSettings::default(),
         }
     }
 }

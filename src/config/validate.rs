@@ -82,6 +82,7 @@ impl Config {
         self.validate_database_url()?;
         self.validate_sandbox()?;
         self.anomaly.validate()?;
+        self.email.validate()?;
         self.validate_api_keys()
     }
 
@@ -152,6 +153,7 @@ impl Config {
                 }
             }
         }
+        self.email.check_environment(&var)?;
         self.check_sqlite_directory()
     }
 

@@ -2,8 +2,8 @@
 
 use super::webhooks::{WebhookIntake, SANDBOX_WEBHOOK_QUEUE};
 use crate::actors::{
-    PanicHook, PaymentDeps, PaymentRegistry, ProviderActor, ProviderDirectory, ProviderEntry,
-    ProviderSettings, Reconciler, Supervisor,
+    Notifier, PanicHook, PaymentDeps, PaymentRegistry, ProviderActor, ProviderDirectory,
+    ProviderEntry, ProviderSettings, Reconciler, Supervisor,
 };
 use crate::clock::Clock;
 use crate::clock::SystemClock;
@@ -138,6 +138,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
         max_recovery_attempts: config.reconciler.max_recovery_attempts,
         in_progress: Arc::default(),
         panic_on_order: PanicHook::new(config.engine.fault_panic_on_order.clone()),
+        notifier: Notifier::start(&config.email)?,
     };
     tracing::info!(instance = %deps.holder.instance_id, incarnation = deps.holder.incarnation, database = %mask_urls(&config.database_url()), "engine started");
     let clock = deps.clock.clone();

@@ -234,6 +234,7 @@ async fn fixture(providers: &[Arc<FakeProvider>], store: (Arc<dyn Store>, TestDb
         max_recovery_attempts: 3,
         in_progress: Default::default(),
         panic_on_order: Default::default(),
+        notifier: Default::default(),
         strategy: Strategy::Priority,
         retry_budget: Arc::new(RetryBudget::new(BudgetSettings {
             ratio: 1.0,

@@ -278,6 +278,7 @@ fn process_with(
         max_recovery_attempts: 3,
         in_progress: Default::default(),
         panic_on_order: Default::default(),
+        notifier: Default::default(),
         strategy: Strategy::Priority,
         retry_budget: Arc::new(RetryBudget::new(BudgetSettings::default())),
     });

@@ -235,18 +235,17 @@ async fn save(
     response: Option<StoredResponse>,
     lease: LeaseChange,
 ) -> Result<(), EngineError> {
-    deps.store
-        .save_payment(PaymentWrite {
-            payment: payment.clone(),
-            expected_status,
-            attempts,
-            events,
-            response,
-            lease,
-            holder: deps.holder.clone(),
-            posting: None,
-        })
-        .await?;
+    deps.save_payment(PaymentWrite {
+        payment: payment.clone(),
+        expected_status,
+        attempts,
+        events,
+        response,
+        lease,
+        holder: deps.holder.clone(),
+        posting: None,
+    })
+    .await?;
     Ok(())
 }
 
@@ -468,18 +467,17 @@ async fn settle(
         .then(|| postings::success(deps, &payment, now))
         .transpose()?;
     let body = serde_json::to_string(&payment).map_err(|e| EngineError::Internal(e.to_string()))?;
-    deps.store
-        .save_payment(PaymentWrite {
-            payment: payment.clone(),
-            expected_status: from,
-            attempts: last.into_iter().collect(),
-            events,
-            response: Some(StoredResponse { body: body.clone() }),
-            lease: LeaseChange::Release,
-            holder: deps.holder.clone(),
-            posting,
-        })
-        .await?;
+    deps.save_payment(PaymentWrite {
+        payment: payment.clone(),
+        expected_status: from,
+        attempts: last.into_iter().collect(),
+        events,
+        response: Some(StoredResponse { body: body.clone() }),
+        lease: LeaseChange::Release,
+        holder: deps.holder.clone(),
+        posting,
+    })
+    .await?;
     tracing::info!(payment_id = %payment.id, status = %payment.status, provider = ?payment.provider, "payment finished");
     Ok(CreatedPayment {
         payment,

@@ -131,7 +131,7 @@ async fn begin(
         lease_expires_at: now.plus_millis(deps.lease_ttl_ms),
         events,
     };
-    match deps.store.begin_payment(new).await? {
+    match deps.begin_payment(new).await? {
         BeginOutcome::Started => Ok(None),
         // Another process claimed the key between our read and our write.
         BeginOutcome::KeyExists(record) => Ok(Some(replay(record, msg))),

@@ -13,6 +13,7 @@ mod attempts;
 mod call;
 mod create;
 mod decide;
+mod notify;
 mod postings;
 mod recover;
 mod refund;
@@ -62,6 +63,9 @@ pub struct PaymentDeps {
     /// Shared by every payment: retries may not exceed a share of first
     /// attempts, so they never amplify an outage.
     pub retry_budget: std::sync::Arc<crate::resilience::RetryBudget>,
+    /// Mails final statuses (no-op when `[email]` is off); reached only
+    /// through [`PaymentDeps::save_payment`], after the change is durable.
+    pub notifier: crate::actors::Notifier,
 }
 
 impl PaymentDeps {

@@ -278,18 +278,17 @@ pub(super) async fn apply(
     } else {
         None
     };
-    deps.store
-        .save_payment(PaymentWrite {
-            expected_status: from,
-            attempts,
-            events,
-            response,
-            lease: LeaseChange::Release,
-            payment: payment.clone(),
-            holder: deps.holder.clone(),
-            posting,
-        })
-        .await?;
+    deps.save_payment(PaymentWrite {
+        expected_status: from,
+        attempts,
+        events,
+        response,
+        lease: LeaseChange::Release,
+        payment: payment.clone(),
+        holder: deps.holder.clone(),
+        posting,
+    })
+    .await?;
     tracing::info!(payment_id = %payment.id, %from, to = %payment.status, by = origin.label(), "payment outcome learnt");
     Ok(match payment.status {
         PaymentStatus::Pending => RecoveryOutcome::Unresolved,
