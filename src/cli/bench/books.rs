@@ -7,7 +7,7 @@ use super::check::{self, ByOrder};
 use super::http::DEV_KEY;
 use super::setup::SANDBOXES;
 use payments::config::DEVELOPMENT_MERCHANT;
-use payments::domain::{MerchantId, PaymentStatus};
+use payments::domain::{MerchantId, PaymentStatus, Timestamp};
 use payments::providers::sandbox::ChargeFilter;
 use payments::store::PaymentFilter;
 use payments::EngineHandle;
@@ -50,12 +50,20 @@ struct ChargeRow {
 }
 
 /// Both books through the HTTP API at `base_url`.
-pub async fn from_api(base_url: &str) -> Result<Books, String> {
+/// `since` leaves out payments created before it (a seeded store's).
+pub async fn from_api(base_url: &str, since: Option<Timestamp>) -> Result<Books, String> {
     let client = reqwest::Client::new();
     let mut books = Books::default();
+    let filter = since.map_or(String::new(), |at| {
+        format!(
+            "?created_gte={}",
+            at.as_datetime()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        )
+    });
     let payments: Vec<PaymentRow> = all_pages(
         &client,
-        &format!("{base_url}/v1/payments"),
+        &format!("{base_url}/v1/payments{filter}"),
         |p: &PaymentRow| &p.id,
     )
     .await?;
@@ -124,11 +132,12 @@ async fn fetch<T: DeserializeOwned>(
 }
 
 /// Both books through an embedded engine's handle.
-pub async fn from_engine(handle: &EngineHandle) -> Result<Books, String> {
+pub async fn from_engine(handle: &EngineHandle, since: Option<Timestamp>) -> Result<Books, String> {
     let mut books = Books::default();
     let merchant = MerchantId::new(DEVELOPMENT_MERCHANT);
     let mut filter = PaymentFilter {
         limit: PAGE_LIMIT,
+        created_gte: since,
         ..PaymentFilter::default()
     };
     loop {

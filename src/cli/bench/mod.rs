@@ -30,6 +30,7 @@ mod histogram;
 mod http;
 mod load;
 mod report;
+mod seed;
 mod server;
 mod setup;
 
@@ -77,6 +78,10 @@ pub struct BenchArgs {
     /// Also run each scenario through the embedded handle, in this process.
     #[arg(long)]
     embedded: bool,
+    /// Fill each scenario's fresh store with this many settled payments
+    /// (spread over the last 30 days) before the engine starts.
+    #[arg(long, default_value_t = 0)]
+    seed_payments: u64,
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -151,6 +156,13 @@ impl Mode {
 
 impl BenchArgs {
     fn validate(&self) -> Result<(), String> {
+        if self.seed_payments > seed::MAX_SEED_PAYMENTS {
+            return Err(format!(
+                "--seed-payments {}: at most {}",
+                self.seed_payments,
+                seed::MAX_SEED_PAYMENTS
+            ));
+        }
         if self.seconds == 0 {
             return Err("--seconds must be at least 1".into());
         }
@@ -249,9 +261,18 @@ async fn run_all(args: &BenchArgs) -> Result<RunReport, String> {
     for (i, scenario) in scenarios.iter().enumerate() {
         eprintln!("[{}/{}] {}", i + 1, scenarios.len(), scenario.label());
         let setup = Setup::new(scenario, args.database_url.as_deref())?;
+        let since = if args.seed_payments > 0 {
+            let took = seed::seed(&setup, scenario.backend, args.seed_payments).await?;
+            eprintln!("  seeded {} payments in {took:.1?}", args.seed_payments);
+            Some(payments::domain::Timestamp::from_datetime(
+                chrono::Utc::now(),
+            ))
+        } else {
+            None
+        };
         let result = match scenario.mode {
-            Mode::Http => http_scenario(scenario, &setup, args).await,
-            Mode::Embedded => embedded_scenario(scenario, &setup, args).await,
+            Mode::Http => http_scenario(scenario, &setup, args, since).await,
+            Mode::Embedded => embedded_scenario(scenario, &setup, args, since).await,
         };
         setup.cleanup().await;
         report.scenarios.push(result?);
@@ -284,6 +305,7 @@ async fn http_scenario(
     s: &Scenario,
     setup: &Setup,
     args: &BenchArgs,
+    since: Option<payments::domain::Timestamp>,
 ) -> Result<ScenarioReport, String> {
     let server = server::Server::start(setup).await?;
     let clients = |workload: &http::Workload| {
@@ -299,7 +321,7 @@ async fn http_scenario(
     if args.fault_drop_charge {
         books::drop_one_charge(&setup.data_dir())?;
     }
-    let books = books::from_api(&server.base_url()).await?;
+    let books = books::from_api(&server.base_url(), since).await?;
     let check = checked(&books, &payments);
     Ok(ScenarioReport::new(
         *s,
@@ -315,6 +337,7 @@ async fn embedded_scenario(
     s: &Scenario,
     setup: &Setup,
     args: &BenchArgs,
+    since: Option<payments::domain::Timestamp>,
 ) -> Result<ScenarioReport, String> {
     let fsync = fsync_floor(setup).await?;
     let handle = Engine::start(setup.config()?)
@@ -331,7 +354,7 @@ async fn embedded_scenario(
     } else {
         Ok(())
     };
-    let books = books::from_engine(&handle).await;
+    let books = books::from_engine(&handle, since).await;
     handle.shutdown().await;
     dropped?;
     let check = checked(&books?, &payments);
