@@ -13,6 +13,7 @@ mod payments;
 mod providers;
 mod reconciliation;
 mod sandbox;
+pub mod trace;
 mod webhooks;
 
 pub use payments::REPLAYED_HEADER;
@@ -25,6 +26,7 @@ use error::ApiError;
 use serde_json::json;
 use std::net::IpAddr;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// The shape of every list answer: `{data, has_more}`.
 #[derive(Debug, serde::Serialize)]
@@ -234,11 +236,28 @@ async fn observe(
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
     let method = request.method().to_string();
-    let response = next.call(request).await?;
+    let context = trace::TraceContext::continue_or_start(
+        request
+            .headers()
+            .get(trace::TRACEPARENT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let span = tracing::info_span!(
+        "http.request",
+        method = %method,
+        route = tracing::field::Empty,
+        trace_id = %context.trace_id,
+        span_id = %context.span_id,
+        parent_span_id = context.parent_id.as_deref().unwrap_or(""),
+    );
+    let mut response = next.call(request).instrument(span.clone()).await?;
     let route = response
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_string());
+    span.record("route", route.as_str());
+    let (name, value) = context.header();
+    response.headers_mut().insert(name, value);
     crate::telemetry::http_request(
         &route,
         &method,

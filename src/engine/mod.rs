@@ -202,6 +202,7 @@ impl EngineHandle {
             idempotency_key: idempotency_key.to_string(),
             fingerprint,
             request,
+            span: tracing::Span::current(),
         };
         let _room = self.admit().await?;
         self.inner.registry.create_payment(msg).await

@@ -45,6 +45,9 @@ pub struct CreatePayment {
     /// SHA-256 of the canonical request, compared on replays.
     pub fingerprint: String,
     pub request: PaymentRequest,
+    /// The caller's span (the HTTP request's, with its trace id), so the
+    /// payment's work, on the actor's thread, is traced as its child.
+    pub span: tracing::Span,
 }
 
 /// The answer to [`CreatePayment`]: the payment and the exact response body

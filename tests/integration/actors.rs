@@ -268,6 +268,7 @@ pub(crate) fn create(order: &str, key: &str) -> CreatePayment {
         idempotency_key: key.into(),
         fingerprint: fingerprint(&request),
         request,
+        span: tracing::Span::none(),
     }
 }
 

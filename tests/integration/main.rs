@@ -32,5 +32,6 @@ mod security;
 mod smtp_sink;
 mod startup_checks;
 mod stripe;
+mod traces;
 mod webhooks_inbound;
 mod webhooks_verify;

@@ -17,6 +17,7 @@ use crate::resilience::CircuitChange;
 use crate::store::StoreError;
 use serde_json::json;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// This process's hold on an order's lease, as far as it knows: the lease
 /// runs until `until` on the local monotonic clock (which keeps counting
@@ -84,7 +85,18 @@ pub(super) struct Answer {
 /// is `transient_not_charged`; a lost actor is `unknown` (the call may have
 /// gone out).
 async fn call(entry: &ProviderEntry, request: &ChargeRequest) -> Call {
-    match entry.addr.send(Charge(request.clone())).await {
+    let span = tracing::info_span!(
+        "attempt",
+        payment_id = %request.payment_id,
+        provider = %entry.name,
+        attempt = request.attempt_number,
+    );
+    match entry
+        .addr
+        .send(Charge(request.clone()))
+        .instrument(span)
+        .await
+    {
         Ok(Ok(reply)) => Call {
             response: reply.response,
             change: reply.circuit_change,

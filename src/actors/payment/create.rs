@@ -59,6 +59,7 @@ pub(super) async fn create(
     }
     // User-supplied values are logged through Debug, which quotes and
     // escapes them: an order id cannot forge log fields or lines.
+    tracing::Span::current().record("payment_id", tracing::field::display(payment.id));
     tracing::info!(payment_id = %payment.id, order_id = ?payment.order_id, merchant = ?payment.merchant_id.as_str(), "payment created");
     let fence = Fence::from_write(deps, written);
     let first = attempts::FirstAttempt::Written;

@@ -35,6 +35,7 @@ use futures_util::FutureExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Messages queued for one order; more senders wait.
 const PAYMENT_MAILBOX_CAPACITY: usize = 256;
@@ -223,13 +224,24 @@ impl Handler<CreatePayment> for PaymentActor {
             "routed to the wrong merchant"
         );
         let deps = self.deps.clone();
-        self.serialized(async move {
-            // A test-only hook: proves a panic here is contained.
-            if deps.panic_on_order.fires_for(&msg.request.order_id) {
-                panic!("test hook: panic on order {:?}", msg.request.order_id);
+        let span = tracing::info_span!(
+            parent: &msg.span,
+            "payment",
+            // Debug quotes what a client chose: no forged log fields.
+            merchant = ?msg.merchant_id.as_str(),
+            order_id = ?msg.request.order_id,
+            payment_id = tracing::field::Empty,
+        );
+        self.serialized(
+            async move {
+                // A test-only hook: proves a panic here is contained.
+                if deps.panic_on_order.fires_for(&msg.request.order_id) {
+                    panic!("test hook: panic on order {:?}", msg.request.order_id);
+                }
+                create::create(&deps, msg).await
             }
-            create::create(&deps, msg).await
-        })
+            .instrument(span),
+        )
     }
 }
 
