@@ -12,6 +12,7 @@
 //!   environment overrides;
 //! - `providers`: one configured provider;
 //! - `anomaly`: the `[anomaly]` rules, their actions and numbers;
+//! - `rate_limit`: `[server.rate_limit]`, requests per API key;
 //! - `keys`: merchant and operator API keys, held only as digests;
 //! - `mask`: credentials out of every URL in a message or log line;
 //! - `validate`: every check that needs no I/O, run by every command.
@@ -20,6 +21,7 @@ mod anomaly;
 mod keys;
 mod mask;
 mod providers;
+mod rate_limit;
 mod validate;
 
 pub use anomaly::{
@@ -30,6 +32,7 @@ pub use anomaly::{
 pub use keys::{parse_admin_keys, parse_api_keys, ApiKey, KeyDigest, MIN_API_KEY_CHARS};
 pub use mask::mask_urls;
 pub use providers::{ProviderConfig, ProviderKind, ProviderRetry, STRIPE_LOOKUP_CONSISTENCY_MS};
+pub use rate_limit::{RateLimitSettings, MAX_RATE_LIMIT};
 pub use validate::ConfigError;
 
 use crate::resilience::RetryPolicy;
@@ -88,6 +91,8 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Longest a request body may take to arrive; slower is a 408.
     pub body_timeout_ms: u64,
+    /// Requests per API key (DESIGN §6).
+    pub rate_limit: RateLimitSettings,
 }
 
 /// Knobs of the engine core.
@@ -265,6 +270,7 @@ impl Default for ServerConfig {
             port: 8080,
             workers: 0,
             body_timeout_ms: DEFAULT_BODY_TIMEOUT_MS,
+            rate_limit: RateLimitSettings::default(),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! from the store, so a retired actor loses nothing.
 
 mod attempts;
+mod blocked;
 mod call;
 mod create;
 mod decide;
@@ -62,6 +63,8 @@ pub struct PaymentDeps {
     /// Shared by every payment: retries may not exceed a share of first
     /// attempts, so they never amplify an outage.
     pub retry_budget: std::sync::Arc<crate::resilience::RetryBudget>,
+    /// The anomaly rules, checked before routing (DESIGN §10).
+    pub anomaly: crate::actors::anomaly::AnomalyGate,
 }
 
 impl PaymentDeps {
