@@ -338,3 +338,71 @@ async fn over_the_rate_limit_is_429_and_stores_nothing(
     assert_eq!(of_order, 1, "exactly one payment for the retried order");
     assert_eq!(payments.len(), created + 1);
 }
+
+/// `scope = "cluster"`'s read, straight from the store: the counts over a
+/// customer's stored payments, and what one read costs.
+#[rstest]
+#[tokio::test]
+async fn cluster_counts_are_read_from_the_store(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    use payments::domain::{Amount, Currency, MerchantId, PaymentFacts, Timestamp};
+    use payments::store::CountsQuery;
+    let db = TestDb::new(backend);
+    let server = TestServer::start_on(&db, ServerOptions::default()).await;
+    let customer = unique("cus_counts");
+    pay_many(&server, &customer, 4, false, |_| "pm_card_declined".into()).await;
+    pay_many(&server, &customer, 8, false, |_| "pm_card_visa".into()).await;
+    pay_many(&server, &customer, 2, false, |_| "pm_card_declined".into()).await;
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", db.data_dir.join("payments.db").display()),
+        Backend::Postgres => crate::common::postgres_url(),
+    };
+    let store = payments::store::open(&url, &db.schema)
+        .await
+        .expect("store");
+    let now = Timestamp::from_datetime(chrono::Utc::now());
+    let ago = |secs: i64| now.plus_millis(-secs * 1_000);
+    let query = CountsQuery {
+        facts: PaymentFacts {
+            merchant: MerchantId::new("default"),
+            customer_id: customer.clone(),
+            amount: Amount::new(1_001).expect("amount"),
+            currency: Currency::parse("usd").expect("usd"),
+            payment_method: "pm_card_visa".into(),
+        },
+        velocity_since: ago(60),
+        duplicate_since: ago(300),
+        card_since: ago(3_600),
+        streak_rows: 4,
+    };
+    let counts = store.customer_counts(&query).await.expect("counts");
+    assert_eq!(counts.in_velocity_window, 14);
+    // Amounts 1000+i in each batch: 1001 appears once per batch.
+    assert_eq!(counts.same_amount, 3);
+    assert_eq!(counts.distinct_methods, 2);
+    assert!(counts.method_seen);
+    assert_eq!(
+        counts.failures, 2,
+        "the two newest declines, then a success"
+    );
+    let other = CountsQuery {
+        facts: PaymentFacts {
+            customer_id: unique("cus_nobody"),
+            ..query.facts.clone()
+        },
+        ..query.clone()
+    };
+    assert_eq!(
+        store.customer_counts(&other).await.expect("counts"),
+        Default::default()
+    );
+    const READS: u32 = 300;
+    let started = std::time::Instant::now();
+    for _ in 0..READS {
+        store.customer_counts(&query).await.expect("counts");
+    }
+    let micros = started.elapsed().as_micros() / u128::from(READS);
+    println!("cluster anomaly counts on {backend:?}: {micros} µs per payment");
+    assert!(micros < 50_000, "{micros} µs per read");
+}
