@@ -47,3 +47,33 @@ impl RateLimitSettings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_contract_and_zero_is_refused_by_name() {
+        let defaults = RateLimitSettings::default();
+        assert_eq!(
+            (defaults.requests_per_second, defaults.burst),
+            (1_000, 2_000)
+        );
+        assert!(defaults.validate().is_ok());
+        let zero_rate = RateLimitSettings {
+            requests_per_second: 0,
+            ..defaults.clone()
+        };
+        let error = zero_rate.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("server.rate_limit.requests_per_second"),
+            "{error}"
+        );
+        let huge_burst = RateLimitSettings {
+            burst: MAX_RATE_LIMIT + 1,
+            ..defaults
+        };
+        let error = huge_burst.validate().unwrap_err().to_string();
+        assert!(error.contains("server.rate_limit.burst"), "{error}");
+    }
+}
