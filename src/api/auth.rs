@@ -117,6 +117,16 @@ impl Authenticator {
 
     /// The principal of an `Authorization` header value.
     pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, ApiError> {
+        self.authenticate_key(header)
+            .map(|(_, principal)| principal)
+    }
+
+    /// The principal of an `Authorization` header value, with the key's
+    /// digest (what the rate limit is kept by).
+    pub fn authenticate_key(
+        &self,
+        header: Option<&str>,
+    ) -> Result<(KeyDigest, Principal), ApiError> {
         let Some(header) = header else {
             return Err(ApiError::Unauthenticated {
                 code: "missing_api_key",
@@ -133,17 +143,22 @@ impl Authenticator {
                 code: "invalid_authorization",
                 message: "the Authorization header must be Bearer <key>",
             })?;
-        self.by_digest
-            .get(&KeyDigest::of(key))
+        let digest = KeyDigest::of(key);
+        let principal = self
+            .by_digest
+            .get(&digest)
             .cloned()
             .ok_or(ApiError::Unauthenticated {
                 code: "invalid_api_key",
                 message: "invalid API key",
-            })
+            })?;
+        Ok((digest, principal))
     }
 }
 
-/// The principal of `req`: one `Authorization` header, a known key.
+/// The principal of `req`: one `Authorization` header, a known key, under
+/// its rate limit (a key over it is answered `429` here, before the
+/// handler reads anything).
 fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
     let Some(state) = req.app_data::<web::Data<AppState>>() else {
         return Err(ApiError::Engine(crate::error::EngineError::Internal(
@@ -153,9 +168,11 @@ fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
     // A header that is not visible ASCII cannot hold a key: "" is refused
     // as a malformed header below.
     let header = single_header(req, AUTHORIZATION_HEADER)?;
-    state
+    let (digest, principal) = state
         .auth
-        .authenticate(header.map(|v| v.to_str().unwrap_or("")))
+        .authenticate_key(header.map(|v| v.to_str().unwrap_or("")))?;
+    state.limiter.check(&digest)?;
+    Ok(principal)
 }
 
 /// Any authenticated caller, merchant or operator (an actix extractor), for

@@ -50,6 +50,9 @@ pub enum ApiError {
     RouteNotFound,
     /// The path exists, the method does not; `allow` lists the methods.
     MethodNotAllowed { allow: String },
+    /// The key is over `[server.rate_limit]`; it may try again after
+    /// `retry_after_secs` (at least 1), the answer's `Retry-After`.
+    RateLimited { retry_after_secs: u64 },
 }
 
 impl ApiError {
@@ -100,6 +103,7 @@ enum ErrorType {
     NotFound,
     Conflict,
     IdempotencyError,
+    RateLimitError,
     #[serde(rename = "api_error")]
     Server,
 }
@@ -209,6 +213,13 @@ impl ApiError {
                 InvalidRequestError,
                 "method_not_allowed",
                 format!("this path accepts {allow}"),
+                None,
+            ),
+            ApiError::RateLimited { retry_after_secs } => row(
+                S::TOO_MANY_REQUESTS,
+                RateLimitError,
+                "rate_limit_exceeded",
+                format!("too many requests for this API key; retry in {retry_after_secs} s"),
                 None,
             ),
             ApiError::Engine(error) => describe_engine(error),
@@ -357,6 +368,12 @@ impl ResponseError for ApiError {
         }
         if let ApiError::MethodNotAllowed { allow } = self {
             response.insert_header((actix_web::http::header::ALLOW, allow.clone()));
+        }
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            response.insert_header((
+                actix_web::http::header::RETRY_AFTER,
+                retry_after_secs.to_string(),
+            ));
         }
         if described.retry_after {
             response.insert_header((

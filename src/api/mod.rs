@@ -5,12 +5,14 @@
 //! takes a `Merchant`, `Operator` or `Caller` extractor. Errors become
 //! responses in one place ([`error`]).
 
+mod anomalies;
 pub mod auth;
 pub mod error;
 pub mod input;
 mod money;
 mod payments;
 mod providers;
+pub mod rate_limit;
 mod reconciliation;
 mod sandbox;
 pub mod trace;
@@ -49,12 +51,19 @@ impl<T> ListBody<T> {
 pub struct AppState {
     pub handle: EngineHandle,
     pub auth: Authenticator,
+    /// `[server.rate_limit]`, per API key.
+    pub limiter: rate_limit::KeyRateLimiter,
 }
 
 impl AppState {
     pub fn new(handle: EngineHandle) -> Self {
         let auth = Authenticator::from_config(handle.config());
-        AppState { handle, auth }
+        let limiter = rate_limit::KeyRateLimiter::new(&handle.config().server.rate_limit);
+        AppState {
+            handle,
+            auth,
+            limiter,
+        }
     }
 }
 
@@ -174,6 +183,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, with_sandbox: bool) {
     .service(resource(
         "/v1/webhooks/{provider}",
         vec![(Method::POST, web::post().to(webhooks::receive))],
+    ))
+    .service(resource(
+        "/v1/anomalies",
+        vec![(Method::GET, web::get().to(anomalies::list))],
     ));
     if with_sandbox {
         cfg.service(resource(

@@ -44,16 +44,17 @@ pub struct AnomalySettings {
     pub card_testing: CardTestingRule,
 }
 
-/// Where the windows live. Only `instance` is implemented by the anomaly
-/// actor; `cluster` (windows shared by every instance) is parsed so that a
-/// configuration naming it is accepted once it exists.
+/// Where the counts come from: each instance's own windows, or also the
+/// shared store (every instance's payments, at a store read per payment;
+/// see `actors::anomaly::gate`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnomalyScope {
     /// Each instance counts the payments it sees.
     #[default]
     Instance,
-    /// All instances count together.
+    /// All instances count together: each payment reads its customer's
+    /// counts from the shared store.
     Cluster,
 }
 

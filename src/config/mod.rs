@@ -13,6 +13,7 @@
 //! - `providers`: one configured provider;
 //! - `anomaly`: the `[anomaly]` rules, their actions and numbers;
 //! - `email`: the optional `[email]` notifier (SMTP relay, recipients);
+//! - `rate_limit`: `[server.rate_limit]`, requests per API key;
 //! - `keys`: merchant and operator API keys, held only as digests;
 //! - `mask`: credentials out of every URL in a message or log line;
 //! - `validate`: every check that needs no I/O, run by every command.
@@ -22,6 +23,7 @@ mod email;
 mod keys;
 mod mask;
 mod providers;
+mod rate_limit;
 mod validate;
 
 pub use anomaly::{
@@ -36,6 +38,7 @@ pub use email::{
 pub use keys::{parse_admin_keys, parse_api_keys, ApiKey, KeyDigest, MIN_API_KEY_CHARS};
 pub use mask::mask_urls;
 pub use providers::{ProviderConfig, ProviderKind, ProviderRetry, STRIPE_LOOKUP_CONSISTENCY_MS};
+pub use rate_limit::{RateLimitSettings, MAX_RATE_LIMIT};
 pub use validate::ConfigError;
 
 use crate::resilience::RetryPolicy;
@@ -96,6 +99,8 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Longest a request body may take to arrive; slower is a 408.
     pub body_timeout_ms: u64,
+    /// Requests per API key (DESIGN §6).
+    pub rate_limit: RateLimitSettings,
 }
 
 /// Knobs of the engine core.
@@ -274,6 +279,7 @@ impl Default for ServerConfig {
             port: 8080,
             workers: 0,
             body_timeout_ms: DEFAULT_BODY_TIMEOUT_MS,
+            rate_limit: RateLimitSettings::default(),
         }
     }
 }

@@ -114,7 +114,7 @@ impl Config {
                 format!("must be 1 to {MAX_BODY_TIMEOUT_MS}"),
             ));
         }
-        Ok(())
+        self.server.rate_limit.validate()
     }
 
     fn validate_log(&self) -> Result<(), ConfigError> {

@@ -144,6 +144,67 @@ pub struct PastPayment {
     pub succeeded: Option<bool>,
 }
 
+/// The `failure_code` of a payment a rule blocked before any provider call.
+pub const BLOCKED_BY_RULE: &str = "blocked_by_rule";
+
+impl std::str::FromStr for Rule {
+    type Err = ();
+
+    /// A rule by its contract name (`velocity`, `large_amount`, ...).
+    fn from_str(name: &str) -> Result<Self, ()> {
+        Rule::ALL
+            .into_iter()
+            .find(|rule| rule.as_str() == name)
+            .ok_or(())
+    }
+}
+
+impl std::str::FromStr for RuleAction {
+    type Err = ();
+
+    fn from_str(name: &str) -> Result<Self, ()> {
+        [RuleAction::Flag, RuleAction::Block, RuleAction::Off]
+            .into_iter()
+            .find(|action| action.as_str() == name)
+            .ok_or(())
+    }
+}
+
+/// A stored flag, as `GET /v1/anomalies` lists it (DESIGN §6): a [`Flag`]
+/// with the payment it was raised for, an id and a time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnomalyFlagRecord {
+    /// `af_` + UUIDv7: ids sort by creation time.
+    pub id: String,
+    pub object: &'static str,
+    /// Whose payment it was; not shown (a merchant sees only its own).
+    #[serde(skip)]
+    pub merchant_id: MerchantId,
+    pub rule: Rule,
+    pub action: RuleAction,
+    pub customer_id: String,
+    pub payment_id: String,
+    pub detail: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+/// A customer's counts as the shared store sees them (`scope =
+/// "cluster"`): every instance's payments, the one being judged not
+/// included. The windows take the larger of these and their own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CustomerCounts {
+    /// Payments in the velocity window.
+    pub in_velocity_window: u32,
+    /// Payments of the same amount and currency in the duplicate window.
+    pub same_amount: u32,
+    /// Distinct payment methods in the card-testing window.
+    pub distinct_methods: u32,
+    /// Whether this payment's method is among them.
+    pub method_seen: bool,
+    /// Consecutive declines, newest first (a success ends the run).
+    pub failures: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,8 +18,8 @@ mod time;
 mod webhook;
 
 pub use anomaly::{
-    Flag, PastPayment, PaymentFacts, Rule, RuleAction, CARD_METHOD_SLOTS, DUPLICATE_RING_ENTRIES,
-    VELOCITY_BUCKETS,
+    AnomalyFlagRecord, CustomerCounts, Flag, PastPayment, PaymentFacts, Rule, RuleAction,
+    BLOCKED_BY_RULE, CARD_METHOD_SLOTS, DUPLICATE_RING_ENTRIES, VELOCITY_BUCKETS,
 };
 pub use currency::Currency;
 pub use fee::Fee;

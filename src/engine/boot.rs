@@ -124,6 +124,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
         });
     }
     let providers = ProviderDirectory::new(entries);
+    let anomaly = super::anomaly::start(&config, store.clone(), clock.clone()).await?;
     let arbiters = payment_arbiters(config.engine.worker_threads);
     let deps = PaymentDeps {
         store: store.clone(),
@@ -139,6 +140,7 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
         in_progress: Arc::default(),
         panic_on_order: PanicHook::new(config.engine.fault_panic_on_order.clone()),
         notifier: Notifier::start(&config.email)?,
+        anomaly,
     };
     tracing::info!(instance = %deps.holder.instance_id, incarnation = deps.holder.incarnation, database = %mask_urls(&config.database_url()), "engine started");
     let clock = deps.clock.clone();

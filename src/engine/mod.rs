@@ -5,6 +5,7 @@
 //! `Send + Sync + Clone` and works from any tokio runtime, a host's
 //! `#[tokio::main]` included, without the host knowing about actix.
 
+mod anomaly;
 mod boot;
 mod instance;
 mod money;

@@ -359,6 +359,30 @@ impl<B: SqlBackend> Store for B {
             .any(|posting| posting.kind() == crate::domain::PostingKind::Payment))
     }
 
+    async fn anomaly_flags(
+        &self,
+        filter: &super::AnomalyFilter,
+    ) -> Result<Vec<crate::domain::AnomalyFlagRecord>, StoreError> {
+        super::sql::anomaly::list(&mut self.read().await?, filter).await
+    }
+
+    async fn recent_payments(
+        &self,
+        since: Timestamp,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<(String, crate::domain::PastPayment)>, StoreError> {
+        let mut conn = self.read().await?;
+        super::sql::anomaly::recent_payments(&mut conn, since, after.as_deref(), limit).await
+    }
+
+    async fn customer_counts(
+        &self,
+        query: &super::CountsQuery,
+    ) -> Result<crate::domain::CustomerCounts, StoreError> {
+        super::sql::anomaly::customer_counts(&mut self.read().await?, query).await
+    }
+
     fn reads_inline(&self) -> bool {
         SqlBackend::reads_inline(self)
     }

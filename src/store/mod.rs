@@ -54,6 +54,7 @@ pub use migrate::MIGRATIONS_TABLE;
 pub use ops::{WriteOp, WriteReply};
 pub use postgres::{valid_schema_name, PostgresStore};
 pub use rows::RowExt;
+pub use sql::anomaly::{outcome as anomaly_outcome, AnomalyFilter, CountsQuery};
 pub use sql::{ledger, Arg, Conn};
 pub use sqlite::{sqlite_path, SqliteStore};
 
@@ -171,6 +172,8 @@ pub struct NewPayment {
     pub holder: LeaseHolder,
     pub lease_expires_at: Timestamp,
     pub events: Vec<PaymentEvent>,
+    /// The anomaly rules that fired for it, stored with it.
+    pub flags: Vec<crate::domain::Flag>,
 }
 
 /// The result of [`Store::begin_payment`].
@@ -677,6 +680,28 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a webhook's receipt, and its events and finding if the
     /// receipt is new; true if it was.
     async fn record_webhook(&self, record: WebhookRecord) -> Result<bool, StoreError>;
+
+    /// Anomaly flags, newest first, narrowed by `filter`.
+    async fn anomaly_flags(
+        &self,
+        filter: &AnomalyFilter,
+    ) -> Result<Vec<crate::domain::AnomalyFlagRecord>, StoreError>;
+
+    /// Payments created since `since`, oldest first, after payment id
+    /// `after` (the anomaly windows' warm-up, a page at a time).
+    async fn recent_payments(
+        &self,
+        since: Timestamp,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<(String, crate::domain::PastPayment)>, StoreError>;
+
+    /// A customer's anomaly counts over every instance's payments
+    /// (`[anomaly] scope = "cluster"`).
+    async fn customer_counts(
+        &self,
+        query: &CountsQuery,
+    ) -> Result<crate::domain::CustomerCounts, StoreError>;
 
     /// Database reachable and every migration applied.
     async fn ready(&self) -> Result<(), StoreError>;

@@ -241,6 +241,7 @@ async fn fixture(providers: &[Arc<FakeProvider>], store: (Arc<dyn Store>, TestDb
             min_retries_per_sec: 1_000,
             max_banked_retries: 1_000,
         })),
+        anomaly: payments::actors::AnomalyGate::disabled(),
     };
     Fixture {
         deps: Arc::new(deps),
@@ -853,6 +854,7 @@ async fn recovery_decides_a_processing_payment_whose_last_attempt_completed(
             holder: fx.deps.holder.clone(),
             lease_expires_at: payment.created_at,
             events: vec![],
+            flags: vec![],
         })
         .await
         .expect("begin");

@@ -6,6 +6,7 @@ mod common;
 mod actors;
 mod adyen;
 mod anomaly;
+mod anomaly_http;
 mod bad_input;
 mod bench_check;
 mod bench_cli;

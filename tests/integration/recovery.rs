@@ -267,6 +267,7 @@ async fn answered_keys_are_pruned_after_retention_and_open_ones_kept(
                 holder: test_holder(),
                 lease_expires_at: created_at,
                 events: vec![],
+                flags: vec![],
             })
             .await
             .expect("begin");

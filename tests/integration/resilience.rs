@@ -281,6 +281,7 @@ fn process_with(
         notifier: Default::default(),
         strategy: Strategy::Priority,
         retry_budget: Arc::new(RetryBudget::new(BudgetSettings::default())),
+        anomaly: payments::actors::AnomalyGate::disabled(),
     });
     let registry = PaymentRegistry::new(deps, vec![Arbiter::current()], 1_000);
     let settings = ReconcilerSettings {

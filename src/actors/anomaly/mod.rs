@@ -11,18 +11,25 @@
 //!
 //! - `customer`: one customer's fixed-size windows;
 //! - `table`: the capped, least-recently-seen table of customers;
-//! - `windows`: the rules over them (evaluate, outcomes, warm-up).
+//! - `windows`: the rules over them (evaluate, outcomes, warm-up);
+//! - `gate`: what the payment path holds: the detector, and in `cluster`
+//!   scope the store it counts in;
+//! - `warm`: rebuilding the windows from the store at boot.
 
 mod customer;
+mod gate;
 mod table;
+mod warm;
 mod windows;
 
+pub use gate::AnomalyGate;
 pub use table::BYTES_PER_CUSTOMER;
+pub use warm::warm_from_store;
 pub use windows::AnomalyWindows;
 
 use crate::clock::Clock;
 use crate::config::AnomalySettings;
-use crate::domain::{Flag, MerchantId, PastPayment, PaymentFacts, Timestamp};
+use crate::domain::{CustomerCounts, Flag, MerchantId, PastPayment, PaymentFacts, Timestamp};
 use crate::messages::anomaly::{AnomalySnapshot, Evaluate, RecordOutcome, Snapshot, Warm};
 use actix::prelude::*;
 use parking_lot::Mutex;
@@ -59,6 +66,16 @@ impl AnomalyDetector {
     /// See [`AnomalyWindows::evaluate`].
     pub fn evaluate(&self, now: Timestamp, facts: &PaymentFacts) -> Vec<Flag> {
         self.windows.lock().evaluate(now, facts)
+    }
+
+    /// See [`AnomalyWindows::evaluate_shared`].
+    pub fn evaluate_shared(
+        &self,
+        now: Timestamp,
+        facts: &PaymentFacts,
+        shared: Option<CustomerCounts>,
+    ) -> Vec<Flag> {
+        self.windows.lock().evaluate_shared(now, facts, shared)
     }
 
     /// See [`AnomalyWindows::record_outcome`].

@@ -23,8 +23,8 @@ use super::customer::{amount_key, method_key, secs_of, CustomerWindows, Secs, Ve
 use super::table::{CustomerTable, Found, BYTES_PER_CUSTOMER};
 use crate::config::AnomalySettings;
 use crate::domain::{
-    Flag, MerchantId, PastPayment, PaymentFacts, Rule, Timestamp, CARD_METHOD_SLOTS,
-    DUPLICATE_RING_ENTRIES,
+    CustomerCounts, Flag, MerchantId, PastPayment, PaymentFacts, Rule, Timestamp,
+    CARD_METHOD_SLOTS, DUPLICATE_RING_ENTRIES,
 };
 use crate::messages::anomaly::AnomalySnapshot;
 use serde_json::json;
@@ -39,6 +39,24 @@ struct Observed {
     same_amount: u32,
     distinct_methods: u32,
     failures: u32,
+}
+
+impl Observed {
+    /// Takes the larger of each own count and the shared one, with this
+    /// payment added to the shared counts (the store does not hold it yet).
+    /// A rule that is off keeps its 0.
+    fn include(&mut self, shared: CustomerCounts) {
+        let grow = |own: &mut u32, theirs: u32| {
+            if *own > 0 {
+                *own = (*own).max(theirs);
+            }
+        };
+        grow(&mut self.in_velocity_window, shared.in_velocity_window + 1);
+        grow(&mut self.same_amount, shared.same_amount + 1);
+        let methods = shared.distinct_methods + u32::from(!shared.method_seen);
+        grow(&mut self.distinct_methods, methods);
+        self.failures = self.failures.max(shared.failures);
+    }
 }
 
 /// Running totals for [`AnomalySnapshot`] and metrics.
@@ -87,7 +105,24 @@ impl AnomalyWindows {
     /// Records a payment in its customer's windows and returns the rules
     /// it makes fire (action `flag` or `block`).
     pub fn evaluate(&mut self, now: Timestamp, facts: &PaymentFacts) -> Vec<Flag> {
-        let observed = self.record(now, facts);
+        self.evaluate_shared(now, facts, None)
+    }
+
+    /// [`Self::evaluate`] with `shared`, the customer's counts over every
+    /// instance's stored payments (`scope = "cluster"`; this payment not
+    /// among them): each rule judges the larger of its own count and the
+    /// shared one, so payments this instance saw but the store does not
+    /// hold yet still count.
+    pub fn evaluate_shared(
+        &mut self,
+        now: Timestamp,
+        facts: &PaymentFacts,
+        shared: Option<CustomerCounts>,
+    ) -> Vec<Flag> {
+        let mut observed = self.record(now, facts);
+        if let Some(shared) = shared {
+            observed.include(shared);
+        }
         self.counters.evaluated += 1;
         let flags = self.judge(facts, observed);
         for flag in &flags {

@@ -1,7 +1,8 @@
-//! Creating a payment: idempotency, the order guard, then the attempts.
+//! Creating a payment: the anomaly rules, idempotency, the order guard,
+//! then the attempts.
 
 use super::call::Fence;
-use super::{attempts, PaymentDeps};
+use super::{attempts, blocked, PaymentDeps};
 use crate::domain::{Payment, PaymentEvent, PaymentId, PaymentObject, PaymentStatus, Timestamp};
 use crate::error::EngineError;
 use crate::messages::payment::{CreatePayment, CreatedPayment};
@@ -18,6 +19,15 @@ pub(super) async fn create(
     // without reaching this actor; one that arrived while the first was
     // running here waited in the mailbox and finds the key taken below.
     let request = &msg.request;
+    // The anomaly rules judge the payment before it is routed: a blocked
+    // one never reaches a provider.
+    let flags = deps
+        .anomaly
+        .evaluate(deps.clock.now(), &blocked::facts(&msg))
+        .await;
+    if blocked::blocks(&flags) {
+        return create_blocked(deps, &msg, flags).await;
+    }
     let route = crate::routing::route(
         &deps.providers,
         deps.strategy,
@@ -36,6 +46,7 @@ pub(super) async fn create(
     }
     let now = deps.clock.now();
     let mut payment = new_payment(&msg, now);
+    payment.anomaly_flags = blocked::names(&flags);
     let mut events = vec![
         PaymentEvent::status_change(
             payment.id,
@@ -54,7 +65,7 @@ pub(super) async fn create(
     payment.attempts.push(attempt);
     events.push(started);
     let written = Instant::now();
-    if let Some(refused) = begin(deps, &msg, &payment, events).await? {
+    if let Some(refused) = begin(deps, &msg, &payment, events, flags).await? {
         return refused;
     }
     // User-supplied values are logged through Debug, which quotes and
@@ -65,8 +76,37 @@ pub(super) async fn create(
     let first = attempts::FirstAttempt::Written;
     match attempts::run(deps, payment, &route.candidates, fence, first).await {
         Err(EngineError::Store(StoreError::LeaseLost(_))) => abandoned(deps, &msg).await,
-        finished => finished,
+        Ok(finished) => {
+            // Feeds `failed_streak`.
+            deps.anomaly
+                .record_outcome(deps.clock.now(), &finished.payment);
+            Ok(finished)
+        }
+        failed => failed,
     }
+}
+
+/// A payment a rule blocks: written with its flags (claiming the key and
+/// the order like any other), then failed `blocked_by_rule` at once.
+async fn create_blocked(
+    deps: &PaymentDeps,
+    msg: &CreatePayment,
+    flags: Vec<crate::domain::Flag>,
+) -> Result<CreatedPayment, EngineError> {
+    let now = deps.clock.now();
+    let mut payment = new_payment(msg, now);
+    payment.anomaly_flags = blocked::names(&flags);
+    let events = vec![PaymentEvent::status_change(
+        payment.id,
+        None,
+        payment.status,
+        now,
+        json!({ "amount": payment.amount, "currency": payment.currency }),
+    )];
+    if let Some(refused) = begin(deps, msg, &payment, events, flags.clone()).await? {
+        return refused;
+    }
+    blocked::fail(deps, payment, &flags).await
 }
 
 /// The answer after this process lost the order's lease mid-payment (it was
@@ -122,6 +162,7 @@ async fn begin(
     msg: &CreatePayment,
     payment: &Payment,
     events: Vec<PaymentEvent>,
+    flags: Vec<crate::domain::Flag>,
 ) -> Result<Option<Result<CreatedPayment, EngineError>>, EngineError> {
     let now = payment.created_at;
     let new = NewPayment {
@@ -131,6 +172,7 @@ async fn begin(
         holder: deps.holder.clone(),
         lease_expires_at: now.plus_millis(deps.lease_ttl_ms),
         events,
+        flags,
     };
     match deps.begin_payment(new).await? {
         BeginOutcome::Started => Ok(None),

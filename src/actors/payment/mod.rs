@@ -10,6 +10,7 @@
 //! from the store, so a retired actor loses nothing.
 
 mod attempts;
+mod blocked;
 mod call;
 mod create;
 mod decide;
@@ -67,6 +68,8 @@ pub struct PaymentDeps {
     /// Mails final statuses (no-op when `[email]` is off); reached only
     /// through [`PaymentDeps::save_payment`], after the change is durable.
     pub notifier: crate::actors::Notifier,
+    /// The anomaly rules, checked before routing (DESIGN §10).
+    pub anomaly: crate::actors::anomaly::AnomalyGate,
 }
 
 impl PaymentDeps {

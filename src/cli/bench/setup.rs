@@ -4,7 +4,7 @@
 //! process and the embedded engine start from.
 
 use super::{Backend, Scenario};
-use payments::config::mask_urls;
+use payments::config::{mask_urls, MAX_RATE_LIMIT};
 use payments::Config;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -149,10 +149,12 @@ fn unique_suffix() -> u128 {
 }
 
 /// The scenario's configuration file: quiet logs, two sandboxes at the
-/// scenario's latency, and bounds that do not shed what it offers.
+/// scenario's latency, and bounds that do not shed what it offers (the
+/// load comes from one API key: the per-key rate limit is lifted to its
+/// maximum, so the bench measures the engine, not the limit).
 fn config_toml(scenario: &Scenario) -> String {
     let mut text = format!(
-        "# Written by `payments bench` for {}.\n\n[log]\nlevel = \"warn\"\n\n[engine]\nmax_payment_actors = {BENCH_MAX_PAYMENT_ACTORS}\n",
+        "# Written by `payments bench` for {}.\n\n[log]\nlevel = \"warn\"\n\n[engine]\nmax_payment_actors = {BENCH_MAX_PAYMENT_ACTORS}\n\n[server.rate_limit]\nrequests_per_second = {MAX_RATE_LIMIT}\nburst = {MAX_RATE_LIMIT}\n",
         scenario.label()
     );
     let max_in_flight = scenario.connections.max(DEFAULT_MAX_IN_FLIGHT);

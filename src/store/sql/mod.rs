@@ -15,11 +15,13 @@
 //! - [`leases`]: the order row's lease, claimed alone or moved with a save;
 //! - [`queries`]: every read (payments, events, the recovery scans);
 //! - [`ledger`]: posting to the ledger and reading balances and postings;
-//! - [`webhooks`]: receipts of inbound provider events.
+//! - [`webhooks`]: receipts of inbound provider events;
+//! - [`anomaly`]: anomaly flags and the payment reads of the anomaly rules.
 //!
 //! None of these opens or commits a transaction: the caller owns it, so a
 //! write that spans modules (a save touches all but `queries`) stays atomic.
 
+pub(crate) mod anomaly;
 pub(crate) mod idempotency;
 pub(crate) mod leases;
 // Public (re-exported as `store::ledger`): the functions are generic over

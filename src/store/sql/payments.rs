@@ -44,6 +44,7 @@ pub(crate) async fn begin<C: Conn>(
         return Ok(BeginOutcome::OrderBusy { payment_id, status });
     }
     insert_payment(conn, p).await?;
+    super::anomaly::insert_flags(conn, p, &new.flags).await?;
     for attempt in &p.attempts {
         upsert_attempt(conn, p.id, attempt, p.updated_at).await?;
     }
