@@ -23,8 +23,8 @@ pub mod reconciler;
 pub mod registry;
 pub mod supervisor;
 
-pub use notifier::{Notifier, NotifierCounts};
 pub use anomaly::{AnomalyActor, AnomalyDetector, AnomalyGate, AnomalyWindows};
+pub use notifier::{Notifier, NotifierCounts};
 pub use payment::{PanicHook, PaymentActor, PaymentDeps};
 pub use provider::{ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings};
 pub use reconciler::Reconciler;

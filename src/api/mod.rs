@@ -58,7 +58,10 @@ pub struct AppState {
 impl AppState {
     pub fn new(handle: EngineHandle) -> Self {
         let auth = Authenticator::from_config(handle.config());
-        let limiter = rate_limit::KeyRateLimiter::new(&handle.config().server.rate_limit);
+        let limiter = rate_limit::KeyRateLimiter::for_server(
+            handle.config().server.rate_limit.as_ref(),
+            auth.is_development(),
+        );
         AppState {
             handle,
             auth,

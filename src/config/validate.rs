@@ -4,7 +4,7 @@
 //! Each check names the setting it refuses, so an operator reading the
 //! error knows which line to change.
 
-use super::{mask_urls, Config, KeyDigest, ProviderConfig, ProviderKind};
+use super::{mask_urls, Config, KeyDigest, ProviderConfig, ProviderKind, RateLimitSettings};
 use crate::domain::Currency;
 use crate::providers::sandbox::SandboxFaults;
 use std::collections::HashMap;
@@ -114,7 +114,10 @@ impl Config {
                 format!("must be 1 to {MAX_BODY_TIMEOUT_MS}"),
             ));
         }
-        self.server.rate_limit.validate()
+        self.server
+            .rate_limit
+            .as_ref()
+            .map_or(Ok(()), RateLimitSettings::validate)
     }
 
     fn validate_log(&self) -> Result<(), ConfigError> {
