@@ -10,10 +10,13 @@
 //!   [`registry`] and stopped when idle.
 //! - [`anomaly`]: the anomaly rules' sliding windows per customer,
 //!   bounded per customer and in number; evaluated on every payment.
+//! - [`deliverer`]: outgoing events to webhook endpoints (signed, retried
+//!   with backoff, one instance per delivery by a lease) and to NATS.
 //! - [`reconciler`]: finds payments whose outcome is unknown (left by a
 //!   crash, or pending) and has their order's actor finish them.
 
 pub mod anomaly;
+pub mod deliverer;
 pub mod payment;
 pub mod provider;
 pub mod reconciler;
@@ -21,6 +24,7 @@ pub mod registry;
 pub mod supervisor;
 
 pub use anomaly::{AnomalyActor, AnomalyDetector, AnomalyWindows};
+pub use deliverer::{Deliverer, DeliveryPlan};
 pub use payment::{PanicHook, PaymentActor, PaymentDeps};
 pub use provider::{ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings};
 pub use reconciler::Reconciler;

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod error;
+mod events;
 pub mod input;
 mod money;
 mod payments;
@@ -168,6 +169,14 @@ pub fn routes(cfg: &mut web::ServiceConfig, with_sandbox: bool) {
     .service(resource(
         "/v1/webhooks/{provider}",
         vec![(Method::POST, web::post().to(webhooks::receive))],
+    ))
+    .service(resource(
+        "/v1/events",
+        vec![(Method::GET, web::get().to(events::list))],
+    ))
+    .service(resource(
+        "/v1/events/{id}/redeliver",
+        vec![(Method::POST, web::post().to(events::redeliver))],
     ));
     if with_sandbox {
         cfg.service(resource(

@@ -21,6 +21,7 @@ mod keys;
 mod mask;
 mod providers;
 mod validate;
+mod webhooks;
 
 pub use anomaly::{
     AnomalyScope, AnomalySettings, CardTestingRule, DuplicateAmountRule, FailedStreakRule,
@@ -31,6 +32,10 @@ pub use keys::{parse_admin_keys, parse_api_keys, ApiKey, KeyDigest, MIN_API_KEY_
 pub use mask::mask_urls;
 pub use providers::{ProviderConfig, ProviderKind, ProviderRetry, STRIPE_LOOKUP_CONSISTENCY_MS};
 pub use validate::ConfigError;
+pub use webhooks::{
+    EventsSettings, NatsSettings, WebhookDeliverySettings, WebhookEndpoint, DEFAULT_MAX_ATTEMPTS,
+    MAX_BACKOFF_SECS,
+};
 
 use crate::resilience::RetryPolicy;
 use crate::routing::Strategy;
@@ -76,6 +81,12 @@ pub struct Config {
     pub log: LogSettings,
     /// The anomaly rules (DESIGN §10).
     pub anomaly: AnomalySettings,
+    /// Outgoing webhook endpoints (DESIGN §11).
+    pub webhooks: Vec<WebhookEndpoint>,
+    /// How webhook deliveries are retried.
+    pub webhook_delivery: WebhookDeliverySettings,
+    /// Event streams (`[events.nats]`).
+    pub events: EventsSettings,
 }
 
 /// Where the HTTP API listens.
@@ -254,6 +265,9 @@ impl Default for Config {
             sandbox: SandboxSettings::default(),
             log: LogSettings::default(),
             anomaly: AnomalySettings::default(),
+            webhooks: Vec::new(),
+            webhook_delivery: WebhookDeliverySettings::default(),
+            events: EventsSettings::default(),
         }
     }
 }

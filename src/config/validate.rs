@@ -82,6 +82,7 @@ impl Config {
         self.validate_database_url()?;
         self.validate_sandbox()?;
         self.anomaly.validate()?;
+        super::webhooks::validate(&self.webhooks, &self.webhook_delivery, &self.events)?;
         self.validate_api_keys()
     }
 

@@ -6,6 +6,7 @@
 //! `#[tokio::main]` included, without the host knowing about actix.
 
 mod boot;
+mod events;
 mod instance;
 mod money;
 mod reconciliation;

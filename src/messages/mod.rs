@@ -4,6 +4,7 @@
 //! them, exactly as the engine does.
 
 pub mod anomaly;
+pub mod deliverer;
 pub mod payment;
 pub mod provider;
 pub mod reconciler;

@@ -51,6 +51,8 @@ pub enum WriteOp {
         body: Option<String>,
     },
     RecordWebhook(Box<super::WebhookRecord>),
+    /// Outgoing events' deliveries and publication (`store::outbox`).
+    Outbox(Box<super::outbox::OutboxOp>),
     /// Does nothing; answered once everything queued before it is durable.
     Barrier,
 }
@@ -75,6 +77,7 @@ pub enum WriteReply {
     Claimed(bool),
     Count(u64),
     Done,
+    Outbox(super::outbox::OutboxReply),
 }
 
 impl WriteReply {
@@ -149,6 +152,9 @@ pub(crate) async fn apply<C: Conn>(conn: &mut C, op: &WriteOp) -> Result<WriteRe
         WriteOp::RecordWebhook(record) => webhooks::record(conn, record)
             .await
             .map(WriteReply::Claimed),
+        WriteOp::Outbox(op) => super::sql::outbox::apply(conn, op)
+            .await
+            .map(WriteReply::Outbox),
         WriteOp::Barrier => Ok(WriteReply::Done),
     }
 }

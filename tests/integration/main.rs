@@ -12,6 +12,7 @@ mod bench_cli;
 mod cluster;
 mod crash;
 mod embedded;
+mod events;
 mod fencing;
 mod fuzz_input;
 mod http_payments;
@@ -20,6 +21,8 @@ mod layers;
 mod ledger;
 mod money;
 mod money_properties;
+#[cfg(feature = "nats")]
+mod nats;
 mod reconciliation;
 mod recovery;
 mod resilience;
