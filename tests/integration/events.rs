@@ -68,6 +68,19 @@ async fn received(receiver: &MockServer, count: usize) -> Vec<Request> {
     }
 }
 
+/// Waits until `rows` (a table and condition) counts `expected`; returns
+/// the last count.
+async fn rows_eventually(server: &TestServer, rows: &str, expected: i64) -> i64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let count = server.count_rows(rows).await;
+        if count == expected || Instant::now() > deadline {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn pay(server: &TestServer, token: &str) -> Value {
     pay_as(server, DEV_KEY, token).await
 }
@@ -129,7 +142,8 @@ async fn two_failures_then_success_delivers_the_same_event_three_times() {
     assert_eq!(requests.len(), 3, "a delivered event is not sent again");
     let ids: Vec<String> = requests.iter().map(|r| header(r, EVENT_ID_HEADER)).collect();
     assert!(ids.iter().all(|id| id == &ids[0] && id.starts_with("evt_")), "{ids:?}");
-    assert_eq!(server.count_rows("webhook_deliveries WHERE status = 'delivered' AND attempts = 3").await, 1);
+    let delivered = "webhook_deliveries WHERE status = 'delivered' AND attempts = 3";
+    assert_eq!(rows_eventually(&server, delivered, 1).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -152,7 +166,7 @@ async fn a_receiver_that_never_accepts_gets_the_event_dead_lettered_then_redeliv
         "no try after the last"
     );
     let dead = "webhook_deliveries WHERE status = 'dead' AND attempts = 3";
-    assert_eq!(server.count_rows(dead).await, 1);
+    assert_eq!(rows_eventually(&server, dead, 1).await, 1);
     let event_id = header(&received(&receiver, 1).await[0], EVENT_ID_HEADER);
     let path = format!("/v1/events/{event_id}/redeliver");
     // A merchant may not redeliver; an unknown event is 404.
@@ -180,7 +194,8 @@ async fn a_receiver_that_never_accepts_gets_the_event_dead_lettered_then_redeliv
     let requests = received(&receiver, 1).await;
     assert_eq!(requests.len(), 1);
     assert_eq!(header(&requests[0], EVENT_ID_HEADER), event_id);
-    assert_eq!(server.count_rows("webhook_deliveries WHERE status = 'delivered'").await, 1);
+    let delivered = "webhook_deliveries WHERE status = 'delivered'";
+    assert_eq!(rows_eventually(&server, delivered, 1).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
