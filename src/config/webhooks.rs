@@ -200,7 +200,10 @@ fn validate_nats(nats: &NatsSettings) -> Result<(), ConfigError> {
         ));
     }
     if !nats.url.starts_with("nats://") && !nats.url.starts_with("tls://") {
-        return Err(invalid("events.nats.url", "must be a nats:// or tls:// URL"));
+        return Err(invalid(
+            "events.nats.url",
+            "must be a nats:// or tls:// URL",
+        ));
     }
     let token = |s: &str| {
         !s.is_empty()

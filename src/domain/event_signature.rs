@@ -35,7 +35,10 @@ pub enum SignatureError {
 
 /// The header value signing `body` at `unix_secs` with `secret`.
 pub fn sign(secret: &str, unix_secs: i64, body: &[u8]) -> String {
-    format!("t={unix_secs},v1={}", to_hex(&mac(secret, &unix_secs.to_string(), body)))
+    format!(
+        "t={unix_secs},v1={}",
+        to_hex(&mac(secret, &unix_secs.to_string(), body))
+    )
 }
 
 fn mac(secret: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {

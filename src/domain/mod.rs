@@ -35,8 +35,8 @@ pub use ledger::{
     Entry, LedgerError, Posting, PostingKind, PostingParts, WalletCharge, WalletRefund,
     WalletTopUp, MIN_POSTING_ENTRIES,
 };
-pub use outgoing::{OutgoingEvent, OutgoingEventType, UnknownEventType};
 pub use money::{Amount, AmountError, MAX_AMOUNT};
+pub use outgoing::{OutgoingEvent, OutgoingEventType, UnknownEventType};
 pub use payment::{
     Attempt, AttemptOutcome, MerchantId, OrderKey, OutcomeClass, Payment, PaymentEvent,
     PaymentObject, WALLET_PAYMENT_METHOD,

@@ -147,8 +147,11 @@ impl OutgoingEvent {
     /// merchant's news (a provider record matching nothing has no merchant).
     pub fn for_discrepancy(d: &Discrepancy) -> Option<Self> {
         let merchant = d.merchant_id.as_ref()?;
-        let mut event =
-            OutgoingEvent::new(merchant, OutgoingEventType::DiscrepancyCreated, d.created_at);
+        let mut event = OutgoingEvent::new(
+            merchant,
+            OutgoingEventType::DiscrepancyCreated,
+            d.created_at,
+        );
         event.payment_id = d.payment_id;
         event.object = serde_json::to_value(d).unwrap_or_default();
         Some(event)

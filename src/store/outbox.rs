@@ -65,9 +65,14 @@ pub struct ClaimedDelivery {
 pub enum DeliveryOutcome {
     Delivered,
     /// Failed; try again at `at`.
-    Retry { at: Timestamp, error: String },
+    Retry {
+        at: Timestamp,
+        error: String,
+    },
     /// Failed for the last time: dead-lettered (an operator may redeliver).
-    Dead { error: String },
+    Dead {
+        error: String,
+    },
 }
 
 /// The end of one try, written only while `holder` still holds the lease.
@@ -151,7 +156,9 @@ async fn outbox_write<B: SqlBackend + ?Sized>(
 ) -> Result<OutboxReply, StoreError> {
     match backend.write(WriteOp::Outbox(Box::new(op))).await? {
         WriteReply::Outbox(reply) => Ok(reply),
-        _ => Err(StoreError::Corrupt("an outbox write answered wrongly".into())),
+        _ => Err(StoreError::Corrupt(
+            "an outbox write answered wrongly".into(),
+        )),
     }
 }
 

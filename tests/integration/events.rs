@@ -113,7 +113,10 @@ async fn a_receiver_gets_payment_succeeded_signed(
     assert_eq!(event["object"], "event");
     assert_eq!(event["data"]["object"]["id"], payment["id"]);
     assert_eq!(event["data"]["object"]["status"], "succeeded");
-    assert_eq!(header(request, EVENT_ID_HEADER), event["id"].as_str().unwrap());
+    assert_eq!(
+        header(request, EVENT_ID_HEADER),
+        event["id"].as_str().unwrap()
+    );
     let signature = header(request, SIGNATURE_HEADER);
     let now = chrono::Utc::now().timestamp();
     verify_signature(&signature, &request.body, SECRET, 300, now).expect("valid signature");
@@ -140,8 +143,14 @@ async fn two_failures_then_success_delivers_the_same_event_three_times() {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let requests = receiver.received_requests().await.unwrap_or_default();
     assert_eq!(requests.len(), 3, "a delivered event is not sent again");
-    let ids: Vec<String> = requests.iter().map(|r| header(r, EVENT_ID_HEADER)).collect();
-    assert!(ids.iter().all(|id| id == &ids[0] && id.starts_with("evt_")), "{ids:?}");
+    let ids: Vec<String> = requests
+        .iter()
+        .map(|r| header(r, EVENT_ID_HEADER))
+        .collect();
+    assert!(
+        ids.iter().all(|id| id == &ids[0] && id.starts_with("evt_")),
+        "{ids:?}"
+    );
     let delivered = "webhook_deliveries WHERE status = 'delivered' AND attempts = 3";
     assert_eq!(rows_eventually(&server, delivered, 1).await, 1);
 }
@@ -152,7 +161,10 @@ async fn a_receiver_that_never_accepts_gets_the_event_dead_lettered_then_redeliv
     respond(&receiver, 503, None, 1).await;
     // A merchant key of its own, so the operator key is another.
     let options = ServerOptions {
-        env: vec![("PAYMENTS_API_KEYS".into(), format!("default:{MERCHANT_KEY}"))],
+        env: vec![(
+            "PAYMENTS_API_KEYS".into(),
+            format!("default:{MERCHANT_KEY}"),
+        )],
         config_toml: Some(config(&receiver, "[\"payment.failed\"]", 3, 0.1)),
     };
     let server = TestServer::start_with(Backend::Sqlite, options).await;
@@ -171,7 +183,12 @@ async fn a_receiver_that_never_accepts_gets_the_event_dead_lettered_then_redeliv
     let path = format!("/v1/events/{event_id}/redeliver");
     // A merchant may not redeliver; an unknown event is 404.
     let as_merchant = server
-        .send(server.client.post(server.url(&path)).bearer_auth(MERCHANT_KEY))
+        .send(
+            server
+                .client
+                .post(server.url(&path))
+                .bearer_auth(MERCHANT_KEY),
+        )
         .await;
     assert_eq!(as_merchant.status, 403, "{}", as_merchant.text);
     assert_eq!(as_merchant.json()["error"]["type"], "permission_error");
@@ -187,7 +204,12 @@ async fn a_receiver_that_never_accepts_gets_the_event_dead_lettered_then_redeliv
     receiver.reset().await;
     respond(&receiver, 200, None, 1).await;
     let redelivered = server
-        .send(server.client.post(server.url(&path)).bearer_auth(&server.operator_key))
+        .send(
+            server
+                .client
+                .post(server.url(&path))
+                .bearer_auth(&server.operator_key),
+        )
         .await;
     assert_eq!(redelivered.status, 200, "{}", redelivered.text);
     assert_eq!(redelivered.json()["id"], event_id.as_str());
@@ -305,10 +327,36 @@ async fn a_merchant_sees_only_its_own_events() {
     };
     let server = TestServer::start_with(Backend::Sqlite, options).await;
     pay_as(&server, "sk_acme_events_000001", "pm_card_visa").await;
-    let acme = server.get_as("/v1/events", "sk_acme_events_000001").await.json();
+    let acme = server
+        .get_as("/v1/events", "sk_acme_events_000001")
+        .await
+        .json();
     assert_eq!(acme["data"].as_array().map(Vec::len), Some(1));
-    let globex = server.get_as("/v1/events", "sk_globex_events_0001").await.json();
+    let globex = server
+        .get_as("/v1/events", "sk_globex_events_0001")
+        .await
+        .json();
     assert_eq!(globex["data"].as_array().map(Vec::len), Some(0));
+}
+
+/// `payments serve` with `toml` refuses to start, naming `key`, and shows
+/// no secret.
+fn refused(toml: &str, key: &str) {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("p.toml"), toml).expect("write");
+    let output = std::process::Command::new(binary())
+        .args(["serve", "--port", "0", "--config", "p.toml"])
+        .current_dir(dir.path())
+        .env("PAYMENTS_DATA_DIR", dir.path().join("data"))
+        .env_remove("DATABASE_URL")
+        .env_remove("PAYMENTS_CONFIG")
+        .env_remove("PAYMENTS_API_KEYS")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{toml} was accepted");
+    assert!(stderr.contains(key), "{key} not named: {stderr}");
+    assert!(!stderr.contains("whsec"), "{stderr}");
 }
 
 #[test]
@@ -323,20 +371,17 @@ fn a_webhook_with_a_bad_url_or_an_empty_secret_is_refused_naming_the_key() {
         ),
         ("[webhook_delivery]\nmax_attempts = 0\n", "webhook_delivery.max_attempts"),
     ] {
-        let dir = tempfile::tempdir().expect("dir");
-        std::fs::write(dir.path().join("p.toml"), toml).expect("write");
-        let output = std::process::Command::new(binary())
-            .args(["serve", "--port", "0", "--config", "p.toml"])
-            .current_dir(dir.path())
-            .env("PAYMENTS_DATA_DIR", dir.path().join("data"))
-            .env_remove("DATABASE_URL")
-            .env_remove("PAYMENTS_CONFIG")
-            .env_remove("PAYMENTS_API_KEYS")
-            .output()
-            .expect("run");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{toml} was accepted");
-        assert!(stderr.contains(key), "{key} not named: {stderr}");
-        assert!(!stderr.contains("whsec"), "{stderr}");
+        refused(toml, key);
     }
+}
+
+/// Without the `nats` feature, `[events.nats]` is refused, saying how to
+/// get it, rather than silently publishing nothing.
+#[cfg(not(feature = "nats"))]
+#[test]
+fn events_nats_is_refused_by_a_build_without_the_feature() {
+    refused(
+        "[events.nats]\nurl = \"nats://127.0.0.1:4222\"\nstream = \"PAYMENTS\"\n",
+        "--features nats",
+    );
 }

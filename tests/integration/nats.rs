@@ -104,7 +104,7 @@ async fn stream_messages(url: &str, expected: u64) -> Vec<(String, Value)> {
 async fn every_event_is_published_once_and_in_order_per_payment() {
     let nats = start_nats().await;
     let toml = format!(
-        "[sandbox]\nasync_confirm_ms = 50\n\n[events.nats]\nurl = \"{}\"\nstream = \"{STREAM}\"\n\n\
+        "[sandbox]\nasync_confirm_ms = 300\n\n[events.nats]\nurl = \"{}\"\nstream = \"{STREAM}\"\n\n\
          [webhook_delivery]\npoll_interval_ms = 50\n",
         nats.url
     );
@@ -144,5 +144,8 @@ async fn every_event_is_published_once_and_in_order_per_payment() {
     assert_eq!(pending_then_succeeded, ASYNC_PAYMENTS, "{by_payment:#?}");
     // Every listed event is in the stream.
     let listed = server.get("/v1/events?limit=100").await.json();
-    assert_eq!(listed["data"].as_array().map(Vec::len), Some(messages.len()));
+    assert_eq!(
+        listed["data"].as_array().map(Vec::len),
+        Some(messages.len())
+    );
 }

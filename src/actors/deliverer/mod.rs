@@ -34,7 +34,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Events fanned out per round.
-pub const FAN_OUT_BATCH: u32 = 200;
+pub const FAN_OUT_BATCH: u32 = 500;
+/// Fan-out rounds per pass: up to 10 000 events a pass, above what one
+/// instance writes in a poll interval, so fan-out keeps up with payments.
+const MAX_FAN_OUT_ROUNDS: u32 = 20;
 /// Deliveries claimed per round.
 pub const CLAIM_BATCH: u32 = 32;
 /// Rounds of fan-out or claims per pass: a backlog is worked through over
@@ -217,7 +220,7 @@ async fn pass(deps: &Arc<PassDeps>) -> PassReport {
 }
 
 async fn fan_out(deps: &PassDeps, report: &mut PassReport) -> Result<(), crate::store::StoreError> {
-    for _ in 0..MAX_ROUNDS_PER_PASS {
+    for _ in 0..MAX_FAN_OUT_ROUNDS {
         let now = deps.clock.now();
         let made = deps
             .store

@@ -36,7 +36,11 @@ impl Publisher {
     }
 
     /// Publishes what is not published yet; returns how many were.
-    pub(super) async fn publish_pending(&self, store: &Arc<dyn Store>, stopping: &AtomicBool) -> u64 {
+    pub(super) async fn publish_pending(
+        &self,
+        store: &Arc<dyn Store>,
+        stopping: &AtomicBool,
+    ) -> u64 {
         let Some(settings) = &self.settings else {
             return 0;
         };

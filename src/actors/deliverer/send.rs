@@ -107,7 +107,10 @@ async fn post(deps: &PassDeps, delivery: &ClaimedDelivery, secret: &str) -> Resu
     if status.is_success() {
         Ok(())
     } else {
-        Err(Failure::Retry(format!("endpoint answered HTTP {}", status.as_u16())))
+        Err(Failure::Retry(format!(
+            "endpoint answered HTTP {}",
+            status.as_u16()
+        )))
     }
 }
 

@@ -81,8 +81,13 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("events.{what}"))
 }
 
-fn parse_opt<T: std::str::FromStr>(value: Option<String>, what: &str) -> Result<Option<T>, StoreError> {
-    value.map(|v| v.parse().map_err(|_| corrupt(what))).transpose()
+fn parse_opt<T: std::str::FromStr>(
+    value: Option<String>,
+    what: &str,
+) -> Result<Option<T>, StoreError> {
+    value
+        .map(|v| v.parse().map_err(|_| corrupt(what)))
+        .transpose()
 }
 
 fn event(row: &impl RowExt) -> Result<OutgoingEvent, StoreError> {
@@ -93,7 +98,8 @@ fn event(row: &impl RowExt) -> Result<OutgoingEvent, StoreError> {
         payment_id: parse_opt(row.opt_text("payment_id")?, "payment_id")?,
         refund_id: parse_opt(row.opt_text("refund_id")?, "refund_id")?,
         object: serde_json::from_str(&row.text("data")?).map_err(|_| corrupt("data"))?,
-        created: Timestamp::from_micros(row.int("created_at")?).ok_or_else(|| corrupt("created"))?,
+        created: Timestamp::from_micros(row.int("created_at")?)
+            .ok_or_else(|| corrupt("created"))?,
     })
 }
 
@@ -291,7 +297,9 @@ async fn claim<C: Conn>(
     for row in &rows {
         let event_id = row.text("event_id")?;
         let Some(event) = events.iter().find(|e| e.id.to_string() == event_id) else {
-            return Err(StoreError::Corrupt(format!("delivery of missing event {event_id}")));
+            return Err(StoreError::Corrupt(format!(
+                "delivery of missing event {event_id}"
+            )));
         };
         claimed.push(ClaimedDelivery {
             event: event.clone(),
