@@ -12,11 +12,14 @@
 //!   bounded per customer and in number; evaluated on every payment.
 //! - [`notifier`]: the optional e-mail notifier; mails a notice when a
 //!   payment ends succeeded, failed or needs review, never slowing it.
+//! - [`deliverer`]: outgoing events to webhook endpoints (signed, retried
+//!   with backoff, one instance per delivery by a lease) and to NATS.
 //! - [`reconciler`]: finds payments whose outcome is unknown (left by a
 //!   crash, or pending) and has their order's actor finish them.
 
 pub mod anomaly;
 pub mod notifier;
+pub mod deliverer;
 pub mod payment;
 pub mod provider;
 pub mod reconciler;
@@ -25,6 +28,7 @@ pub mod supervisor;
 
 pub use anomaly::{AnomalyActor, AnomalyDetector, AnomalyGate, AnomalyWindows};
 pub use notifier::{Notifier, NotifierCounts};
+pub use deliverer::{Deliverer, DeliveryPlan};
 pub use payment::{PanicHook, PaymentActor, PaymentDeps};
 pub use provider::{ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings};
 pub use reconciler::Reconciler;

@@ -25,9 +25,17 @@ pub struct Supervisor {
     registry: PaymentRegistry,
     store: Arc<dyn Store>,
     reconciler: Addr<Reconciler>,
+    /// Stopped before the store closes, like the reconciler.
+    deliverer: Option<Addr<super::deliverer::Deliverer>>,
 }
 
 impl Supervisor {
+    /// Has shutdown stop `deliverer` before the store closes.
+    pub fn with_deliverer(mut self, deliverer: Addr<super::deliverer::Deliverer>) -> Self {
+        self.deliverer = Some(deliverer);
+        self
+    }
+
     pub fn new(
         registry: PaymentRegistry,
         store: Arc<dyn Store>,
@@ -37,6 +45,7 @@ impl Supervisor {
             registry,
             store,
             reconciler,
+            deliverer: None,
         }
     }
 }
@@ -66,6 +75,7 @@ impl Handler<Shutdown> for Supervisor {
         let registry = self.registry.clone();
         let store = self.store.clone();
         let reconciler = self.reconciler.clone();
+        let deliverer = self.deliverer.clone();
         Box::pin(async move {
             registry.stop_accepting();
             let deadline = Instant::now() + Duration::from_millis(msg.grace_ms);
@@ -84,6 +94,11 @@ impl Handler<Shutdown> for Supervisor {
             // The reconciler lets go of the store before it closes, so no
             // connection outlives the runtime that owns it.
             let _ = reconciler.send(StopPasses).await;
+            if let Some(deliverer) = deliverer {
+                let _ = deliverer
+                    .send(crate::messages::deliverer::StopDelivery)
+                    .await;
+            }
             store.close().await;
             tracing::info!("engine drained and store flushed");
         })

@@ -8,6 +8,7 @@
 mod anomalies;
 pub mod auth;
 pub mod error;
+mod events;
 pub mod input;
 mod money;
 mod payments;
@@ -190,6 +191,14 @@ pub fn routes(cfg: &mut web::ServiceConfig, with_sandbox: bool) {
     .service(resource(
         "/v1/anomalies",
         vec![(Method::GET, web::get().to(anomalies::list))],
+    ))
+    .service(resource(
+        "/v1/events",
+        vec![(Method::GET, web::get().to(events::list))],
+    ))
+    .service(resource(
+        "/v1/events/{id}/redeliver",
+        vec![(Method::POST, web::post().to(events::redeliver))],
     ));
     if with_sandbox {
         cfg.service(resource(

@@ -25,6 +25,7 @@ mod mask;
 mod providers;
 mod rate_limit;
 mod validate;
+mod webhooks;
 
 pub use anomaly::{
     AnomalyScope, AnomalySettings, CardTestingRule, DuplicateAmountRule, FailedStreakRule,
@@ -40,6 +41,10 @@ pub use mask::mask_urls;
 pub use providers::{ProviderConfig, ProviderKind, ProviderRetry, STRIPE_LOOKUP_CONSISTENCY_MS};
 pub use rate_limit::{RateLimitSettings, MAX_RATE_LIMIT};
 pub use validate::ConfigError;
+pub use webhooks::{
+    EventsSettings, NatsSettings, WebhookDeliverySettings, WebhookEndpoint, DEFAULT_MAX_ATTEMPTS,
+    MAX_BACKOFF_SECS,
+};
 
 use crate::resilience::RetryPolicy;
 use crate::routing::Strategy;
@@ -87,6 +92,12 @@ pub struct Config {
     pub anomaly: AnomalySettings,
     /// The optional e-mail notifier (DESIGN §11); off by default.
     pub email: EmailSettings,
+    /// Outgoing webhook endpoints (DESIGN §11).
+    pub webhooks: Vec<WebhookEndpoint>,
+    /// How webhook deliveries are retried.
+    pub webhook_delivery: WebhookDeliverySettings,
+    /// Event streams (`[events.nats]`).
+    pub events: EventsSettings,
 }
 
 /// Where the HTTP API listens.
@@ -272,6 +283,9 @@ impl Default for Config {
             log: LogSettings::default(),
             anomaly: AnomalySettings::default(),
             email: EmailSettings::default(),
+            webhooks: Vec::new(),
+            webhook_delivery: WebhookDeliverySettings::default(),
+            events: EventsSettings::default(),
         }
     }
 }

@@ -83,6 +83,7 @@ impl Config {
         self.validate_sandbox()?;
         self.anomaly.validate()?;
         self.email.validate()?;
+        super::webhooks::validate(&self.webhooks, &self.webhook_delivery, &self.events)?;
         self.validate_api_keys()
     }
 

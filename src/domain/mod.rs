@@ -6,10 +6,12 @@
 
 mod anomaly;
 mod currency;
+mod event_signature;
 mod fee;
 mod ids;
 mod ledger;
 mod money;
+mod outgoing;
 mod payment;
 mod reconciliation;
 mod refund;
@@ -22,6 +24,10 @@ pub use anomaly::{
     BLOCKED_BY_RULE, CARD_METHOD_SLOTS, DUPLICATE_RING_ENTRIES, VELOCITY_BUCKETS,
 };
 pub use currency::Currency;
+pub use event_signature::{
+    sign, verify_signature, SignatureError, DEFAULT_SIGNATURE_TOLERANCE_SECS, EVENT_ID_HEADER,
+    SIGNATURE_HEADER,
+};
 pub use fee::Fee;
 pub use ids::{AttemptId, EventId, IdError, PaymentId, RefundId, TransactionId};
 pub use ledger::{
@@ -30,6 +36,7 @@ pub use ledger::{
     WalletTopUp, MIN_POSTING_ENTRIES,
 };
 pub use money::{Amount, AmountError, MAX_AMOUNT};
+pub use outgoing::{OutgoingEvent, OutgoingEventType, UnknownEventType};
 pub use payment::{
     Attempt, AttemptOutcome, MerchantId, OrderKey, OutcomeClass, Payment, PaymentEvent,
     PaymentObject, WALLET_PAYMENT_METHOD,

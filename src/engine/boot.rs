@@ -144,6 +144,8 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
     };
     tracing::info!(instance = %deps.holder.instance_id, incarnation = deps.holder.incarnation, database = %mask_urls(&config.database_url()), "engine started");
     let clock = deps.clock.clone();
+    let deliverer =
+        super::events::start_deliverer(&config, store.clone(), clock.clone(), &deps.holder)?;
     let registry = PaymentRegistry::new(Arc::new(deps), arbiters, config.engine.max_payment_actors);
     let reconciler = Reconciler::new(
         registry.clone(),
@@ -154,7 +156,9 @@ pub(super) async fn boot(config: Config) -> Result<Parts, EngineError> {
         config.engine.idempotency_retention_hours,
     )
     .start();
-    let supervisor = Supervisor::new(registry.clone(), store.clone(), reconciler.clone()).start();
+    let supervisor = Supervisor::new(registry.clone(), store.clone(), reconciler.clone())
+        .with_deliverer(deliverer)
+        .start();
     let webhooks = WebhookIntake {
         providers: providers.clone(),
         store: store.clone(),

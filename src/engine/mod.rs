@@ -7,6 +7,7 @@
 
 mod anomaly;
 mod boot;
+mod events;
 mod instance;
 mod money;
 mod reconciliation;

@@ -5,6 +5,7 @@
 
 pub mod anomaly;
 pub mod notifier;
+pub mod deliverer;
 pub mod payment;
 pub mod provider;
 pub mod reconciler;

@@ -402,4 +402,8 @@ impl<B: SqlBackend> Store for B {
     async fn close(&self) {
         self.shutdown().await;
     }
+
+    fn outbox(&self) -> &dyn super::outbox::OutboxStore {
+        self
+    }
 }

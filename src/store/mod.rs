@@ -44,6 +44,7 @@
 mod backend;
 mod migrate;
 mod ops;
+pub mod outbox;
 mod postgres;
 mod rows;
 mod sql;
@@ -718,6 +719,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Waits until every accepted write is durable, then closes connections.
     async fn close(&self);
+
+    /// The outbox: outgoing events and their deliveries (DESIGN §11).
+    fn outbox(&self) -> &dyn outbox::OutboxStore;
 }
 
 /// Opens the store named by `url` and applies its migrations. `schema` is

@@ -51,6 +51,8 @@ pub enum WriteOp {
         body: Option<String>,
     },
     RecordWebhook(Box<super::WebhookRecord>),
+    /// Outgoing events' deliveries and publication (`store::outbox`).
+    Outbox(Box<super::outbox::OutboxOp>),
     /// Does nothing; answered once everything queued before it is durable.
     Barrier,
 }
@@ -77,6 +79,7 @@ pub enum WriteReply {
     /// The categories of the findings that were new (not found before).
     NewFindings(Vec<crate::domain::Category>),
     Done,
+    Outbox(super::outbox::OutboxReply),
 }
 
 impl WriteReply {
@@ -153,6 +156,9 @@ pub(crate) async fn apply<C: Conn>(conn: &mut C, op: &WriteOp) -> Result<WriteRe
         WriteOp::RecordWebhook(record) => webhooks::record(conn, record)
             .await
             .map(WriteReply::Claimed),
+        WriteOp::Outbox(op) => super::sql::outbox::apply(conn, op)
+            .await
+            .map(WriteReply::Outbox),
         WriteOp::Barrier => Ok(WriteReply::Done),
     }
 }

@@ -15,6 +15,7 @@ mod crash;
 mod doc_examples;
 mod email;
 mod embedded;
+mod events;
 mod fencing;
 mod fuzz_input;
 mod http_payments;
@@ -25,6 +26,8 @@ mod metrics;
 mod money;
 mod money_properties;
 mod partitions;
+#[cfg(feature = "nats")]
+mod nats;
 mod reconciliation;
 mod recovery;
 mod resilience;

@@ -28,6 +28,7 @@ pub(crate) mod leases;
 // the public `Conn`, so tests and the write path run them inside a
 // transaction they own, on a raw connection or the store's.
 pub mod ledger;
+pub(crate) mod outbox;
 pub(crate) mod payments;
 pub(crate) mod queries;
 pub(crate) mod reconcile;

@@ -11,7 +11,9 @@
 
 use super::ledger::{self, PostOutcome};
 use super::{idempotency, int, json, leases, opt_int, opt_text, placeholders, text, Arg, Conn};
-use crate::domain::{Attempt, Payment, PaymentEvent, PaymentId, PaymentStatus, Posting, Timestamp};
+use crate::domain::{
+    Attempt, OutgoingEvent, Payment, PaymentEvent, PaymentId, PaymentStatus, Posting, Timestamp,
+};
 use crate::store::rows::RowExt;
 use crate::store::{BeginOutcome, NewPayment, PaymentWrite, StoreError};
 
@@ -49,6 +51,9 @@ pub(crate) async fn begin<C: Conn>(
         upsert_attempt(conn, p.id, attempt, p.updated_at).await?;
     }
     insert_events(conn, p.merchant_id.as_str(), &new.events).await?;
+    // A payment created in a status that is news (refused at once) raises
+    // its outgoing event in this same write (DESIGN §11: the outbox).
+    super::outbox::append_opt(conn, OutgoingEvent::for_payment(p)).await?;
     Ok(BeginOutcome::Started)
 }
 
@@ -193,6 +198,9 @@ pub(crate) async fn save<C: Conn>(conn: &mut C, write: &PaymentWrite) -> Result<
         upsert_attempt(conn, p.id, attempt, p.updated_at).await?;
     }
     insert_events(conn, p.merchant_id.as_str(), &write.events).await?;
+    if p.status != write.expected_status {
+        super::outbox::append_opt(conn, OutgoingEvent::for_payment(p)).await?;
+    }
     if let Some(response) = &write.response {
         idempotency::store_response(conn, p, response).await?;
     }

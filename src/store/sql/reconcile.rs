@@ -346,6 +346,9 @@ pub(crate) async fn record<C: Conn>(
             ],
         )
         .await?;
+    if inserted == 1 {
+        super::outbox::append_discrepancy(conn, id, run_id, f, now).await?;
+    }
     Ok(inserted == 1)
 }
 

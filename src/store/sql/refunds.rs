@@ -178,6 +178,7 @@ pub(crate) async fn finish<C: Conn>(conn: &mut C, f: &FinishRefund) -> Result<()
         release(conn, r).await?;
     }
     super::payments::insert_events(conn, r.merchant_id.as_str(), &events).await?;
+    super::outbox::append_opt(conn, crate::domain::OutgoingEvent::for_refund(r)).await?;
     if let Some(body) = &f.response_body {
         store_response(conn, r, body).await?;
     }

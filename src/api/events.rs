@@ -1,0 +1,55 @@
+//! `/v1/events` (DESIGN §6, §11): a merchant's outgoing events, and an
+//! operator's redelivery of one.
+
+use super::auth::{Merchant, Operator};
+use super::error::ApiError;
+use super::input::{self, DEFAULT_PAGE_LIMIT};
+use super::AppState;
+use crate::domain::{EventId, OutgoingEventType};
+use crate::error::EngineError;
+use crate::store::outbox::EventFilter;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+/// `GET /v1/events`: newest first; `type`, `limit`, `starting_after`.
+pub async fn list(
+    state: web::Data<AppState>,
+    merchant: Merchant,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let mut filter = EventFilter {
+        limit: DEFAULT_PAGE_LIMIT,
+        ..EventFilter::default()
+    };
+    for (name, value) in input::query_pairs(&req)? {
+        match name.as_str() {
+            "limit" => filter.limit = input::page_limit(&value)?,
+            "starting_after" => {
+                filter.starting_after = Some(value.parse::<EventId>().map_err(|_| {
+                    ApiError::invalid("starting_after", "starting_after must be an event id")
+                })?)
+            }
+            "type" => {
+                filter.kind = Some(value.parse::<OutgoingEventType>().map_err(|_| {
+                    ApiError::invalid("type", format!("unknown event type {value:?}"))
+                })?)
+            }
+            _ => {}
+        }
+    }
+    let page = state.handle.events(&merchant, filter).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// `POST /v1/events/{id}/redeliver` (operator): queues the event again for
+/// every endpoint that wants it; answers the event.
+pub async fn redeliver(
+    state: web::Data<AppState>,
+    _operator: Operator,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path
+        .parse::<EventId>()
+        .map_err(|_| ApiError::Engine(EngineError::NotFound { resource: "event" }))?;
+    let event = state.handle.redeliver_event(id).await?;
+    Ok(HttpResponse::Ok().json(event))
+}
