@@ -18,8 +18,8 @@
 //!   crash, or pending) and has their order's actor finish them.
 
 pub mod anomaly;
-pub mod notifier;
 pub mod deliverer;
+pub mod notifier;
 pub mod payment;
 pub mod provider;
 pub mod reconciler;
@@ -27,8 +27,8 @@ pub mod registry;
 pub mod supervisor;
 
 pub use anomaly::{AnomalyActor, AnomalyDetector, AnomalyGate, AnomalyWindows};
-pub use notifier::{Notifier, NotifierCounts};
 pub use deliverer::{Deliverer, DeliveryPlan};
+pub use notifier::{Notifier, NotifierCounts};
 pub use payment::{PanicHook, PaymentActor, PaymentDeps};
 pub use provider::{ProviderActor, ProviderDirectory, ProviderEntry, ProviderSettings};
 pub use reconciler::Reconciler;

@@ -4,8 +4,8 @@
 //! them, exactly as the engine does.
 
 pub mod anomaly;
-pub mod notifier;
 pub mod deliverer;
+pub mod notifier;
 pub mod payment;
 pub mod provider;
 pub mod reconciler;

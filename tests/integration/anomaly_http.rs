@@ -86,6 +86,20 @@ async fn each_rule_is_flagged_end_to_end_and_listed(
     only_last_has(&paid, "velocity");
     assert_eq!(flags(&paid[5]), ["velocity"], "only velocity fires");
     assert_eq!(paid[5]["status"], "succeeded", "a flag does not stop it");
+    // And it is an outgoing event (DESIGN §11), written with the flag.
+    let events = server
+        .get("/v1/events?type=anomaly.flagged&limit=100")
+        .await;
+    assert_eq!(events.status, 200, "{}", events.text);
+    let flagged: Vec<Value> = events.json()["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["data"]["object"]["payment_id"] == paid[5]["id"])
+        .collect();
+    assert_eq!(flagged.len(), 1, "{}", events.text);
+    assert_eq!(flagged[0]["data"]["object"]["rule"], "velocity");
 
     let large = unique("cus_large");
     assert!(flags(&pay(&server, &large, 500_000, "pm_card_visa").await).is_empty());

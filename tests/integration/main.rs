@@ -25,9 +25,9 @@ mod ledger;
 mod metrics;
 mod money;
 mod money_properties;
-mod partitions;
 #[cfg(feature = "nats")]
 mod nats;
+mod partitions;
 mod reconciliation;
 mod recovery;
 mod resilience;

@@ -53,11 +53,22 @@ pub(crate) async fn insert_flags<C: Conn>(
     flags: &[Flag],
 ) -> Result<(), StoreError> {
     for flag in flags {
+        let record = AnomalyFlagRecord {
+            id: format!("af_{}", uuid::Uuid::now_v7().simple()),
+            object: "anomaly_flag",
+            merchant_id: p.merchant_id.clone(),
+            rule: flag.rule,
+            action: flag.action,
+            customer_id: p.customer_id.clone(),
+            payment_id: p.id.to_string(),
+            detail: flag.detail.clone(),
+            created_at: p.created_at,
+        };
         conn.execute(
             "INSERT INTO anomaly_flags (id, merchant_id, rule, action, customer_id, payment_id, detail, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             vec![
-                text(format!("af_{}", uuid::Uuid::now_v7().simple())),
+                text(&record.id),
                 text(p.merchant_id.as_str()),
                 text(flag.rule.as_str()),
                 text(flag.action.as_str()),
@@ -68,6 +79,14 @@ pub(crate) async fn insert_flags<C: Conn>(
             ],
         )
         .await?;
+        // `anomaly.flagged` (DESIGN §11), in the same write as the flag.
+        let event = crate::domain::OutgoingEvent::for_anomaly_flag(
+            &p.merchant_id,
+            Some(p.id),
+            serde_json::to_value(&record).unwrap_or_default(),
+            p.created_at,
+        );
+        super::outbox::append(conn, &event).await?;
     }
     Ok(())
 }
