@@ -23,6 +23,7 @@ mod ledger;
 mod metrics;
 mod money;
 mod money_properties;
+mod openapi;
 mod partitions;
 mod reconciliation;
 mod recovery;
