@@ -37,7 +37,14 @@ pub(crate) fn payment_id(raw: &str) -> Result<PaymentId, ApiError> {
     request_body = PaymentCreate,
     responses(
         (status = 201, description = "The payment, whatever its status: a decline is `status: failed`. \
-            A replayed answer carries `Idempotent-Replayed: true`", body = Payment),
+            A replayed answer carries `Idempotent-Replayed: true`", body = Payment,
+            links(
+                ("GetPayment" = (operation_id = "get_payment", parameters(("id" = "$response.body#/id")))),
+                ("ListPaymentEvents" = (operation_id = "list_payment_events", parameters(("id" = "$response.body#/id")))),
+                ("CreateRefund" = (operation_id = "create_refund", parameters(("id" = "$response.body#/id")))),
+                ("ListRefunds" = (operation_id = "list_refunds", parameters(("id" = "$response.body#/id")))),
+            )
+        ),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),

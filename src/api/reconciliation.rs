@@ -129,7 +129,9 @@ pub async fn resolve(
     security(("bearer_auth" = [])),
     request_body = RunCreate,
     responses(
-        (status = 201, description = "The run's report", body = ReconciliationRun),
+        (status = 201, description = "The run's report", body = ReconciliationRun,
+            links(("GetRun" = (operation_id = "get_reconciliation_run", parameters(("id" = "$response.body#/id")))))
+        ),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),

@@ -50,7 +50,7 @@ fn unknown_provider() -> ApiError {
     path = "/v1/sandbox/{provider}/charges",
     tag = "sandbox",
     security(("bearer_auth" = [])),
-    params(("provider" = String, Path, description = "A sandbox provider's name"), Page, ("order_id" = Option<String>, Query)),
+    params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name"), Page, ("order_id" = Option<String>, Query)),
     responses(
         (status = 200, description = "Charges, newest first (default limit 100)", body = SandboxChargeList),
         (status = 400, response = BadRequest),
@@ -91,7 +91,7 @@ pub async fn charges(
     path = "/v1/sandbox/{provider}/faults",
     tag = "sandbox",
     security(("bearer_auth" = [])),
-    params(("provider" = String, Path, description = "A sandbox provider's name")),
+    params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name")),
     responses(
         (status = 200, description = "The fault knobs", body = Faults),
         (status = 401, response = Unauthorized),
@@ -118,7 +118,7 @@ pub async fn get_faults(
     path = "/v1/sandbox/{provider}/faults",
     tag = "sandbox",
     security(("bearer_auth" = [])),
-    params(("provider" = String, Path, description = "A sandbox provider's name")),
+    params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name")),
     request_body = FaultsUpdate,
     responses(
         (status = 200, description = "The fault knobs, changed", body = Faults),
@@ -250,7 +250,7 @@ fn charge_update(body: &Map<String, Value>) -> Result<ChargeUpdate, ApiError> {
     path = "/v1/sandbox/{provider}/charges/{id}",
     tag = "sandbox",
     security(("bearer_auth" = [])),
-    params(("provider" = String, Path, description = "A sandbox provider's name"), ("id" = String, Path, description = "`ch_…`")),
+    params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name"), ("id" = String, Path, description = "`ch_…`")),
     request_body = SandboxChargeUpdate,
     responses(
         (status = 200, description = "The charge, changed", body = SandboxCharge),
@@ -289,7 +289,7 @@ pub async fn update_charge(
     path = "/v1/sandbox/{provider}/charges/{id}",
     tag = "sandbox",
     security(("bearer_auth" = [])),
-    params(("provider" = String, Path, description = "A sandbox provider's name"), ("id" = String, Path, description = "`ch_…`")),
+    params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name"), ("id" = String, Path, description = "`ch_…`")),
     responses(
         (status = 200, description = "Deleted", body = DeletedCharge),
         (status = 401, response = Unauthorized),
@@ -318,10 +318,15 @@ pub async fn delete_charge(
     path = "/v1/sandbox/{provider}/charges",
     tag = "sandbox",
     security(("bearer_auth" = [])),
-    params(("provider" = String, Path, description = "A sandbox provider's name")),
+    params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name")),
     request_body = SandboxChargeCreate,
     responses(
-        (status = 201, description = "The new charge", body = SandboxCharge),
+        (status = 201, description = "The new charge", body = SandboxCharge,
+            links(
+                ("UpdateCharge" = (operation_id = "update_sandbox_charge", parameters(("provider" = "$request.path.provider"), ("id" = "$response.body#/id")))),
+                ("DeleteCharge" = (operation_id = "delete_sandbox_charge", parameters(("provider" = "$request.path.provider"), ("id" = "$response.body#/id")))),
+            )
+        ),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),

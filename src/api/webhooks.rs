@@ -18,7 +18,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
     operation_id = "receive_webhook",
     path = "/v1/webhooks/{provider}",
     tag = "webhooks",
-    params(("provider" = String, Path, description = "The configured provider's name")),
+    params(("provider" = String, Path, example = "sandbox_a", description = "The configured provider's name")),
     request_body(content = Object, description = "The provider's event, exactly as it signed it", content_type = "application/json"),
     responses(
         (status = 200, description = "Applied, recorded without effect, or a duplicate. Adyen gets its `[accepted]` as text",

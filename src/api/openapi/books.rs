@@ -70,6 +70,7 @@ pub struct Wallet {
 pub struct TopUpCreate {
     #[schema(minimum = 1, maximum = 99_999_999_999_i64)]
     pub amount: i64,
+    #[schema(example = "usd", pattern = "^[A-Za-z]{3}$")]
     pub currency: String,
     /// Whose customer; required when the operator key belongs to no merchant.
     pub merchant: Option<String>,
@@ -213,9 +214,11 @@ pub struct SandboxChargeList {
 /// never asked for. Other fields are refused.
 #[derive(ToSchema)]
 pub struct SandboxChargeCreate {
+    #[schema(min_length = 1, max_length = 255)]
     pub order_id: String,
     #[schema(minimum = 1, maximum = 99_999_999_999_i64)]
     pub amount: i64,
+    #[schema(example = "usd", pattern = "^[A-Za-z]{3}$")]
     pub currency: String,
     /// Default: the operator key's merchant, else `default`.
     pub merchant_id: Option<String>,
@@ -227,6 +230,7 @@ pub struct SandboxChargeCreate {
 pub struct SandboxChargeUpdate {
     #[schema(minimum = 1, maximum = 99_999_999_999_i64)]
     pub amount: Option<i64>,
+    #[schema(example = "usd", pattern = "^[A-Za-z]{3}$")]
     pub currency: Option<String>,
     /// `succeeded`, `partially_refunded` or `refunded`.
     pub status: Option<String>,

@@ -18,6 +18,7 @@ pub mod responses;
 pub mod schemas;
 
 use actix_web::HttpResponse;
+use serde_json::Value;
 use std::sync::LazyLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -107,22 +108,55 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The document, built once.
-pub fn document() -> &'static utoipa::openapi::OpenApi {
-    static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
+/// The document as served: utoipa's, with its links' field names fixed.
+pub fn document() -> &'static Value {
+    static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
+        let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|error| {
+            // A tree of strings and maps always serializes; should it ever
+            // fail, the route answers an empty object rather than panic.
+            tracing::error!(%error, "cannot serialize the OpenAPI document");
+            Value::Object(Default::default())
+        });
+        camel_case_links(&mut document);
+        document
+    });
     &DOCUMENT
 }
 
-/// The document as JSON, serialized once.
+/// utoipa 5 serializes a Link object's fields in snake case
+/// (`operation_id`), where OpenAPI names them `operationId`,
+/// `operationRef` and `requestBody`; validators and schemathesis then
+/// reject every link. Renames them in each response's `links`.
+fn camel_case_links(document: &mut Value) {
+    const RENAMES: [(&str, &str); 3] = [
+        ("operation_id", "operationId"),
+        ("operation_ref", "operationRef"),
+        ("request_body", "requestBody"),
+    ];
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let links = paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("responses")?.as_object_mut())
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links")?.as_object_mut())
+        .flat_map(|links| links.values_mut())
+        .filter_map(Value::as_object_mut);
+    for link in links {
+        for (from, to) in RENAMES {
+            if let Some(value) = link.remove(from) {
+                link.insert(to.to_string(), value);
+            }
+        }
+    }
+}
+
+/// The document as JSON text, serialized once.
 fn document_json() -> &'static str {
-    static JSON: LazyLock<String> = LazyLock::new(|| {
-        serde_json::to_string(document()).unwrap_or_else(|error| {
-            // Serializing a tree of strings and maps cannot fail; should it
-            // ever, the route answers an empty document rather than panic.
-            tracing::error!(%error, "cannot serialize the OpenAPI document");
-            "{}".to_string()
-        })
-    });
+    static JSON: LazyLock<String> = LazyLock::new(|| document().to_string());
     &JSON
 }
 

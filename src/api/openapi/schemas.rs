@@ -56,13 +56,15 @@ pub struct PaymentCreate {
     #[schema(minimum = 1, maximum = 99_999_999_999_i64)]
     pub amount: i64,
     /// ISO 4217 code, any case.
-    #[schema(example = "usd")]
+    #[schema(example = "usd", pattern = "^[A-Za-z]{3}$")]
     pub currency: String,
+    #[schema(min_length = 1, max_length = 255)]
     pub customer_id: String,
     /// At most one successful payment per order.
+    #[schema(min_length = 1, max_length = 255)]
     pub order_id: String,
     /// A sandbox token (`pm_card_visa`, `pm_card_declined`...) or a provider's.
-    #[schema(example = "pm_card_visa")]
+    #[schema(example = "pm_card_visa", min_length = 1, max_length = 255)]
     pub payment_method: String,
     pub description: Option<String>,
     /// String values, at most 50 keys.
