@@ -154,9 +154,41 @@ fn camel_case_links(document: &mut Value) {
     }
 }
 
-/// The document as JSON text, serialized once.
+/// The order of the document's top-level fields as the specification
+/// lists them, so that a reader (and `head -c`) sees `openapi` and `info`
+/// first; `serde_json` would sort them.
+const TOP_LEVEL_ORDER: [&str; 8] = [
+    "openapi",
+    "info",
+    "jsonSchemaDialect",
+    "servers",
+    "paths",
+    "components",
+    "security",
+    "tags",
+];
+
+/// The document as JSON text, top-level fields in [`TOP_LEVEL_ORDER`]
+/// (then any other), serialized once.
 fn document_json() -> &'static str {
-    static JSON: LazyLock<String> = LazyLock::new(|| document().to_string());
+    static JSON: LazyLock<String> = LazyLock::new(|| {
+        let Some(fields) = document().as_object() else {
+            return document().to_string();
+        };
+        let rank = |key: &str| {
+            TOP_LEVEL_ORDER
+                .iter()
+                .position(|known| *known == key)
+                .unwrap_or(TOP_LEVEL_ORDER.len())
+        };
+        let mut ordered: Vec<(&String, &Value)> = fields.iter().collect();
+        ordered.sort_by_key(|(key, _)| rank(key));
+        let members: Vec<String> = ordered
+            .into_iter()
+            .map(|(key, value)| format!("{}:{value}", Value::from(key.as_str())))
+            .collect();
+        format!("{{{}}}", members.join(","))
+    });
     &JSON
 }
 
