@@ -15,6 +15,26 @@ const MAX_FLAG_ID_CHARS: usize = 64;
 
 /// `GET /v1/anomalies`: filters `customer_id`, `rule`, `since` (RFC 3339);
 /// `limit` 1-100 (default 10) and cursor `starting_after`.
+#[utoipa::path(
+    get,
+    operation_id = "list_anomalies",
+    path = "/v1/anomalies",
+    tag = "signals",
+    security(("bearer_auth" = [])),
+    params(
+        super::openapi::params::Page,
+        ("customer_id" = Option<String>, Query),
+        ("rule" = Option<String>, Query, description = "`velocity`, `large_amount`, `failed_streak`, `duplicate_amount` or `card_testing`"),
+        ("since" = Option<String>, Query, description = "RFC 3339"),
+    ),
+    responses(
+        (status = 200, description = "Flags, newest first", body = super::openapi::signals::AnomalyFlagList),
+        (status = 400, response = super::openapi::responses::BadRequest),
+        (status = 401, response = super::openapi::responses::Unauthorized),
+        (status = 429, response = super::openapi::responses::TooManyRequests),
+        (status = 503, response = super::openapi::responses::ServiceUnavailable),
+    )
+)]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,

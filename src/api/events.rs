@@ -11,6 +11,25 @@ use crate::store::outbox::EventFilter;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 /// `GET /v1/events`: newest first; `type`, `limit`, `starting_after`.
+#[utoipa::path(
+    get,
+    operation_id = "list_events",
+    path = "/v1/events",
+    tag = "signals",
+    security(("bearer_auth" = [])),
+    params(
+        super::openapi::params::Page,
+        ("type" = Option<String>, Query, description = "one event type, e.g. `payment.succeeded`"),
+    ),
+    responses(
+        (status = 200, description = "The merchant's events, newest first", body = super::openapi::signals::EventList),
+        (status = 400, response = super::openapi::responses::BadRequest),
+        (status = 401, response = super::openapi::responses::Unauthorized),
+        (status = 403, response = super::openapi::responses::Forbidden),
+        (status = 429, response = super::openapi::responses::TooManyRequests),
+        (status = 503, response = super::openapi::responses::ServiceUnavailable),
+    )
+)]
 pub async fn list(
     state: web::Data<AppState>,
     merchant: Merchant,
@@ -42,6 +61,22 @@ pub async fn list(
 
 /// `POST /v1/events/{id}/redeliver` (operator): queues the event again for
 /// every endpoint that wants it; answers the event.
+#[utoipa::path(
+    post,
+    operation_id = "redeliver_event",
+    path = "/v1/events/{id}/redeliver",
+    tag = "signals",
+    security(("bearer_auth" = [])),
+    params(("id" = String, Path, description = "`evt_…`")),
+    responses(
+        (status = 200, description = "The event, queued again for every endpoint that wants it", body = super::openapi::signals::Event),
+        (status = 401, response = super::openapi::responses::Unauthorized),
+        (status = 403, response = super::openapi::responses::Forbidden),
+        (status = 404, response = super::openapi::responses::NotFound),
+        (status = 429, response = super::openapi::responses::TooManyRequests),
+        (status = 503, response = super::openapi::responses::ServiceUnavailable),
+    )
+)]
 pub async fn redeliver(
     state: web::Data<AppState>,
     _operator: Operator,

@@ -11,6 +11,7 @@ pub mod error;
 mod events;
 pub mod input;
 mod money;
+pub mod openapi;
 mod payments;
 mod providers;
 pub mod rate_limit;
@@ -23,6 +24,7 @@ pub use payments::REPLAYED_HEADER;
 
 use crate::config::mask_urls;
 use crate::engine::EngineHandle;
+use actix_web::http::Method;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use auth::Authenticator;
 use error::ApiError;
@@ -84,155 +86,176 @@ const MAX_CONNECTIONS_PER_WORKER: usize = 4_096;
 /// Connections the kernel queues while every worker is full.
 const LISTEN_BACKLOG_CONNECTIONS: u32 = 1_024;
 
+/// One served route: its path, its method, and its handler as a route
+/// that the method is then added to. [`routes`] serves exactly these, and
+/// [`route_table`] lists them, so the list cannot differ from what is
+/// served.
+type RouteEntry = (&'static str, Method, fn() -> actix_web::Route);
+
+fn entry(path: &'static str, method: Method, handler: fn() -> actix_web::Route) -> RouteEntry {
+    (path, method, handler)
+}
+
+/// Every route, in registration order. A new route is one line here and
+/// its `#[utoipa::path]` in [`openapi`]'s list.
+fn route_entries(with_sandbox: bool) -> Vec<RouteEntry> {
+    use web::route;
+    let mut entries = vec![
+        entry("/healthz", Method::GET, || route().to(healthz)),
+        entry("/readyz", Method::GET, || route().to(readyz)),
+        entry("/metrics", Method::GET, || route().to(metrics)),
+        entry("/openapi.json", Method::GET, || route().to(openapi::serve)),
+        entry("/v1/payments", Method::POST, || {
+            route().to(payments::create)
+        }),
+        entry("/v1/payments", Method::GET, || route().to(payments::list)),
+        entry("/v1/payments/{id}", Method::GET, || {
+            route().to(payments::get)
+        }),
+        entry("/v1/payments/{id}/events", Method::GET, || {
+            route().to(payments::events)
+        }),
+        entry("/v1/payments/{id}/refunds", Method::POST, || {
+            route().to(money::create_refund)
+        }),
+        entry("/v1/payments/{id}/refunds", Method::GET, || {
+            route().to(money::list_refunds)
+        }),
+        entry("/v1/ledger/balances", Method::GET, || {
+            route().to(money::balances)
+        }),
+        entry("/v1/ledger/transactions", Method::GET, || {
+            route().to(money::transactions)
+        }),
+        entry("/v1/wallets/{customer_id}", Method::GET, || {
+            route().to(money::wallet)
+        }),
+        entry("/v1/wallets/{customer_id}/top_ups", Method::POST, || {
+            route().to(money::top_up)
+        }),
+        entry("/v1/providers", Method::GET, || route().to(providers::list)),
+        entry("/v1/providers/{name}", Method::PATCH, || {
+            route().to(providers::update)
+        }),
+        entry("/v1/reconciliation/runs", Method::POST, || {
+            route().to(reconciliation::create_run)
+        }),
+        entry("/v1/reconciliation/runs", Method::GET, || {
+            route().to(reconciliation::list_runs)
+        }),
+        entry("/v1/reconciliation/runs/{id}", Method::GET, || {
+            route().to(reconciliation::get_run)
+        }),
+        entry("/v1/reconciliation/discrepancies", Method::GET, || {
+            route().to(reconciliation::list_discrepancies)
+        }),
+        entry(
+            "/v1/reconciliation/discrepancies/{id}/resolve",
+            Method::POST,
+            || route().to(reconciliation::resolve),
+        ),
+        entry("/v1/webhooks/{provider}", Method::POST, || {
+            route().to(webhooks::receive)
+        }),
+        entry("/v1/anomalies", Method::GET, || route().to(anomalies::list)),
+        entry("/v1/events", Method::GET, || route().to(events::list)),
+        entry("/v1/events/{id}/redeliver", Method::POST, || {
+            route().to(events::redeliver)
+        }),
+    ];
+    if with_sandbox {
+        entries.extend([
+            entry("/v1/sandbox/{provider}/charges", Method::GET, || {
+                route().to(sandbox::charges)
+            }),
+            entry("/v1/sandbox/{provider}/charges", Method::POST, || {
+                route().to(sandbox::create_charge)
+            }),
+            entry("/v1/sandbox/{provider}/charges/{id}", Method::PATCH, || {
+                route().to(sandbox::update_charge)
+            }),
+            entry(
+                "/v1/sandbox/{provider}/charges/{id}",
+                Method::DELETE,
+                || route().to(sandbox::delete_charge),
+            ),
+            entry("/v1/sandbox/{provider}/faults", Method::GET, || {
+                route().to(sandbox::get_faults)
+            }),
+            entry("/v1/sandbox/{provider}/faults", Method::PUT, || {
+                route().to(sandbox::put_faults)
+            }),
+        ]);
+    }
+    entries
+}
+
+/// Every served path and method (with the sandbox's routes when
+/// `with_sandbox`), as [`routes`] registers them.
+pub fn route_table(with_sandbox: bool) -> Vec<(&'static str, Method)> {
+    route_entries(with_sandbox)
+        .into_iter()
+        .map(|(path, method, _)| (path, method))
+        .collect()
+}
+
 /// Registers every route on `cfg`.
 pub fn routes(cfg: &mut web::ServiceConfig, with_sandbox: bool) {
-    use actix_web::http::Method;
-    // Each path is a resource whose other methods answer 405 with `Allow`.
-    let resource = |path: &str, routes: Vec<(Method, actix_web::Route)>| {
-        let allowed: Vec<String> = routes
-            .iter()
-            .map(|(method, _)| method.to_string())
-            .collect();
-        let allow = allowed.join(", ");
-        routes
-            .into_iter()
-            .fold(web::resource(path.to_string()), |resource, (_, route)| {
-                resource.route(route)
-            })
-            .default_service(web::to(move || {
-                let allow = allow.clone();
-                async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) }
-            }))
-    };
-    cfg.service(resource(
-        "/healthz",
-        vec![(Method::GET, web::get().to(healthz))],
-    ))
-    .service(resource(
-        "/readyz",
-        vec![(Method::GET, web::get().to(readyz))],
-    ))
-    .service(resource(
-        "/metrics",
-        vec![(Method::GET, web::get().to(metrics))],
-    ))
-    .service(resource(
-        "/v1/payments",
-        vec![
-            (Method::POST, web::post().to(payments::create)),
-            (Method::GET, web::get().to(payments::list)),
-        ],
-    ))
-    .service(resource(
-        "/v1/payments/{id}",
-        vec![(Method::GET, web::get().to(payments::get))],
-    ))
-    .service(resource(
-        "/v1/payments/{id}/events",
-        vec![(Method::GET, web::get().to(payments::events))],
-    ))
-    .service(resource(
-        "/v1/payments/{id}/refunds",
-        vec![
-            (Method::POST, web::post().to(money::create_refund)),
-            (Method::GET, web::get().to(money::list_refunds)),
-        ],
-    ))
-    .service(resource(
-        "/v1/ledger/balances",
-        vec![(Method::GET, web::get().to(money::balances))],
-    ))
-    .service(resource(
-        "/v1/ledger/transactions",
-        vec![(Method::GET, web::get().to(money::transactions))],
-    ))
-    .service(resource(
-        "/v1/wallets/{customer_id}",
-        vec![(Method::GET, web::get().to(money::wallet))],
-    ))
-    .service(resource(
-        "/v1/wallets/{customer_id}/top_ups",
-        vec![(Method::POST, web::post().to(money::top_up))],
-    ))
-    .service(resource(
-        "/v1/providers",
-        vec![(Method::GET, web::get().to(providers::list))],
-    ))
-    .service(resource(
-        "/v1/providers/{name}",
-        vec![(Method::PATCH, web::patch().to(providers::update))],
-    ))
-    .service(resource(
-        "/v1/reconciliation/runs",
-        vec![
-            (Method::POST, web::post().to(reconciliation::create_run)),
-            (Method::GET, web::get().to(reconciliation::list_runs)),
-        ],
-    ))
-    .service(resource(
-        "/v1/reconciliation/runs/{id}",
-        vec![(Method::GET, web::get().to(reconciliation::get_run))],
-    ))
-    .service(resource(
-        "/v1/reconciliation/discrepancies",
-        vec![(
-            Method::GET,
-            web::get().to(reconciliation::list_discrepancies),
-        )],
-    ))
-    .service(resource(
-        "/v1/reconciliation/discrepancies/{id}/resolve",
-        vec![(Method::POST, web::post().to(reconciliation::resolve))],
-    ))
-    .service(resource(
-        "/v1/webhooks/{provider}",
-        vec![(Method::POST, web::post().to(webhooks::receive))],
-    ))
-    .service(resource(
-        "/v1/anomalies",
-        vec![(Method::GET, web::get().to(anomalies::list))],
-    ))
-    .service(resource(
-        "/v1/events",
-        vec![(Method::GET, web::get().to(events::list))],
-    ))
-    .service(resource(
-        "/v1/events/{id}/redeliver",
-        vec![(Method::POST, web::post().to(events::redeliver))],
-    ));
-    if with_sandbox {
-        cfg.service(resource(
-            "/v1/sandbox/{provider}/charges",
-            vec![
-                (Method::GET, web::get().to(sandbox::charges)),
-                (Method::POST, web::post().to(sandbox::create_charge)),
-            ],
-        ))
-        .service(resource(
-            "/v1/sandbox/{provider}/charges/{id}",
-            vec![
-                (Method::PATCH, web::patch().to(sandbox::update_charge)),
-                (Method::DELETE, web::delete().to(sandbox::delete_charge)),
-            ],
-        ))
-        .service(resource(
-            "/v1/sandbox/{provider}/faults",
-            vec![
-                (Method::GET, web::get().to(sandbox::get_faults)),
-                (Method::PUT, web::put().to(sandbox::put_faults)),
-            ],
-        ));
+    // The routes of one path, in order: one resource per path.
+    let mut by_path: Vec<(&'static str, Vec<(Method, actix_web::Route)>)> = Vec::new();
+    for (path, method, handler) in route_entries(with_sandbox) {
+        let route = handler().method(method.clone());
+        match by_path.iter_mut().find(|(known, _)| *known == path) {
+            Some((_, routes)) => routes.push((method, route)),
+            None => by_path.push((path, vec![(method, route)])),
+        }
+    }
+    for (path, routes) in by_path {
+        cfg.service(resource(path, routes));
     }
     cfg.default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::RouteNotFound)
     }));
 }
 
+/// A path's resource: its routes, and 405 with `Allow` for other methods.
+fn resource(path: &str, routes: Vec<(Method, actix_web::Route)>) -> actix_web::Resource {
+    let allow = routes
+        .iter()
+        .map(|(method, _)| method.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    routes
+        .into_iter()
+        .fold(web::resource(path.to_string()), |resource, (_, route)| {
+            resource.route(route)
+        })
+        .default_service(web::to(move || {
+            let allow = allow.clone();
+            async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) }
+        }))
+}
+
+/// `GET /healthz`: the process answers.
+#[utoipa::path(
+    get,
+    operation_id = "healthz",
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Alive", body = openapi::schemas::ProbeStatus))
+)]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// Prometheus text (DESIGN §11); no key, like the probes.
+#[utoipa::path(
+    get,
+    operation_id = "metrics",
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"))
+)]
 async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -243,6 +266,16 @@ async fn metrics() -> HttpResponse {
 /// otherwise, so a load balancer stops sending traffic here. The answer
 /// says only that: this route needs no key, and a store error may name
 /// hosts, schemas and tables. The cause goes to the log.
+#[utoipa::path(
+    get,
+    operation_id = "readyz",
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The database answers and every migration is applied", body = openapi::schemas::ProbeStatus),
+        (status = 503, response = openapi::responses::ServiceUnavailable),
+    )
+)]
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match state.handle.ready().await {
         Ok(()) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),

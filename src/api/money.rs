@@ -3,6 +3,10 @@
 use super::auth::{Merchant, Operator};
 use super::error::ApiError;
 use super::input::{self, DEFAULT_PAGE_LIMIT};
+use super::openapi::books::{BalanceList, TopUp, TopUpCreate, TransactionList, Wallet};
+use super::openapi::params::{IdempotencyKey, Page};
+use super::openapi::responses::*;
+use super::openapi::schemas::{Refund, RefundCreate, RefundList};
 use super::payments::{payment_id, REPLAYED_HEADER};
 use super::{AppState, ListBody};
 use crate::domain::{Account, MerchantId, RefundReason};
@@ -48,6 +52,28 @@ fn refund_request(body: &[u8]) -> Result<RefundRequest, ApiError> {
 }
 
 /// `POST /v1/payments/{id}/refunds`.
+#[utoipa::path(
+    post,
+    operation_id = "create_refund",
+    path = "/v1/payments/{id}/refunds",
+    tag = "money",
+    security(("bearer_auth" = [])),
+    params(("id" = String, Path, description = "The payment's id, `pay_…`"), IdempotencyKey),
+    request_body = RefundCreate,
+    responses(
+        (status = 201, description = "The refund. A replayed answer carries `Idempotent-Replayed: true`", body = Refund),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 408, response = RequestTimeout),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = UnprocessableEntity),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn create_refund(
     state: web::Data<AppState>,
     merchant: Merchant,
@@ -64,6 +90,23 @@ pub async fn create_refund(
 }
 
 /// `GET /v1/payments/{id}/refunds`: oldest first, paginated.
+#[utoipa::path(
+    get,
+    operation_id = "list_refunds",
+    path = "/v1/payments/{id}/refunds",
+    tag = "money",
+    security(("bearer_auth" = [])),
+    params(("id" = String, Path, description = "The payment's id, `pay_…`"), Page),
+    responses(
+        (status = 200, description = "The payment's refunds, oldest first", body = RefundList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn list_refunds(
     state: web::Data<AppState>,
     merchant: Merchant,
@@ -92,6 +135,22 @@ pub async fn list_refunds(
 }
 
 /// `GET /v1/ledger/balances`: the merchant's accounts.
+#[utoipa::path(
+    get,
+    operation_id = "list_balances",
+    path = "/v1/ledger/balances",
+    tag = "money",
+    security(("bearer_auth" = [])),
+    params(("account" = Option<String>, Query, description = "An account, `kind:owner`"), ("currency" = Option<String>, Query), ("as_of" = Option<String>, Query, format = DateTime, description = "The balances at this time, RFC 3339")),
+    responses(
+        (status = 200, description = "The merchant's balances", body = BalanceList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn balances(
     state: web::Data<AppState>,
     merchant: Merchant,
@@ -119,6 +178,22 @@ pub async fn balances(
 }
 
 /// `GET /v1/ledger/transactions`: the merchant's postings, newest first.
+#[utoipa::path(
+    get,
+    operation_id = "list_transactions",
+    path = "/v1/ledger/transactions",
+    tag = "money",
+    security(("bearer_auth" = [])),
+    params(Page, ("payment_id" = Option<String>, Query, description = "Only this payment's postings")),
+    responses(
+        (status = 200, description = "Postings, newest first", body = TransactionList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn transactions(
     state: web::Data<AppState>,
     merchant: Merchant,
@@ -164,6 +239,27 @@ fn customer(path: &str) -> Result<String, ApiError> {
 
 /// `POST /v1/wallets/{customer_id}/top_ups` (operator): `{amount,
 /// currency}`, and `merchant` when the operator's key belongs to none.
+#[utoipa::path(
+    post,
+    operation_id = "create_wallet_top_up",
+    path = "/v1/wallets/{customer_id}/top_ups",
+    tag = "money",
+    security(("bearer_auth" = [])),
+    params(("customer_id" = String, Path), IdempotencyKey),
+    request_body = TopUpCreate,
+    responses(
+        (status = 201, description = "The top-up. A replayed answer carries `Idempotent-Replayed: true`", body = TopUp),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 408, response = RequestTimeout),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = UnprocessableEntity),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn top_up(
     state: web::Data<AppState>,
     operator: Operator,
@@ -193,6 +289,22 @@ pub async fn top_up(
 }
 
 /// `GET /v1/wallets/{customer_id}`.
+#[utoipa::path(
+    get,
+    operation_id = "get_wallet",
+    path = "/v1/wallets/{customer_id}",
+    tag = "money",
+    security(("bearer_auth" = [])),
+    params(("customer_id" = String, Path)),
+    responses(
+        (status = 200, description = "The customer's wallet", body = Wallet),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn wallet(
     state: web::Data<AppState>,
     merchant: Merchant,

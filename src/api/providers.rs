@@ -2,11 +2,26 @@
 
 use super::auth::{Caller, Operator};
 use super::error::ApiError;
+use super::openapi::responses::*;
+use super::openapi::schemas::{Provider, ProviderList, ProviderUpdate};
 use super::{input, AppState, ListBody};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
 /// `GET /v1/providers`: any key; it shows no merchant's data.
+#[utoipa::path(
+    get,
+    operation_id = "list_providers",
+    path = "/v1/providers",
+    tag = "providers",
+    security(("bearer_auth" = [])),
+    responses(
+        (status = 200, description = "Every provider", body = ProviderList),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn list(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(ListBody::complete(state.handle.providers().await?)))
 }
@@ -27,6 +42,26 @@ fn optional_bool(
 
 /// `PATCH /v1/providers/{name}` with `enabled` and/or `force_open`: an
 /// operator action, since it changes routing for every merchant.
+#[utoipa::path(
+    patch,
+    operation_id = "update_provider",
+    path = "/v1/providers/{name}",
+    tag = "providers",
+    security(("bearer_auth" = [])),
+    params(("name" = String, Path, description = "The provider's name")),
+    request_body = ProviderUpdate,
+    responses(
+        (status = 200, description = "The provider, changed", body = Provider),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn update(
     state: web::Data<AppState>,
     operator: Operator,

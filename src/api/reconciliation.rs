@@ -5,6 +5,11 @@
 use super::auth::{Caller, Operator};
 use super::error::ApiError;
 use super::input::{self, DEFAULT_PAGE_LIMIT};
+use super::openapi::books::{
+    Discrepancy, DiscrepancyList, ReconciliationRun, ReconciliationRunList, Resolution, RunCreate,
+};
+use super::openapi::params::Page;
+use super::openapi::responses::*;
 use super::AppState;
 use crate::domain::{Category, DiscrepancyStatus};
 use crate::store::DiscrepancyFilter;
@@ -21,7 +26,22 @@ fn id_param(param: &str, value: &str) -> Result<String, ApiError> {
     Ok(value.to_string())
 }
 
-/// `GET /v1/reconciliation/discrepancies`.
+/// `GET /v1/reconciliation/discrepancies`: a merchant's own, or every one for an operator.
+#[utoipa::path(
+    get,
+    operation_id = "list_discrepancies",
+    path = "/v1/reconciliation/discrepancies",
+    tag = "reconciliation",
+    security(("bearer_auth" = [])),
+    params(Page, ("status" = Option<String>, Query, description = "`open` or `resolved`"), ("category" = Option<String>, Query), ("payment_id" = Option<String>, Query), ("run_id" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "Discrepancies, newest first", body = DiscrepancyList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn list_discrepancies(
     state: web::Data<AppState>,
     caller: Caller,
@@ -64,6 +84,27 @@ pub async fn list_discrepancies(
 
 /// `POST /v1/reconciliation/discrepancies/{id}/resolve` (operator):
 /// `{resolution}`.
+#[utoipa::path(
+    post,
+    operation_id = "resolve_discrepancy",
+    path = "/v1/reconciliation/discrepancies/{id}/resolve",
+    tag = "reconciliation",
+    security(("bearer_auth" = [])),
+    params(("id" = String, Path, description = "`disc_…`")),
+    request_body = Resolution,
+    responses(
+        (status = 200, description = "The discrepancy, now resolved", body = Discrepancy),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 408, response = RequestTimeout),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn resolve(
     state: web::Data<AppState>,
     _operator: Operator,
@@ -80,6 +121,26 @@ pub async fn resolve(
 }
 
 /// `POST /v1/reconciliation/runs` (operator): `{from, to}` in RFC 3339.
+#[utoipa::path(
+    post,
+    operation_id = "create_reconciliation_run",
+    path = "/v1/reconciliation/runs",
+    tag = "reconciliation",
+    security(("bearer_auth" = [])),
+    request_body = RunCreate,
+    responses(
+        (status = 201, description = "The run's report", body = ReconciliationRun,
+            links(("GetRun" = (operation_id = "get_reconciliation_run", parameters(("id" = "$response.body#/id")))))
+        ),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn create_run(
     state: web::Data<AppState>,
     _operator: Operator,
@@ -95,6 +156,22 @@ pub async fn create_run(
 }
 
 /// `GET /v1/reconciliation/runs` (operator): newest first.
+#[utoipa::path(
+    get,
+    operation_id = "list_reconciliation_runs",
+    path = "/v1/reconciliation/runs",
+    tag = "reconciliation",
+    security(("bearer_auth" = [])),
+    params(Page),
+    responses(
+        (status = 200, description = "Runs, newest first, without their discrepancies", body = ReconciliationRunList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn list_runs(
     state: web::Data<AppState>,
     _operator: Operator,
@@ -117,6 +194,23 @@ pub async fn list_runs(
 }
 
 /// `GET /v1/reconciliation/runs/{id}` (operator).
+#[utoipa::path(
+    get,
+    operation_id = "get_reconciliation_run",
+    path = "/v1/reconciliation/runs/{id}",
+    tag = "reconciliation",
+    security(("bearer_auth" = [])),
+    params(("id" = String, Path, description = "`recon_…`")),
+    responses(
+        (status = 200, description = "The run's report", body = ReconciliationRun),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn get_run(
     state: web::Data<AppState>,
     _operator: Operator,

@@ -18,6 +18,12 @@
 
 use super::auth::{Caller, Operator};
 use super::error::ApiError;
+use super::openapi::books::{
+    DeletedCharge, Faults, FaultsUpdate, SandboxCharge, SandboxChargeCreate, SandboxChargeList,
+    SandboxChargeUpdate,
+};
+use super::openapi::params::Page;
+use super::openapi::responses::*;
 use super::{input, AppState};
 use crate::config::DEVELOPMENT_MERCHANT;
 use crate::domain::MerchantId;
@@ -38,6 +44,23 @@ fn unknown_provider() -> ApiError {
 /// newest first, paged (`limit`, `starting_after`), optionally for one
 /// `order_id`. A merchant sees its own charges, the operator everyone's:
 /// they carry customers and orders.
+#[utoipa::path(
+    get,
+    operation_id = "list_sandbox_charges",
+    path = "/v1/sandbox/{provider}/charges",
+    tag = "sandbox",
+    security(("bearer_auth" = [])),
+    params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name"), Page, ("order_id" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "Charges, newest first (default limit 100)", body = SandboxChargeList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn charges(
     state: web::Data<AppState>,
     Caller(principal): Caller,
@@ -62,6 +85,22 @@ pub async fn charges(
 }
 
 /// `GET /v1/sandbox/{provider}/faults`.
+#[utoipa::path(
+    get,
+    operation_id = "get_sandbox_faults",
+    path = "/v1/sandbox/{provider}/faults",
+    tag = "sandbox",
+    security(("bearer_auth" = [])),
+    params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name")),
+    responses(
+        (status = 200, description = "The fault knobs", body = Faults),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn get_faults(
     state: web::Data<AppState>,
     _operator: Operator,
@@ -73,6 +112,26 @@ pub async fn get_faults(
 
 /// `PUT /v1/sandbox/{provider}/faults`: any of `latency_ms`, `failure_rate`,
 /// `timeout_rate`, `outage`; the knobs not named keep their value.
+#[utoipa::path(
+    put,
+    operation_id = "update_sandbox_faults",
+    path = "/v1/sandbox/{provider}/faults",
+    tag = "sandbox",
+    security(("bearer_auth" = [])),
+    params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name")),
+    request_body = FaultsUpdate,
+    responses(
+        (status = 200, description = "The fault knobs, changed", body = Faults),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn put_faults(
     state: web::Data<AppState>,
     _operator: Operator,
@@ -185,6 +244,26 @@ fn charge_update(body: &Map<String, Value>) -> Result<ChargeUpdate, ApiError> {
 /// `PATCH /v1/sandbox/{provider}/charges/{id}`: overwrites any of
 /// `amount`, `currency`, `status`, `fee` of a charge; the others keep
 /// their value.
+#[utoipa::path(
+    patch,
+    operation_id = "update_sandbox_charge",
+    path = "/v1/sandbox/{provider}/charges/{id}",
+    tag = "sandbox",
+    security(("bearer_auth" = [])),
+    params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name"), ("id" = String, Path, description = "`ch_…`")),
+    request_body = SandboxChargeUpdate,
+    responses(
+        (status = 200, description = "The charge, changed", body = SandboxCharge),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn update_charge(
     state: web::Data<AppState>,
     _operator: Operator,
@@ -204,6 +283,22 @@ pub async fn update_charge(
 
 /// `DELETE /v1/sandbox/{provider}/charges/{id}`: the provider forgets the
 /// charge and its refunds.
+#[utoipa::path(
+    delete,
+    operation_id = "delete_sandbox_charge",
+    path = "/v1/sandbox/{provider}/charges/{id}",
+    tag = "sandbox",
+    security(("bearer_auth" = [])),
+    params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name"), ("id" = String, Path, description = "`ch_…`")),
+    responses(
+        (status = 200, description = "Deleted", body = DeletedCharge),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn delete_charge(
     state: web::Data<AppState>,
     _operator: Operator,
@@ -217,6 +312,31 @@ pub async fn delete_charge(
 /// `POST /v1/sandbox/{provider}/charges`: a charge the engine never asked
 /// for, of `amount` in `currency` for `order_id`, for `merchant_id` (by
 /// default the operator key's own merchant, else `default`).
+#[utoipa::path(
+    post,
+    operation_id = "create_sandbox_charge",
+    path = "/v1/sandbox/{provider}/charges",
+    tag = "sandbox",
+    security(("bearer_auth" = [])),
+    params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name")),
+    request_body = SandboxChargeCreate,
+    responses(
+        (status = 201, description = "The new charge", body = SandboxCharge,
+            links(
+                ("UpdateCharge" = (operation_id = "update_sandbox_charge", parameters(("provider" = "$request.path.provider"), ("id" = "$response.body#/id")))),
+                ("DeleteCharge" = (operation_id = "delete_sandbox_charge", parameters(("provider" = "$request.path.provider"), ("id" = "$response.body#/id")))),
+            )
+        ),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn create_charge(
     state: web::Data<AppState>,
     operator: Operator,

@@ -5,11 +5,36 @@
 
 use super::error::ApiError;
 use super::input;
+use super::openapi::books::WebhookReceipt;
+use super::openapi::responses::*;
 use super::AppState;
 use crate::providers::WebhookHeaders;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-/// `POST /v1/webhooks/{provider}`.
+/// `POST /v1/webhooks/{provider}`: no API key; the provider's signature
+/// (in its own header) authenticates the request.
+#[utoipa::path(
+    post,
+    operation_id = "receive_webhook",
+    path = "/v1/webhooks/{provider}",
+    tag = "webhooks",
+    params(("provider" = String, Path, example = "sandbox_a", description = "The configured provider's name")),
+    request_body(content = Object, description = "The provider's event, exactly as it signed it", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied, recorded without effect, or a duplicate. Adyen gets its `[accepted]` as text",
+            content(
+                (WebhookReceipt = "application/json"),
+                (String = "text/plain"),
+            )
+        ),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn receive(
     state: web::Data<AppState>,
     path: web::Path<String>,

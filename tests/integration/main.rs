@@ -27,6 +27,7 @@ mod money;
 mod money_properties;
 #[cfg(feature = "nats")]
 mod nats;
+mod openapi;
 mod partitions;
 mod reconciliation;
 mod recovery;
