@@ -72,18 +72,19 @@ pub(super) async fn fail(
         json!({ "code": BLOCKED_BY_RULE, "rules": rules }),
     );
     let body = serde_json::to_string(&payment).map_err(|e| EngineError::Internal(e.to_string()))?;
-    deps.store
-        .save_payment(PaymentWrite {
-            payment: payment.clone(),
-            expected_status: from,
-            attempts: Vec::new(),
-            events: vec![event],
-            response: Some(StoredResponse { body: body.clone() }),
-            lease: LeaseChange::Release,
-            holder: deps.holder.clone(),
-            posting: None,
-        })
-        .await?;
+    // Through the notifying wrapper: a blocked payment ends `failed`, and
+    // its notice leaves like any other's.
+    deps.save_payment(PaymentWrite {
+        payment: payment.clone(),
+        expected_status: from,
+        attempts: Vec::new(),
+        events: vec![event],
+        response: Some(StoredResponse { body: body.clone() }),
+        lease: LeaseChange::Release,
+        holder: deps.holder.clone(),
+        posting: None,
+    })
+    .await?;
     tracing::info!(payment_id = %payment.id, rules = ?rules, "payment blocked by anomaly rule");
     Ok(CreatedPayment {
         payment,
