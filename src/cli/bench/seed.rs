@@ -134,7 +134,7 @@ fn balance_statements(payments: u64) -> Vec<String> {
         format!(
             "INSERT INTO ledger_balances (account, currency, debits, credits)
              VALUES ('{account}', 'usd', {debits}, {credits})
-             ON CONFLICT (account, currency) DO UPDATE SET
+             ON CONFLICT (account, currency, slot) DO UPDATE SET
                 debits = ledger_balances.debits + excluded.debits,
                 credits = ledger_balances.credits + excluded.credits"
         )

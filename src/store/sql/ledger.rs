@@ -109,7 +109,7 @@ async fn debit_wallet<C: Conn>(conn: &mut C, wallet: &AccountTotal) -> Result<bo
     let updated = conn
         .execute(
             "UPDATE ledger_balances SET debits = debits + $3, credits = credits + $4
-             WHERE account = $1 AND currency = $2 AND credits + $4 >= debits + $3",
+             WHERE account = $1 AND currency = $2 AND slot = 0 AND credits + $4 >= debits + $3",
             total_args(wallet),
         )
         .await?;
@@ -124,7 +124,7 @@ async fn undo_wallet_debits<C: Conn>(
     for wallet in wallets {
         conn.execute(
             "UPDATE ledger_balances SET debits = debits - $3, credits = credits - $4
-             WHERE account = $1 AND currency = $2",
+             WHERE account = $1 AND currency = $2 AND slot = 0",
             total_args(wallet),
         )
         .await?;
@@ -225,6 +225,10 @@ async fn add_to_balances<C: Conn>(conn: &mut C, totals: &[AccountTotal]) -> Resu
     if totals.is_empty() {
         return Ok(());
     }
+    // The row's slot is the schema's to choose (migration 0010): 0 on
+    // SQLite's one writer; on PostgreSQL a trigger spreads a hot account
+    // over the writers, and keeps a wallet in slot 0 where its
+    // conditional debit looks.
     let mut sql =
         String::from("INSERT INTO ledger_balances (account, currency, debits, credits) VALUES ");
     let mut args = Vec::with_capacity(totals.len() * BALANCE_COLUMNS);
@@ -238,7 +242,7 @@ async fn add_to_balances<C: Conn>(conn: &mut C, totals: &[AccountTotal]) -> Resu
         args.extend(total_args(total));
     }
     sql.push_str(
-        " ON CONFLICT (account, currency) DO UPDATE SET
+        " ON CONFLICT (account, currency, slot) DO UPDATE SET
             debits = ledger_balances.debits + excluded.debits,
             credits = ledger_balances.credits + excluded.credits",
     );
@@ -264,8 +268,10 @@ pub async fn balances<C: Conn>(
 fn balances_statement(filter: &BalanceFilter) -> (String, Vec<Arg>) {
     let mut args = Vec::new();
     let mut sql = match filter.as_of {
+        // An account's slots summed (migration 0010).
         None => String::from(
-            "SELECT account, currency, debits, credits FROM ledger_balances WHERE 1 = 1",
+            "SELECT account, currency, CAST(SUM(debits) AS BIGINT) AS debits,
+                CAST(SUM(credits) AS BIGINT) AS credits FROM ledger_balances WHERE 1 = 1",
         ),
         Some(as_of) => {
             args.push(int(as_of.as_micros()));
@@ -285,9 +291,7 @@ fn balances_statement(filter: &BalanceFilter) -> (String, Vec<Arg>) {
         args.push(text(currency.code()));
         let _ = write!(sql, " AND currency = ${}", args.len());
     }
-    if filter.as_of.is_some() {
-        sql.push_str(" GROUP BY account, currency");
-    }
+    sql.push_str(" GROUP BY account, currency");
     (sql, args)
 }
 
