@@ -141,7 +141,6 @@ impl ProviderActor {
     }
 
     fn publish(&self) {
-        crate::telemetry::circuit_state(self.provider.name(), circuit_gauge(self.breaker.state()));
         self.health.publish(
             self.enabled,
             self.breaker.state(),
@@ -158,6 +157,9 @@ impl ProviderActor {
                 to = change.to.as_str(),
                 "circuit breaker changed state"
             );
+            // Only on a change: `note` runs twice per call, and the
+            // gauge's lookup and label would be paid on every payment.
+            crate::telemetry::circuit_state(self.provider.name(), circuit_gauge(change.to));
         }
         self.publish();
     }
@@ -196,6 +198,7 @@ impl Actor for ProviderActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(PROVIDER_MAILBOX_CAPACITY);
+        crate::telemetry::circuit_state(self.provider.name(), circuit_gauge(self.breaker.state()));
         self.publish();
     }
 }

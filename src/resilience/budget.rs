@@ -50,6 +50,13 @@ struct BudgetState {
     last_refill: Instant,
 }
 
+impl BudgetState {
+    /// The tokens left, as the metrics show them.
+    fn tokens(&self) -> f64 {
+        (self.earned_milli + self.floor_milli) as f64 / 1000.0
+    }
+}
+
 impl RetryBudget {
     pub fn new(settings: BudgetSettings) -> Self {
         let state = BudgetState {
@@ -57,7 +64,7 @@ impl RetryBudget {
             floor_milli: i64::from(settings.min_retries_per_sec) * 1000,
             last_refill: Instant::now(),
         };
-        Self::publish(&state);
+        crate::telemetry::retry_budget(state.tokens());
         RetryBudget {
             settings,
             state: Mutex::new(state),
@@ -72,19 +79,31 @@ impl RetryBudget {
 
     /// A payment made its first attempt: it earns `ratio` of a retry.
     pub fn record_first_attempt(&self) {
-        let mut state = self.lock();
-        let cap = i64::from(self.settings.max_banked_retries) * 1000;
-        state.earned_milli = (state.earned_milli + (self.settings.ratio * 1000.0) as i64).min(cap);
-        Self::publish(&state);
-    }
-
-    /// The tokens left, as the metrics show them.
-    fn publish(state: &BudgetState) {
-        crate::telemetry::retry_budget((state.earned_milli + state.floor_milli) as f64 / 1000.0);
+        let tokens = {
+            let mut state = self.lock();
+            let cap = i64::from(self.settings.max_banked_retries) * 1000;
+            let earned = (state.earned_milli + (self.settings.ratio * 1000.0) as i64).min(cap);
+            if earned == state.earned_milli {
+                // Full: nothing changed, nothing to show (the common case,
+                // on every payment).
+                return;
+            }
+            state.earned_milli = earned;
+            state.tokens()
+        };
+        // Outside the lock: the gauge is a registry look-up.
+        crate::telemetry::retry_budget(tokens);
     }
 
     /// Takes one retry from the budget, or says no.
     pub fn try_spend(&self) -> bool {
+        let (granted, tokens) = self.spend();
+        crate::telemetry::retry_budget(tokens);
+        granted
+    }
+
+    /// [`RetryBudget::try_spend`] under the lock: (granted, tokens left).
+    fn spend(&self) -> (bool, f64) {
         let mut state = self.lock();
         let floor_cap = i64::from(self.settings.min_retries_per_sec) * 1000;
         let elapsed_ms = state.last_refill.elapsed().as_millis() as i64;
@@ -103,8 +122,7 @@ impl RetryBudget {
         } else {
             false
         };
-        Self::publish(&state);
-        granted
+        (granted, state.tokens())
     }
 }
 
