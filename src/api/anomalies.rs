@@ -20,7 +20,7 @@ const MAX_FLAG_ID_CHARS: usize = 64;
     operation_id = "list_anomalies",
     path = "/v1/anomalies",
     tag = "signals",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["any"])),
     params(
         super::openapi::params::Page,
         ("customer_id" = Option<String>, Query),

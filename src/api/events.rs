@@ -16,7 +16,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
     operation_id = "list_events",
     path = "/v1/events",
     tag = "signals",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["merchant"])),
     params(
         super::openapi::params::Page,
         ("type" = Option<String>, Query, description = "one event type, e.g. `payment.succeeded`"),
@@ -66,7 +66,7 @@ pub async fn list(
     operation_id = "redeliver_event",
     path = "/v1/events/{id}/redeliver",
     tag = "signals",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["operator"])),
     params(("id" = String, Path, description = "`evt_…`")),
     responses(
         (status = 200, description = "The event, queued again for every endpoint that wants it", body = super::openapi::signals::Event),

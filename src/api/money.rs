@@ -57,7 +57,7 @@ fn refund_request(body: &[u8]) -> Result<RefundRequest, ApiError> {
     operation_id = "create_refund",
     path = "/v1/payments/{id}/refunds",
     tag = "money",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["merchant"])),
     params(("id" = String, Path, description = "The payment's id, `pay_…`"), IdempotencyKey),
     request_body = RefundCreate,
     responses(
@@ -95,7 +95,7 @@ pub async fn create_refund(
     operation_id = "list_refunds",
     path = "/v1/payments/{id}/refunds",
     tag = "money",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["merchant"])),
     params(("id" = String, Path, description = "The payment's id, `pay_…`"), Page),
     responses(
         (status = 200, description = "The payment's refunds, oldest first", body = RefundList),
@@ -140,7 +140,7 @@ pub async fn list_refunds(
     operation_id = "list_balances",
     path = "/v1/ledger/balances",
     tag = "money",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["merchant"])),
     params(("account" = Option<String>, Query, description = "An account, `kind:owner`"), ("currency" = Option<String>, Query), ("as_of" = Option<String>, Query, format = DateTime, description = "The balances at this time, RFC 3339")),
     responses(
         (status = 200, description = "The merchant's balances", body = BalanceList),
@@ -183,7 +183,7 @@ pub async fn balances(
     operation_id = "list_transactions",
     path = "/v1/ledger/transactions",
     tag = "money",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["merchant"])),
     params(Page, ("payment_id" = Option<String>, Query, description = "Only this payment's postings")),
     responses(
         (status = 200, description = "Postings, newest first", body = TransactionList),
@@ -244,7 +244,7 @@ fn customer(path: &str) -> Result<String, ApiError> {
     operation_id = "create_wallet_top_up",
     path = "/v1/wallets/{customer_id}/top_ups",
     tag = "money",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["operator"])),
     params(("customer_id" = String, Path), IdempotencyKey),
     request_body = TopUpCreate,
     responses(
@@ -294,7 +294,7 @@ pub async fn top_up(
     operation_id = "get_wallet",
     path = "/v1/wallets/{customer_id}",
     tag = "money",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["merchant"])),
     params(("customer_id" = String, Path)),
     responses(
         (status = 200, description = "The customer's wallet", body = Wallet),

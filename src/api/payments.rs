@@ -32,7 +32,7 @@ pub(crate) fn payment_id(raw: &str) -> Result<PaymentId, ApiError> {
     operation_id = "create_payment",
     path = "/v1/payments",
     tag = "payments",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["merchant"])),
     params(IdempotencyKey),
     request_body = PaymentCreate,
     responses(
@@ -85,7 +85,7 @@ pub async fn create(
     operation_id = "get_payment",
     path = "/v1/payments/{id}",
     tag = "payments",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["merchant"])),
     params(("id" = String, Path, description = "The payment's id, `pay_…`")),
     responses(
         (status = 200, description = "The payment, with its attempts", body = Payment),
@@ -112,7 +112,7 @@ pub async fn get(
     operation_id = "list_payments",
     path = "/v1/payments",
     tag = "payments",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["merchant"])),
     params(
         Page,
         ("customer_id" = Option<String>, Query),
@@ -146,7 +146,7 @@ pub async fn list(
     operation_id = "list_payment_events",
     path = "/v1/payments/{id}/events",
     tag = "payments",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["merchant"])),
     params(("id" = String, Path, description = "The payment's id, `pay_…`")),
     responses(
         (status = 200, description = "The audit trail, oldest first", body = PaymentEventList),

@@ -14,7 +14,7 @@ use serde_json::Value;
     operation_id = "list_providers",
     path = "/v1/providers",
     tag = "providers",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["any"])),
     responses(
         (status = 200, description = "Every provider", body = ProviderList),
         (status = 401, response = Unauthorized),
@@ -47,7 +47,7 @@ fn optional_bool(
     operation_id = "update_provider",
     path = "/v1/providers/{name}",
     tag = "providers",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["operator"])),
     params(("name" = String, Path, description = "The provider's name")),
     request_body = ProviderUpdate,
     responses(

@@ -32,7 +32,7 @@ fn id_param(param: &str, value: &str) -> Result<String, ApiError> {
     operation_id = "list_discrepancies",
     path = "/v1/reconciliation/discrepancies",
     tag = "reconciliation",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["any"])),
     params(Page, ("status" = Option<String>, Query, description = "`open` or `resolved`"), ("category" = Option<String>, Query), ("payment_id" = Option<String>, Query), ("run_id" = Option<String>, Query)),
     responses(
         (status = 200, description = "Discrepancies, newest first", body = DiscrepancyList),
@@ -89,7 +89,7 @@ pub async fn list_discrepancies(
     operation_id = "resolve_discrepancy",
     path = "/v1/reconciliation/discrepancies/{id}/resolve",
     tag = "reconciliation",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["operator"])),
     params(("id" = String, Path, description = "`disc_…`")),
     request_body = Resolution,
     responses(
@@ -126,7 +126,7 @@ pub async fn resolve(
     operation_id = "create_reconciliation_run",
     path = "/v1/reconciliation/runs",
     tag = "reconciliation",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["operator"])),
     request_body = RunCreate,
     responses(
         (status = 201, description = "The run's report", body = ReconciliationRun,
@@ -161,7 +161,7 @@ pub async fn create_run(
     operation_id = "list_reconciliation_runs",
     path = "/v1/reconciliation/runs",
     tag = "reconciliation",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["operator"])),
     params(Page),
     responses(
         (status = 200, description = "Runs, newest first, without their discrepancies", body = ReconciliationRunList),
@@ -199,7 +199,7 @@ pub async fn list_runs(
     operation_id = "get_reconciliation_run",
     path = "/v1/reconciliation/runs/{id}",
     tag = "reconciliation",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["operator"])),
     params(("id" = String, Path, description = "`recon_…`")),
     responses(
         (status = 200, description = "The run's report", body = ReconciliationRun),

@@ -49,7 +49,7 @@ fn unknown_provider() -> ApiError {
     operation_id = "list_sandbox_charges",
     path = "/v1/sandbox/{provider}/charges",
     tag = "sandbox",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["any"])),
     params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name"), Page, ("order_id" = Option<String>, Query)),
     responses(
         (status = 200, description = "Charges, newest first (default limit 100)", body = SandboxChargeList),
@@ -90,7 +90,7 @@ pub async fn charges(
     operation_id = "get_sandbox_faults",
     path = "/v1/sandbox/{provider}/faults",
     tag = "sandbox",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["operator"])),
     params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name")),
     responses(
         (status = 200, description = "The fault knobs", body = Faults),
@@ -117,7 +117,7 @@ pub async fn get_faults(
     operation_id = "update_sandbox_faults",
     path = "/v1/sandbox/{provider}/faults",
     tag = "sandbox",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["operator"])),
     params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name")),
     request_body = FaultsUpdate,
     responses(
@@ -249,7 +249,7 @@ fn charge_update(body: &Map<String, Value>) -> Result<ChargeUpdate, ApiError> {
     operation_id = "update_sandbox_charge",
     path = "/v1/sandbox/{provider}/charges/{id}",
     tag = "sandbox",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["operator"])),
     params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name"), ("id" = String, Path, description = "`ch_…`")),
     request_body = SandboxChargeUpdate,
     responses(
@@ -288,7 +288,7 @@ pub async fn update_charge(
     operation_id = "delete_sandbox_charge",
     path = "/v1/sandbox/{provider}/charges/{id}",
     tag = "sandbox",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["operator"])),
     params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name"), ("id" = String, Path, description = "`ch_…`")),
     responses(
         (status = 200, description = "Deleted", body = DeletedCharge),
@@ -317,7 +317,7 @@ pub async fn delete_charge(
     operation_id = "create_sandbox_charge",
     path = "/v1/sandbox/{provider}/charges",
     tag = "sandbox",
-    security(("bearer_auth" = [])),
+    security(("bearer_auth" = ["operator"])),
     params(("provider" = String, Path, example = "sandbox_a", description = "A sandbox provider's name")),
     request_body = SandboxChargeCreate,
     responses(

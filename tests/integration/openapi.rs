@@ -238,3 +238,227 @@ async fn a_documented_answer_matches_the_real_one() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// docs/api.md against the document, and the document's roles against the
+// server
+// ---------------------------------------------------------------------------
+
+/// One row of docs/api.md's route table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct DocumentedRoute {
+    path: String,
+    method: String,
+    operation: String,
+    /// `merchant`, `operator`, `any` or `none`.
+    key: String,
+}
+
+fn api_md() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md");
+    std::fs::read_to_string(path).expect("docs/api.md")
+}
+
+/// The text between backticks, or the text itself.
+fn unquote(cell: &str) -> String {
+    cell.trim().trim_matches('`').to_string()
+}
+
+/// The rows of the route table (`| method | path | operation | key |`).
+fn api_md_routes(text: &str) -> BTreeSet<DocumentedRoute> {
+    let header = "| method | path | operation | key |";
+    let start = text.find(header).expect("docs/api.md has the route table");
+    text[start..]
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').collect();
+            assert_eq!(cells.len(), 4, "a route row has 4 cells: {line}");
+            DocumentedRoute {
+                method: unquote(cells[0]).to_lowercase(),
+                path: unquote(cells[1]),
+                operation: unquote(cells[2]),
+                key: cells[3].split_whitespace().next().unwrap_or("").to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The route table the document describes: each operation's id and the
+/// role its `security` names (`none` without one).
+fn document_routes(document: &Value) -> BTreeSet<DocumentedRoute> {
+    documented(document)
+        .into_iter()
+        .map(|(path, method)| {
+            let operation = &document["paths"][&path][&method];
+            let key = match operation["security"][0]["bearer_auth"].as_array() {
+                None => "none".to_string(),
+                Some(roles) => {
+                    assert_eq!(roles.len(), 1, "{method} {path} names one role: {roles:?}");
+                    roles[0].as_str().expect("a role name").to_string()
+                }
+            };
+            DocumentedRoute {
+                operation: operation["operationId"].as_str().expect("id").to_string(),
+                path,
+                method,
+                key,
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn docs_api_md_is_checked_against_the_document() {
+    let (_server, document) = served_document().await;
+    let text = api_md();
+    let written = api_md_routes(&text);
+    let generated = document_routes(&document);
+    let missing: Vec<_> = generated.difference(&written).collect();
+    let stale: Vec<_> = written.difference(&generated).collect();
+    assert!(missing.is_empty() && stale.is_empty(), "docs/api.md's route table differs from /openapi.json:\n  missing or different in the docs: {missing:?}\n  in the docs only: {stale:?}");
+    for route in &generated {
+        assert!(
+            ["merchant", "operator", "any", "none"].contains(&route.key.as_str()),
+            "{route:?}"
+        );
+    }
+
+    // Every `METHOD /path` the prose names is a route of the document.
+    let routes: BTreeSet<(String, String)> = documented(&document);
+    let mut named = 0;
+    for span in text.split('`').skip(1).step_by(2) {
+        let Some((method, path)) = span.split_once(' ') else {
+            continue;
+        };
+        if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method) || !path.starts_with('/') {
+            continue;
+        }
+        let path = path.split('?').next().unwrap_or(path);
+        assert!(
+            routes.contains(&(path.to_string(), method.to_lowercase())),
+            "docs/api.md names `{span}`, which /openapi.json does not have"
+        );
+        named += 1;
+    }
+    assert!(named >= 10, "the prose names routes: {named}");
+
+    // Every error status an operation documents is in the errors table.
+    let errors_at = text.find("## Errors").expect("docs/api.md has ## Errors");
+    let table_statuses: BTreeSet<String> = text[errors_at..]
+        .lines()
+        .filter(|line| line.starts_with("| "))
+        .filter_map(|line| line.trim_matches('|').split('|').next())
+        .map(|cell| cell.trim().to_string())
+        .collect();
+    for (path, method) in documented(&document) {
+        let responses = document["paths"][&path][&method]["responses"]
+            .as_object()
+            .expect("responses");
+        for status in responses.keys().filter(|s| !s.starts_with('2')) {
+            assert!(
+                table_statuses.contains(status),
+                "{method} {path} answers {status}, which docs/api.md's errors table lacks"
+            );
+        }
+    }
+}
+
+const ROLE_MERCHANT_KEY: &str = "sk_roles_merchant_0001";
+const ROLE_OPERATOR_KEY: &str = "sk_roles_operator_0001";
+
+/// `path` with every `{parameter}` filled: the sandbox routes need a real
+/// provider to get past their lookup; other ids need not exist.
+fn concrete(path: &str) -> String {
+    path.replace("{provider}", "sandbox_a")
+        .replace("{name}", "sandbox_a")
+        .replace("{customer_id}", "cus_roles")
+        .replace("{id}", "x_roles_1")
+}
+
+async fn call_as(
+    server: &TestServer,
+    route: &DocumentedRoute,
+    key: Option<&str>,
+) -> crate::common::Reply {
+    let method = reqwest::Method::from_bytes(route.method.to_uppercase().as_bytes())
+        .expect("an HTTP method");
+    let mut request = server
+        .client
+        .request(method, server.url(&concrete(&route.path)))
+        .header("Idempotency-Key", crate::common::unique("roles"));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if ["post", "put", "patch"].contains(&route.method.as_str()) {
+        request = request
+            .header("content-type", "application/json")
+            .body("{}");
+    }
+    server.send(request).await
+}
+
+#[tokio::test]
+async fn every_route_takes_the_key_the_document_names() {
+    // The document's roles are not only words: each route, called with the
+    // kind of key its role excludes, is refused for that reason, and the
+    // kinds it admits get past authentication.
+    let document = payments::api::openapi::document();
+    let server = TestServer::start_with(
+        Backend::Sqlite,
+        crate::common::ServerOptions {
+            env: vec![
+                (
+                    "PAYMENTS_API_KEYS".into(),
+                    format!("acme:{ROLE_MERCHANT_KEY}"),
+                ),
+                ("PAYMENTS_ADMIN_KEYS".into(), ROLE_OPERATOR_KEY.into()),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    let routes = document_routes(document);
+    assert!(routes.len() >= 30, "{}", routes.len());
+    for route in &routes {
+        let refused = |key: &str, code: &str| (key.to_string(), code.to_string());
+        let (admitted, excluded): (Vec<&str>, Option<(String, String)>) = match route.key.as_str() {
+            "merchant" => (
+                vec![ROLE_MERCHANT_KEY],
+                Some(refused(ROLE_OPERATOR_KEY, "merchant_key_required")),
+            ),
+            "operator" => (
+                vec![ROLE_OPERATOR_KEY],
+                Some(refused(ROLE_MERCHANT_KEY, "operator_key_required")),
+            ),
+            "any" => (vec![ROLE_MERCHANT_KEY, ROLE_OPERATOR_KEY], None),
+            _ => (vec![], None),
+        };
+        if let Some((key, code)) = excluded {
+            let reply = call_as(&server, route, Some(&key)).await;
+            assert_eq!(reply.status, 403, "{route:?}: {}", reply.text);
+            assert_eq!(reply.error_code(), code, "{route:?}");
+        }
+        for key in admitted {
+            let reply = call_as(&server, route, Some(key)).await;
+            assert!(
+                ![401, 403].contains(&reply.status),
+                "{route:?} refused an admitted key: {} {}",
+                reply.status,
+                reply.text
+            );
+        }
+        let anonymous = call_as(&server, route, None).await;
+        if route.key == "none" {
+            assert!(
+                ![401, 403].contains(&anonymous.status),
+                "{route:?} needs no key: {} {}",
+                anonymous.status,
+                anonymous.text
+            );
+        } else {
+            assert_eq!(anonymous.status, 401, "{route:?}: {}", anonymous.text);
+        }
+    }
+}
