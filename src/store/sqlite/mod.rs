@@ -10,6 +10,7 @@
 //! SQLite statement on a worker thread; on this hot path those hand-offs
 //! cost more than the work.)
 
+mod checkpoint;
 mod conn;
 mod writer;
 
@@ -38,9 +39,6 @@ const READ_POOL_SIZE: usize = 16;
 /// How long a connection waits for a lock held by another process (a second
 /// engine on the same file, or an operator's sqlite3 shell).
 const BUSY_TIMEOUT_MS: u64 = 10_000;
-/// How often the WAL is copied back into the database file. Checkpoints
-/// run on a thread of their own, so the writer never stops to do one.
-const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
 
 /// [`super::Store`] on a SQLite file.
 pub struct SqliteStore {
@@ -93,6 +91,11 @@ impl SqliteStore {
                 })?;
             }
         }
+        let bound = checkpoint::WalBound::new(
+            &path,
+            checkpoint::WAL_RESTART_BYTES,
+            Duration::from_millis(BUSY_TIMEOUT_MS),
+        );
         let mut writer_conn = open_connection(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
@@ -103,14 +106,16 @@ impl SqliteStore {
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;",
             )
+            .and_then(|()| bound.limit_file(&writer_conn))
             .map_err(|e| StoreError::Sqlite(e.to_string()))?;
         migrate::run_sqlite(&mut writer_conn).await?;
+        let copying = bound.copying();
         let (sender, queue) = mpsc::channel(WRITE_QUEUE_CAPACITY);
         std::thread::Builder::new()
             .name("payments-sqlite-writer".into())
-            .spawn(move || writer::writer_loop(writer_conn, queue))
+            .spawn(move || writer::writer_loop(writer_conn, bound, queue))
             .map_err(|e| StoreError::Sqlite(format!("cannot start the writer thread: {e}")))?;
-        let checkpoints = start_checkpoints(&path)?;
+        let checkpoints = start_checkpoints(&path, copying)?;
         Ok(SqliteStore {
             path,
             writer: sender,
@@ -138,24 +143,18 @@ impl SqliteStore {
     }
 }
 
-/// Starts the checkpoint thread: every [`CHECKPOINT_INTERVAL_MS`] it copies
-/// what it can of the WAL into the database (`PASSIVE`: it never waits on,
-/// or blocks, the writer or readers). It stops when the store is dropped.
-fn start_checkpoints(path: &Path) -> Result<std::sync::mpsc::Sender<()>, StoreError> {
+/// Starts the copying thread ([`checkpoint::copy_loop`]); it stops when
+/// the store is dropped.
+fn start_checkpoints(
+    path: &Path,
+    copying: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<std::sync::mpsc::Sender<()>, StoreError> {
     let conn = open_connection(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
-    let interval = Duration::from_millis(CHECKPOINT_INTERVAL_MS);
+    let interval = Duration::from_millis(checkpoint::CHECKPOINT_INTERVAL_MS);
     std::thread::Builder::new()
         .name("payments-sqlite-checkpoint".into())
-        .spawn(move || {
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(interval)
-            {
-                if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
-                    tracing::warn!(%error, "WAL checkpoint failed; will try again");
-                }
-            }
-        })
+        .spawn(move || checkpoint::copy_loop(conn, interval, copying, stopped))
         .map_err(|e| StoreError::Sqlite(format!("cannot start the checkpoint thread: {e}")))?;
     Ok(stop)
 }

@@ -55,7 +55,11 @@ fn run(conn: &mut rusqlite::Connection, sql: &str) -> Result<(), StoreError> {
 }
 
 /// The writer thread's loop: until every sender is gone.
-pub(super) fn writer_loop(mut conn: rusqlite::Connection, mut queue: mpsc::Receiver<Job>) {
+pub(super) fn writer_loop(
+    mut conn: rusqlite::Connection,
+    mut bound: super::checkpoint::WalBound,
+    mut queue: mpsc::Receiver<Job>,
+) {
     let mut batch = Vec::with_capacity(MAX_WRITE_BATCH);
     while let Some(job) = queue.blocking_recv() {
         batch.push(job);
@@ -69,6 +73,11 @@ pub(super) fn writer_loop(mut conn: rusqlite::Connection, mut queue: mpsc::Recei
         commit_batch(&mut conn, &mut batch);
         crate::telemetry::store_commit(size, started.elapsed());
         assert!(batch.is_empty(), "every job of a batch is answered");
+        // Between batches, holding no lock: the one moment a WAL restart
+        // cannot be starved by this writer (see `checkpoint`).
+        if let Err(error) = bound.after_batch(&conn) {
+            tracing::warn!(%error, "WAL restart failed; tried again after a later batch");
+        }
     }
 }
 
