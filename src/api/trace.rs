@@ -69,7 +69,25 @@ impl TraceContext {
 /// Opens a request's `http.request` span in the trace of `traceparent`
 /// (the header's value, if any) and says which ids it has: the logged
 /// `trace_id`, `span_id` and `parent_span_id`, and the answer's header.
-/// `route` is left for the caller to record.
+/// `route` is left for the caller to record. Without the `otlp` feature
+/// the ids are drawn here and the span is opened with them.
+#[cfg(not(feature = "otlp"))]
+pub fn request_span(method: &str, traceparent: Option<&str>) -> (tracing::Span, TraceContext) {
+    let context = TraceContext::continue_or_start(traceparent);
+    let span = tracing::info_span!(
+        "http.request",
+        method = %method,
+        route = Empty,
+        trace_id = %context.trace_id,
+        span_id = %context.span_id,
+        parent_span_id = context.parent_id.as_deref().unwrap_or(""),
+    );
+    (span, context)
+}
+
+/// As above; with the `otlp` feature the ids are only known once the span
+/// exists (its OpenTelemetry side draws them), so they are recorded after.
+#[cfg(feature = "otlp")]
 pub fn request_span(method: &str, traceparent: Option<&str>) -> (tracing::Span, TraceContext) {
     let span = tracing::info_span!(
         "http.request",
@@ -84,18 +102,12 @@ pub fn request_span(method: &str, traceparent: Option<&str>) -> (tracing::Span, 
         TraceContext::continue_or_start(traceparent),
         traceparent,
     );
-    // As they were logged before the export existed: the ids displayed,
-    // the caller's span id as a (possibly empty) string.
+    // Logged as without the feature: the ids displayed, the caller's span
+    // id as a (possibly empty) string.
     span.record("trace_id", tracing::field::display(&context.trace_id));
     span.record("span_id", tracing::field::display(&context.span_id));
     span.record("parent_span_id", context.parent_id.as_deref().unwrap_or(""));
     (span, context)
-}
-
-/// Without an exporter in the build, the ids drawn here are the span's.
-#[cfg(not(feature = "otlp"))]
-fn exported(_span: &tracing::Span, context: TraceContext, _header: Option<&str>) -> TraceContext {
-    context
 }
 
 /// The OpenTelemetry span's ids, with the caller's span as its remote
