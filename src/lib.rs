@@ -26,7 +26,10 @@
 //! 4. [`messages`]: the typed messages each actor accepts, one module per
 //!    actor; tests drive actors through them.
 //! 5. [`config`] (a plain description: schema, provider settings,
-//!    validation) and [`error`] (the engine's error type).
+//!    validation) and [`error`] (the engine's error type). Above them,
+//!    `otlp` (cargo feature `otlp`): the export of the spans to an
+//!    OpenTelemetry collector, which the binary starts; it masks what it
+//!    sends with `config`'s [`config::mask_urls`].
 //! 6. [`routing`]: the configured providers, their live health, and the
 //!    order a payment tries them in (cost, priority, success rate,
 //!    weighted).
@@ -58,6 +61,8 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod messages;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod providers;
 pub mod resilience;
 pub mod routing;

@@ -31,6 +31,9 @@ Environment:
   PAYMENTS_API_KEYS    merchant keys as merchant:key,merchant:key (turns off the development key)
   PAYMENTS_ADMIN_KEYS  operator keys, comma-separated
   RUST_LOG             log filter, e.g. info or payments=debug (wins over log.level)
+  OTEL_EXPORTER_OTLP_HEADERS
+                       headers for log.otlp_endpoint's collector, as key=value,key=value
+                       (builds with --features otlp)
   <provider api_key_env>, <provider webhook_secret_env>
                        the variables your [[providers]] name for their credentials";
 
@@ -146,7 +149,26 @@ impl<'a> MakeWriter<'a> for MaskedStderr {
     }
 }
 
-fn init_tracing(config: &Config) {
+/// What [`init_tracing`] leaves running until the command ends: the OTLP
+/// export of the spans, when `log.otlp_endpoint` is set (cargo feature
+/// `otlp`); nothing otherwise.
+#[derive(Default)]
+struct Tracing {
+    #[cfg(feature = "otlp")]
+    otlp: Option<payments::otlp::OtlpExport>,
+}
+
+impl Tracing {
+    /// Sends the spans still queued, so the last ones leave before exit.
+    fn finish(self) {
+        #[cfg(feature = "otlp")]
+        if let Some(otlp) = self.otlp {
+            otlp.shutdown();
+        }
+    }
+}
+
+fn init_tracing(config: &Config) -> Result<Tracing, String> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     // Colour codes only where a person reads them: a log file or collector
@@ -155,11 +177,32 @@ fn init_tracing(config: &Config) {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(MaskedStderr);
+    #[cfg(feature = "otlp")]
+    if let Some(endpoint) = &config.log.otlp_endpoint {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let otlp = payments::otlp::OtlpExport::start(endpoint, &config.log.otlp_service_name)
+            .map_err(|e| e.to_string())?;
+        // The log's filter applies to the export too: the spans it exports
+        // are the ones the log shows (the engine's are at `info`).
+        if config.log.format == "json" {
+            builder.json().finish().with(otlp.layer()).init();
+        } else {
+            builder.finish().with(otlp.layer()).init();
+        }
+        tracing::info!(
+            endpoint = %endpoint,
+            service_name = %config.log.otlp_service_name,
+            "exporting spans over OTLP"
+        );
+        return Ok(Tracing { otlp: Some(otlp) });
+    }
     if config.log.format == "json" {
         builder.json().init();
     } else {
         builder.init();
     }
+    Ok(Tracing::default())
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
@@ -170,26 +213,29 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(port) = args.port {
         config.server.port = port;
     }
-    init_tracing(&config);
+    let traces = init_tracing(&config)?;
     let listener = payments::api::bind(&config)
         .await
         .map_err(|e| e.to_string())?;
     let handle = Engine::start(config).await.map_err(|e| e.to_string())?;
     let served = payments::api::serve(handle.clone(), listener).await;
     // The server returns after SIGINT/SIGTERM (or on a bind error): finish
-    // in-flight payments and flush before exiting.
+    // in-flight payments and flush before exiting, then send the spans
+    // of that work.
     handle.shutdown().await;
+    traces.finish();
     served.map_err(|e| e.to_string())
 }
 
 async fn migrate(args: CommonArgs) -> Result<(), String> {
     let config = load(&args)?;
-    init_tracing(&config);
+    let traces = init_tracing(&config)?;
     let url = config.database_url();
     let store = payments::store::open(&url, &config.database_schema)
         .await
         .map_err(|e| e.to_string())?;
     store.close().await;
+    traces.finish();
     println!("migrations applied to {}", mask_urls(&url));
     Ok(())
 }
@@ -209,7 +255,7 @@ fn window(args: &ReconcileArgs) -> Result<Option<(Timestamp, Timestamp)>, String
 async fn reconcile(args: ReconcileArgs) -> Result<(), String> {
     let asked = window(&args)?;
     let mut config = load(&args.common)?;
-    init_tracing(&config);
+    let traces = init_tracing(&config)?;
     // Exactly one pass, ours, so the report covers everything it did.
     config.reconciler.run_at_startup = false;
     let window = config.reconciler.window;
@@ -229,6 +275,7 @@ async fn reconcile(args: ReconcileArgs) -> Result<(), String> {
     .await
     .map_err(|e| e.to_string());
     handle.shutdown().await;
+    traces.finish();
     println!(
         "{}",
         serde_json::to_string_pretty(&report?).map_err(|e| e.to_string())?

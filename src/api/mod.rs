@@ -294,19 +294,12 @@ async fn observe(
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
     let method = request.method().to_string();
-    let context = trace::TraceContext::continue_or_start(
+    let (span, context) = trace::request_span(
+        &method,
         request
             .headers()
             .get(trace::TRACEPARENT)
             .and_then(|v| v.to_str().ok()),
-    );
-    let span = tracing::info_span!(
-        "http.request",
-        method = %method,
-        route = tracing::field::Empty,
-        trace_id = %context.trace_id,
-        span_id = %context.span_id,
-        parent_span_id = context.parent_id.as_deref().unwrap_or(""),
     );
     let mut response = next.call(request).instrument(span.clone()).await?;
     let route = response

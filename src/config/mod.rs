@@ -259,6 +259,14 @@ pub struct LogSettings {
     pub format: String,
     /// A `tracing` filter, e.g. `info` or `payments=debug`; `RUST_LOG` wins.
     pub level: String,
+    /// An OpenTelemetry collector's OTLP/HTTP base URL (e.g.
+    /// `http://127.0.0.1:4318`): the spans go to `{endpoint}/v1/traces` as
+    /// JSON. Read by every build, so a file naming it parses anywhere;
+    /// only a build with the cargo feature `otlp` accepts it (validation
+    /// refuses it elsewhere rather than exporting nothing silently).
+    pub otlp_endpoint: Option<String>,
+    /// The exported spans' `service.name`.
+    pub otlp_service_name: String,
 }
 
 impl Default for Config {
@@ -324,6 +332,8 @@ impl Default for LogSettings {
         LogSettings {
             format: "text".into(),
             level: "info".into(),
+            otlp_endpoint: None,
+            otlp_service_name: "payments".into(),
         }
     }
 }
@@ -603,5 +613,42 @@ mod tests {
         config.server.body_timeout_ms = 0;
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("server.body_timeout_ms"), "{error}");
+    }
+
+    /// Every build parses the OTLP keys; their form is checked everywhere,
+    /// and only a build with the exporter accepts a well-formed endpoint.
+    #[test]
+    fn otlp_keys_parse_everywhere_and_are_checked() {
+        let config: Config = toml::from_str(
+            "[log]\notlp_endpoint = \"http://127.0.0.1:4318\"\notlp_service_name = \"pay\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.log.otlp_service_name, "pay");
+        assert_eq!(Config::default().log.otlp_service_name, "payments");
+        let verdict = config.validate();
+        if cfg!(feature = "otlp") {
+            verdict.unwrap();
+        } else {
+            let error = verdict.unwrap_err().to_string();
+            assert!(error.contains("log.otlp_endpoint"), "{error}");
+            assert!(error.contains("--features otlp"), "{error}");
+        }
+        for (endpoint, service) in [
+            ("127.0.0.1:4318", "payments"),
+            ("grpc://127.0.0.1:4317", "payments"),
+            ("http://127.0.0.1:4318?x=1", "payments"),
+            ("not a url", "payments"),
+        ] {
+            let mut config = Config::default();
+            config.log.otlp_endpoint = Some(endpoint.into());
+            config.log.otlp_service_name = service.into();
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("log.otlp_endpoint"), "{endpoint}: {error}");
+            assert!(!error.contains("--features"), "{endpoint}: {error}");
+        }
+        let mut config = Config::default();
+        config.log.otlp_service_name = " ".into();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("log.otlp_service_name"), "{error}");
     }
 }

@@ -128,6 +128,12 @@ impl Config {
                 format!("{:?} is neither \"text\" nor \"json\"", self.log.format),
             ));
         }
+        if let Some(endpoint) = &self.log.otlp_endpoint {
+            validate_otlp_endpoint(endpoint)?;
+        }
+        if self.log.otlp_service_name.trim().is_empty() {
+            return Err(invalid("log.otlp_service_name", "must not be empty"));
+        }
         Ok(())
     }
 
@@ -360,6 +366,35 @@ fn validate_credentials(provider: &ProviderConfig) -> Result<(), ConfigError> {
         return Err(invalid(
             "providers.merchant_account",
             format!("{} needs its Adyen merchant account", provider.name),
+        ));
+    }
+    Ok(())
+}
+
+/// `log.otlp_endpoint`: a base URL the exporter appends `/v1/traces` to,
+/// so a query or fragment would end up before the path. Its form is
+/// checked in every build (a typo is found before a rebuild); a build
+/// without the exporter then refuses it, rather than exporting nothing.
+fn validate_otlp_endpoint(endpoint: &str) -> Result<(), ConfigError> {
+    const KEY: &str = "log.otlp_endpoint";
+    let parsed = reqwest::Url::parse(endpoint)
+        .map_err(|e| invalid(KEY, format!("{endpoint:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(invalid(
+            KEY,
+            "must be an http:// or https:// URL, e.g. http://127.0.0.1:4318",
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(invalid(
+            KEY,
+            "must be a base URL without query or fragment: the spans go to {endpoint}/v1/traces",
+        ));
+    }
+    if !cfg!(feature = "otlp") {
+        return Err(invalid(
+            KEY,
+            "this build has no OTLP export; rebuild with `cargo build --features otlp` or remove log.otlp_endpoint",
         ));
     }
     Ok(())

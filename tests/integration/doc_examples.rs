@@ -8,7 +8,10 @@
 //!   comment line `# {...}` after a command is its expected output: the
 //!   fragments between `...` must appear, in order, in what the commands
 //!   since the previous expectation printed.
-//! - TOML blocks parse and validate as a configuration file.
+//! - TOML blocks parse and validate as a configuration file. A block for
+//!   a cargo feature says so in its fence (```` ```toml feature: otlp ````):
+//!   it parses in every build, validates in a build with the feature, and
+//!   elsewhere is refused saying to build with it.
 //! - The embedding guide's Rust block is the shipped example
 //!   (`examples/embedded.rs`, which `embedded.rs` runs as a process).
 //!
@@ -217,18 +220,54 @@ fn every_shell_block_is_run_or_says_why_not() {
     }
 }
 
+/// The cargo feature a TOML block's fence names (`toml feature: NAME`),
+/// if any; `None` for a plain `toml` block.
+fn toml_feature(block: &Block) -> Option<&str> {
+    let rest = block.info.strip_prefix("toml")?.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let feature = rest
+        .strip_prefix("feature:")
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("line {}: unknown TOML fence {:?}", block.line, block.info));
+    Some(feature)
+}
+
+/// Whether this test binary was built with `feature`.
+fn built_with(feature: &str) -> bool {
+    match feature {
+        "otlp" => cfg!(feature = "otlp"),
+        "nats" => cfg!(feature = "nats"),
+        other => panic!("unknown cargo feature {other:?} in a TOML fence"),
+    }
+}
+
 #[test]
 fn every_toml_example_is_a_valid_configuration() {
     let mut seen = 0;
     for document in DOCUMENTS {
         let text = std::fs::read_to_string(repo_path(document)).expect("read document");
-        for block in blocks(&text).into_iter().filter(|b| b.info == "toml") {
+        let tomls = blocks(&text)
+            .into_iter()
+            .filter(|b| b.info == "toml" || b.info.starts_with("toml "));
+        for block in tomls {
             let file = tempfile::NamedTempFile::new().expect("temp file");
             std::fs::write(file.path(), &block.code).expect("write");
             let config = payments::Config::from_toml_file(file.path())
                 .unwrap_or_else(|e| panic!("{document}:{}: {e}", block.line));
-            if let Err(e) = config.validate() {
-                panic!("{document}:{}: {e}", block.line);
+            match (toml_feature(&block), config.validate()) {
+                (Some(feature), Ok(())) if !built_with(feature) => panic!(
+                    "{document}:{}: accepted by a build without the {feature} feature",
+                    block.line
+                ),
+                (Some(feature), Err(e)) if !built_with(feature) => assert!(
+                    e.to_string().contains(&format!("--features {feature}")),
+                    "{document}:{}: {e}",
+                    block.line
+                ),
+                (_, Err(e)) => panic!("{document}:{}: {e}", block.line),
+                (_, Ok(())) => {}
             }
             seen += 1;
         }

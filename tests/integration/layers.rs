@@ -14,6 +14,8 @@ const LAYERS: &[&[&str]] = &[
     &["resilience", "providers", "store"],
     &["routing"],
     &["config", "error"],
+    // The span export (feature `otlp`): masks with config's mask_urls.
+    &["otlp"],
     &["messages"],
     &["actors"],
     &["engine"],

@@ -28,6 +28,8 @@ mod money_properties;
 #[cfg(feature = "nats")]
 mod nats;
 mod openapi;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod partitions;
 mod reconciliation;
 mod recovery;

@@ -50,6 +50,30 @@ fn a_mistyped_log_format_is_refused() {
     refused_by_every_command("[log]\nformat = \"jsn\"\n", "log.format");
 }
 
+/// A malformed `log.otlp_endpoint` is refused by every build, naming it.
+#[test]
+fn a_malformed_otlp_endpoint_is_refused() {
+    refused_by_every_command(
+        "[log]\notlp_endpoint = \"127.0.0.1:4318\"\n",
+        "log.otlp_endpoint",
+    );
+}
+
+/// Without the `otlp` feature, `log.otlp_endpoint` is refused, saying how
+/// to get the export, rather than silently exporting nothing.
+#[cfg(not(feature = "otlp"))]
+#[test]
+fn otlp_endpoint_is_refused_by_a_build_without_the_feature() {
+    refused_by_every_command(
+        "[log]\notlp_endpoint = \"http://127.0.0.1:4318\"\n",
+        "--features otlp",
+    );
+    refused_by_every_command(
+        "[log]\notlp_endpoint = \"http://127.0.0.1:4318\"\n",
+        "log.otlp_endpoint",
+    );
+}
+
 #[test]
 fn fault_knobs_on_a_real_provider_are_refused() {
     let config = r#"
