@@ -25,6 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 /// Most writes committed in one transaction. Bounds the latency one batch
 /// adds and the work redone if it fails.
 pub(super) const MAX_WRITE_BATCH: usize = 512;
+/// A WAL restart that held the writer this long is logged: it is a latency
+/// spike for every payment queued behind it.
+const SLOW_RESTART_MS: u128 = 50;
 
 /// One write and where its answer goes.
 pub(super) struct Job {
@@ -75,8 +78,24 @@ pub(super) fn writer_loop(
         assert!(batch.is_empty(), "every job of a batch is answered");
         // Between batches, holding no lock: the one moment a WAL restart
         // cannot be starved by this writer (see `checkpoint`).
-        if let Err(error) = bound.after_batch(&conn) {
-            tracing::warn!(%error, "WAL restart failed; tried again after a later batch");
+        restart_if_long(&conn, &mut bound);
+    }
+}
+
+/// Restarts a long WAL (see `checkpoint`), saying so when it held the
+/// batches back noticeably: an operator chasing a latency spike finds it.
+fn restart_if_long(conn: &rusqlite::Connection, bound: &mut super::checkpoint::WalBound) {
+    let started = std::time::Instant::now();
+    match bound.after_batch(conn) {
+        Ok(super::checkpoint::Restart::NotNeeded) => {}
+        Ok(done) => {
+            let paused_ms = started.elapsed().as_millis();
+            if paused_ms >= SLOW_RESTART_MS {
+                tracing::info!(?done, paused_ms, "WAL restart held the writer");
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "WAL restart failed; tried again after a later batch")
         }
     }
 }
