@@ -7,10 +7,8 @@
 //! records what is posted to `/v1/traces`; the server is the real binary,
 //! stopped with SIGTERM so the last spans leave on shutdown.
 
-use crate::common::binary;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -28,35 +26,12 @@ fn start(
     dir: &std::path::Path,
     collector: &str,
 ) -> (std::process::Child, String, std::path::PathBuf) {
-    let config = dir.join("payments.toml");
-    std::fs::write(
-        &config,
-        format!(
+    crate::traces::start_configured(
+        dir,
+        &format!(
             "[log]\nformat = \"json\"\nlevel = \"info\"\notlp_endpoint = \"{collector}\"\notlp_service_name = \"{SERVICE_NAME}\"\n"
         ),
     )
-    .expect("config");
-    let log = dir.join("server.log");
-    let mut child = Command::new(binary())
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--config"])
-        .arg(&config)
-        .env("PAYMENTS_DATA_DIR", dir.join("data"))
-        .env_remove("DATABASE_URL")
-        .env_remove("PAYMENTS_API_KEYS")
-        .env_remove("PAYMENTS_ADMIN_KEYS")
-        .env_remove("PAYMENTS_CONFIG")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let base = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("listening on ").map(str::to_string))
-        .expect("the server says where it listens");
-    (child, base, log)
 }
 
 /// SIGTERM, then the exit status within [`EXIT_TIMEOUT`].

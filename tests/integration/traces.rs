@@ -14,8 +14,18 @@ const PARENT: &str = "00f067aa0ba902b7";
 
 /// A server logging JSON at `info` to a file; (child, base URL, log path).
 fn start(dir: &std::path::Path) -> (std::process::Child, String, std::path::PathBuf) {
+    start_configured(dir, "[log]\nformat = \"json\"\nlevel = \"info\"\n")
+}
+
+/// A server on its own data directory under `dir`, started with the
+/// configuration file `toml`, its log written to a file; (child, base URL,
+/// log path). The OTLP test starts its exporting server with it too.
+pub(crate) fn start_configured(
+    dir: &std::path::Path,
+    toml: &str,
+) -> (std::process::Child, String, std::path::PathBuf) {
     let config = dir.join("payments.toml");
-    std::fs::write(&config, "[log]\nformat = \"json\"\nlevel = \"info\"\n").expect("config");
+    std::fs::write(&config, toml).expect("config");
     let log = dir.join("server.log");
     let mut child = Command::new(binary())
         .args(["serve", "--host", "127.0.0.1", "--port", "0", "--config"])
@@ -24,6 +34,7 @@ fn start(dir: &std::path::Path) -> (std::process::Child, String, std::path::Path
         .env_remove("DATABASE_URL")
         .env_remove("PAYMENTS_API_KEYS")
         .env_remove("PAYMENTS_ADMIN_KEYS")
+        .env_remove("PAYMENTS_CONFIG")
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).expect("log file"))
