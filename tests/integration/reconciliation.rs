@@ -387,3 +387,54 @@ async fn bad_run_windows_are_refused_naming_the_parameter(
     assert_eq!(filter.error_param(), json!("category"));
     assert_eq!(server.count_rows("reconciliation_runs").await, 0);
 }
+
+/// The timer's runs: the whole `window_secs` at start, then only what is
+/// new since the last run (less the overlap), not the whole day each time.
+#[tokio::test]
+async fn timer_runs_after_the_first_check_only_what_is_new() {
+    const WINDOW_SECS: i64 = 86_400;
+    /// Twice the default `pending_age_secs` (300).
+    const OVERLAP_SECS: i64 = 600;
+    let server = TestServer::start_with(
+        Backend::Sqlite,
+        ServerOptions::config("[reconciler]\ninterval_secs = 1.2\n"),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let runs = loop {
+        let listed = server.get("/v1/reconciliation/runs?limit=100").await;
+        assert_eq!(listed.status, 200, "{}", listed.text);
+        let mut runs: Vec<Value> = listed.json()["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter(|run| run["trigger"] == "timer")
+            .cloned()
+            .collect();
+        if runs.len() >= 3 || std::time::Instant::now() > deadline {
+            runs.sort_by_key(|run| run["created_at"].as_str().unwrap_or("").to_string());
+            break runs;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    assert!(runs.len() >= 3, "three timer runs within 20 s: {runs:?}");
+    let at = |run: &Value, field: &str| {
+        chrono::DateTime::parse_from_rfc3339(run[field].as_str().expect("a time"))
+            .expect("RFC 3339")
+            .timestamp_millis()
+    };
+    let first = &runs[0];
+    assert_eq!(
+        at(first, "to") - at(first, "from"),
+        WINDOW_SECS * 1000,
+        "the first timer run checks the whole window: {first}"
+    );
+    for pair in runs.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        assert_eq!(
+            at(after, "from"),
+            at(before, "to") - OVERLAP_SECS * 1000,
+            "a later run starts where the last ended, less the overlap: {before} then {after}"
+        );
+    }
+}
