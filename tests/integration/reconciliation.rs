@@ -393,8 +393,8 @@ async fn bad_run_windows_are_refused_naming_the_parameter(
 #[tokio::test]
 async fn timer_runs_after_the_first_check_only_what_is_new() {
     const WINDOW_SECS: i64 = 86_400;
-    /// Twice the default `pending_age_secs` (300).
-    const OVERLAP_SECS: i64 = 600;
+    /// The least overlap (two intervals of 1.2 s are less).
+    const OVERLAP_SECS: i64 = 60;
     let server = TestServer::start_with(
         Backend::Sqlite,
         ServerOptions::config("[reconciler]\ninterval_secs = 1.2\n"),

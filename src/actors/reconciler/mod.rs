@@ -124,9 +124,11 @@ impl Reconciler {
     /// 20-30 s of every minute and halved throughput. So the whole window
     /// is checked at start and then at most every [`FULL_RUN_INTERVAL_MS`];
     /// the runs between look back only to where the last finished one
-    /// ended, less an overlap (twice `pending_age_secs`, at least
-    /// [`MIN_OVERLAP_MS`]) so a payment that settles, or whose provider
-    /// record appears, shortly after a run is checked again once it has.
+    /// ended, less an overlap (two intervals, at least [`MIN_OVERLAP_MS`])
+    /// so a payment that settles, or whose provider record appears, shortly
+    /// after a run is checked again once it has. Later settlements wait
+    /// for the next full run: a longer overlap would re-read minutes of
+    /// payments every minute.
     fn timer_window(&mut self, to: crate::domain::Timestamp) -> crate::domain::Timestamp {
         let window_ms = i64::try_from(self.settings.window.as_millis()).unwrap_or(i64::MAX);
         let whole = to.plus_millis(-window_ms);
@@ -135,9 +137,9 @@ impl Reconciler {
         });
         match self.covered_to {
             Some(covered) if !full_due => {
-                let pending_age_ms =
-                    i64::try_from(self.settings.pending_age.as_millis()).unwrap_or(i64::MAX);
-                let overlap_ms = pending_age_ms.saturating_mul(2).max(MIN_OVERLAP_MS);
+                let interval_ms =
+                    i64::try_from(self.settings.interval.as_millis()).unwrap_or(i64::MAX);
+                let overlap_ms = interval_ms.saturating_mul(2).max(MIN_OVERLAP_MS);
                 whole.max(covered.plus_millis(-overlap_ms))
             }
             _ => {
