@@ -28,6 +28,9 @@ pub struct TraceContext {
     pub span_id: String,
     /// The caller's span id, when the trace was continued.
     pub parent_id: Option<String>,
+    /// The caller's sampled flag (false when there is no caller's span):
+    /// an exporter's sampler follows it.
+    pub parent_sampled: bool,
     /// Whether our span is recorded: the answer's flag. Always so without
     /// an exporter; with one, the sampler's decision (which follows the
     /// caller's flag).
@@ -40,16 +43,18 @@ impl TraceContext {
     pub fn continue_or_start(header: Option<&str>) -> TraceContext {
         let span_id = random_hex::<8>();
         match header.and_then(parse) {
-            Some((trace_id, parent_id)) => TraceContext {
+            Some((trace_id, parent_id, parent_sampled)) => TraceContext {
                 trace_id,
                 span_id,
                 parent_id: Some(parent_id),
+                parent_sampled,
                 sampled: true,
             },
             None => TraceContext {
                 trace_id: random_hex::<16>(),
                 span_id,
                 parent_id: None,
+                parent_sampled: false,
                 sampled: true,
             },
         }
@@ -97,11 +102,7 @@ pub fn request_span(method: &str, traceparent: Option<&str>) -> (tracing::Span, 
         span_id = Empty,
         parent_span_id = Empty,
     );
-    let context = exported(
-        &span,
-        TraceContext::continue_or_start(traceparent),
-        traceparent,
-    );
+    let context = exported(&span, TraceContext::continue_or_start(traceparent));
     // Logged as without the feature: the ids displayed, the caller's span
     // id as a (possibly empty) string.
     span.record("trace_id", tracing::field::display(&context.trace_id));
@@ -114,7 +115,7 @@ pub fn request_span(method: &str, traceparent: Option<&str>) -> (tracing::Span, 
 /// parent; `context` as it is when no exporter runs (the span then has
 /// no OpenTelemetry side).
 #[cfg(feature = "otlp")]
-fn exported(span: &tracing::Span, context: TraceContext, header: Option<&str>) -> TraceContext {
+fn exported(span: &tracing::Span, context: TraceContext) -> TraceContext {
     use opentelemetry::trace::{
         SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
     };
@@ -126,7 +127,7 @@ fn exported(span: &tracing::Span, context: TraceContext, header: Option<&str>) -
             TraceId::from_hex(&context.trace_id),
             SpanId::from_hex(parent_id),
         ) {
-            let flags = if header.is_some_and(caller_sampled) {
+            let flags = if context.parent_sampled {
                 TraceFlags::SAMPLED
             } else {
                 TraceFlags::default()
@@ -145,23 +146,13 @@ fn exported(span: &tracing::Span, context: TraceContext, header: Option<&str>) -
         trace_id: ours.trace_id().to_string(),
         span_id: ours.span_id().to_string(),
         parent_id: context.parent_id,
+        parent_sampled: context.parent_sampled,
         sampled: ours.is_sampled(),
     }
 }
 
-/// The sampled bit of a valid `traceparent`'s flags.
-#[cfg(feature = "otlp")]
-fn caller_sampled(header: &str) -> bool {
-    header
-        .trim()
-        .split('-')
-        .nth(3)
-        .and_then(|flags| u8::from_str_radix(flags, 16).ok())
-        .is_some_and(|flags| flags & 1 == 1)
-}
-
-/// (trace id, parent span id) of a valid `traceparent`.
-fn parse(header: &str) -> Option<(String, String)> {
+/// (trace id, parent span id, sampled flag) of a valid `traceparent`.
+fn parse(header: &str) -> Option<(String, String, bool)> {
     let mut parts = header.trim().split('-');
     let (version, trace_id, parent_id, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -177,7 +168,8 @@ fn parse(header: &str) -> Option<(String, String)> {
         && parent_id.bytes().any(|b| b != b'0')
         && flags.len() == 2
         && is_hex(flags);
-    valid.then(|| (trace_id.to_string(), parent_id.to_string()))
+    let sampled = u8::from_str_radix(flags, 16).is_ok_and(|bits| bits & 1 == 1);
+    valid.then(|| (trace_id.to_string(), parent_id.to_string(), sampled))
 }
 
 fn is_hex(text: &str) -> bool {
