@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const PARENT: &str = "00f067aa0ba902b7";
+use crate::traces::{pay_in_callers_trace, PARENT, TRACE_ID};
 const SERVICE_NAME: &str = "payments-otlp-test";
 /// Longest the server may take to stop after SIGTERM, flush included
 /// (the export's own shutdown bound is 5 s).
@@ -125,15 +124,7 @@ async fn a_callers_trace_reaches_the_collector_with_the_answered_span() {
     let (mut child, base, log) = start(dir.path(), &collector.uri());
 
     let order = crate::common::unique("ord_otlp");
-    let answer = reqwest::Client::new()
-        .post(format!("{base}/v1/payments"))
-        .bearer_auth("sk_test_default")
-        .header("Idempotency-Key", crate::common::unique("key"))
-        .header("traceparent", format!("00-{TRACE_ID}-{PARENT}-01"))
-        .json(&crate::common::payment_body(&order, "pm_card_visa"))
-        .send()
-        .await
-        .expect("send");
+    let answer = pay_in_callers_trace(&base, &order, "pm_card_visa").await;
     assert!(answer.status().is_success(), "{}", answer.status());
     let traceparent = answer
         .headers()

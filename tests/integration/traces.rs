@@ -9,8 +9,27 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const PARENT: &str = "00f067aa0ba902b7";
+/// The caller's trace and span (the OTLP test continues the same ones).
+pub(crate) const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+pub(crate) const PARENT: &str = "00f067aa0ba902b7";
+
+/// `POST /v1/payments` for `order` with `token`, sent in the caller's
+/// trace ([`TRACE_ID`], its span [`PARENT`], sampled).
+pub(crate) async fn pay_in_callers_trace(
+    base: &str,
+    order: &str,
+    token: &str,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}/v1/payments"))
+        .bearer_auth("sk_test_default")
+        .header("Idempotency-Key", crate::common::unique("key"))
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT}-01"))
+        .json(&crate::common::payment_body(order, token))
+        .send()
+        .await
+        .expect("send")
+}
 
 /// A server logging JSON at `info` to a file; (child, base URL, log path).
 fn start(dir: &std::path::Path) -> (std::process::Child, String, std::path::PathBuf) {
@@ -64,18 +83,7 @@ async fn a_callers_trace_is_continued_through_the_payment() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut child, base, log) = start(dir.path());
     let order = crate::common::unique("ord_trace");
-    let answer = reqwest::Client::new()
-        .post(format!("{base}/v1/payments"))
-        .bearer_auth("sk_test_default")
-        .header("Idempotency-Key", crate::common::unique("key"))
-        .header("traceparent", format!("00-{TRACE_ID}-{PARENT}-01"))
-        .json(&crate::common::payment_body(
-            &order,
-            "pm_card_timeout_after_charge",
-        ))
-        .send()
-        .await
-        .expect("send");
+    let answer = pay_in_callers_trace(&base, &order, "pm_card_timeout_after_charge").await;
     let traceparent = answer
         .headers()
         .get("traceparent")
