@@ -39,6 +39,26 @@ pub trait SqlBackend: Send + Sync + 'static {
     fn reads_inline(&self) -> bool {
         false
     }
+    /// Stages one page of a reconciliation run's provider records. By
+    /// default in the database's own table, through [`Self::write`].
+    async fn stage(&self, run_id: &str, records: Vec<StagedRecord>) -> Result<(), StoreError> {
+        let op = WriteOp::StageRecords {
+            run_id: run_id.to_string(),
+            records,
+        };
+        self.write(op).await.map(|_| ())
+    }
+    /// Drops a run's staged records.
+    async fn unstage(&self, run_id: &str) -> Result<(), StoreError> {
+        let op = WriteOp::UnstageRecords {
+            run_id: run_id.to_string(),
+        };
+        self.write(op).await.map(|_| ())
+    }
+    /// A connection that sees the staged records, for the run's checks.
+    async fn staged(&self) -> Result<Self::Read, StoreError> {
+        self.read().await
+    }
     /// Waits until accepted writes are durable, then closes connections.
     async fn shutdown(&self);
     /// See [`Store::maintain`].
@@ -267,18 +287,11 @@ impl<B: SqlBackend> Store for B {
         run_id: &str,
         records: Vec<StagedRecord>,
     ) -> Result<(), StoreError> {
-        let op = WriteOp::StageRecords {
-            run_id: run_id.to_string(),
-            records,
-        };
-        self.write(op).await.map(|_| ())
+        self.stage(run_id, records).await
     }
 
     async fn unstage_records(&self, run_id: &str) -> Result<(), StoreError> {
-        let op = WriteOp::UnstageRecords {
-            run_id: run_id.to_string(),
-        };
-        self.write(op).await.map(|_| ())
+        self.unstage(run_id).await
     }
 
     async fn payments_in_window(&self, from: Timestamp, to: Timestamp) -> Result<u64, StoreError> {
@@ -286,7 +299,7 @@ impl<B: SqlBackend> Store for B {
     }
 
     async fn findings(&self, query: &FindingQuery) -> Result<Vec<Finding>, StoreError> {
-        reconcile::findings(&mut self.read().await?, query).await
+        reconcile::findings(&mut self.staged().await?, query).await
     }
 
     async fn matched_records(
@@ -295,7 +308,7 @@ impl<B: SqlBackend> Store for B {
         after: &str,
         limit: u32,
     ) -> Result<Vec<MatchedRecord>, StoreError> {
-        reconcile::matched(&mut self.read().await?, run_id, after, limit).await
+        reconcile::matched(&mut self.staged().await?, run_id, after, limit).await
     }
 
     async fn record_findings(

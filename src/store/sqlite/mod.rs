@@ -12,6 +12,7 @@
 
 mod checkpoint;
 mod conn;
+mod staging;
 mod writer;
 
 pub use conn::OwnedRow;
@@ -19,7 +20,8 @@ pub use conn::OwnedRow;
 use super::backend::SqlBackend;
 use super::migrate;
 use super::ops::{WriteOp, WriteReply};
-use super::StoreError;
+use super::sql::reconcile;
+use super::{StagedRecord, StoreError};
 use async_trait::async_trait;
 use rusqlite::OpenFlags;
 use sqlx::migrate::Migrator;
@@ -45,6 +47,9 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<writer::Job>,
     reads: Arc<Mutex<Vec<rusqlite::Connection>>>,
+    /// The one connection whose `TEMP` table holds reconciliation's staged
+    /// records (`staging.rs`); a run's calls take turns on it.
+    staging: Arc<tokio::sync::Mutex<rusqlite::Connection>>,
     /// Dropping it stops the checkpoint thread.
     _checkpoints: std::sync::mpsc::Sender<()>,
 }
@@ -116,10 +121,12 @@ impl SqliteStore {
             .spawn(move || writer::writer_loop(writer_conn, bound, queue))
             .map_err(|e| StoreError::Sqlite(format!("cannot start the writer thread: {e}")))?;
         let checkpoints = start_checkpoints(&path, copying)?;
+        let staging = staging::open(&path)?;
         Ok(SqliteStore {
             path,
             writer: sender,
             reads: Arc::new(Mutex::new(Vec::new())),
+            staging: Arc::new(tokio::sync::Mutex::new(staging)),
             _checkpoints: checkpoints,
         })
     }
@@ -159,28 +166,45 @@ fn start_checkpoints(
     Ok(stop)
 }
 
-/// A read-only connection borrowed from the pool, returned on drop.
+/// A read-only connection: borrowed from the pool (returned on drop), or
+/// the staging connection, held until dropped.
 pub struct PooledRead {
-    conn: Option<rusqlite::Connection>,
-    pool: Arc<Mutex<Vec<rusqlite::Connection>>>,
+    lease: Lease,
+}
+
+enum Lease {
+    Pooled {
+        conn: Option<rusqlite::Connection>,
+        pool: Arc<Mutex<Vec<rusqlite::Connection>>>,
+    },
+    Staging(tokio::sync::OwnedMutexGuard<rusqlite::Connection>),
 }
 
 impl Deref for PooledRead {
     type Target = rusqlite::Connection;
     fn deref(&self) -> &rusqlite::Connection {
-        self.conn.as_ref().expect("present until dropped")
+        match &self.lease {
+            Lease::Pooled { conn, .. } => conn.as_ref().expect("present until dropped"),
+            Lease::Staging(conn) => conn,
+        }
     }
 }
 
 impl DerefMut for PooledRead {
     fn deref_mut(&mut self) -> &mut rusqlite::Connection {
-        self.conn.as_mut().expect("present until dropped")
+        match &mut self.lease {
+            Lease::Pooled { conn, .. } => conn.as_mut().expect("present until dropped"),
+            Lease::Staging(conn) => conn,
+        }
     }
 }
 
 impl Drop for PooledRead {
     fn drop(&mut self) {
-        let (Some(conn), Ok(mut pool)) = (self.conn.take(), self.pool.lock()) else {
+        let Lease::Pooled { conn, pool } = &mut self.lease else {
+            return;
+        };
+        let (Some(conn), Ok(mut pool)) = (conn.take(), pool.lock()) else {
             return;
         };
         if pool.len() < READ_POOL_SIZE {
@@ -224,13 +248,31 @@ impl SqlBackend for SqliteStore {
             )?,
         };
         Ok(PooledRead {
-            conn: Some(conn),
-            pool: self.reads.clone(),
+            lease: Lease::Pooled {
+                conn: Some(conn),
+                pool: self.reads.clone(),
+            },
         })
     }
 
     async fn write(&self, op: WriteOp) -> Result<WriteReply, StoreError> {
         self.submit(op).await
+    }
+
+    async fn stage(&self, run_id: &str, records: Vec<StagedRecord>) -> Result<(), StoreError> {
+        reconcile::stage(&mut self.staged().await?, run_id, &records).await
+    }
+
+    async fn unstage(&self, run_id: &str) -> Result<(), StoreError> {
+        reconcile::unstage(&mut self.staged().await?, run_id)
+            .await
+            .map(|_| ())
+    }
+
+    async fn staged(&self) -> Result<PooledRead, StoreError> {
+        Ok(PooledRead {
+            lease: Lease::Staging(self.staging.clone().lock_owned().await),
+        })
     }
 
     fn migrations(&self) -> &'static Migrator {
