@@ -388,6 +388,79 @@ async fn settlements_are_read_a_page_at_a_time() {
     }
 }
 
+/// Charges in the record for the page-cost test: enough that a page which
+/// scanned the window from its start would cost many times the first.
+const LONG_WINDOW_CHARGES: usize = 200_000;
+/// Each page is read this often; the fastest read counts (noise only adds).
+const PAGE_READS: usize = 5;
+
+/// Writes `LONG_WINDOW_CHARGES` charges straight into the record, one a
+/// microsecond from `from`; returns the id of each.
+fn fill_record(path: &std::path::Path, from: Timestamp) -> Vec<String> {
+    let mut conn = rusqlite::Connection::open(path).expect("record file");
+    let tx = conn.transaction().expect("transaction");
+    let mut ids = Vec::with_capacity(LONG_WINDOW_CHARGES);
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO sandbox_charges (id, provider, idempotency_key, merchant_id, order_id,
+                    customer_id, amount, currency, payment_method, status, created_at)
+                 VALUES (?1, 'sandbox_a', ?1, 'acme', ?1, 'cus_1', 1999, 'usd', 'pm_card_visa',
+                    'succeeded', ?2)",
+            )
+            .expect("prepare");
+        for i in 0..LONG_WINDOW_CHARGES {
+            let id = format!("ch_{i:08}");
+            let at = from.plus_millis(0).as_micros() + i as i64;
+            let at = Timestamp::from_micros(at).expect("time").to_string();
+            insert.execute(rusqlite::params![id, at]).expect("insert");
+            ids.push(id);
+        }
+    }
+    tx.commit().expect("commit");
+    ids
+}
+
+/// The fastest of `PAGE_READS` reads of the page after `cursor`.
+async fn fastest_page(
+    sandbox: &SandboxProvider,
+    from: Timestamp,
+    to: Timestamp,
+    cursor: Option<&str>,
+) -> Duration {
+    let mut best = Duration::MAX;
+    for _ in 0..PAGE_READS {
+        let started = std::time::Instant::now();
+        let page = sandbox
+            .settlements(from, to, cursor.map(str::to_string))
+            .await
+            .expect("a page");
+        best = best.min(started.elapsed());
+        assert_eq!(page.records.len(), SETTLEMENT_PAGE_CHARGES);
+    }
+    best
+}
+
+/// Reading a long window page by page is linear: the page after a cursor
+/// near the window's end costs about what the first page costs. (It
+/// scanned from the window's start, so a reconciliation over a day of
+/// charges was quadratic.)
+#[tokio::test]
+async fn a_settlement_page_near_the_end_of_a_long_window_costs_what_the_first_does() {
+    let (dir, sandbox) = sandbox(SandboxOptions::default()).await;
+    let from = now();
+    let ids = fill_record(&dir.path().join("sandbox.db"), from);
+    let to = from.plus_millis(60_000);
+    let near_end = &ids[LONG_WINDOW_CHARGES - SETTLEMENT_PAGE_CHARGES - 1];
+
+    let first = fastest_page(&sandbox, from, to, None).await;
+    let last = fastest_page(&sandbox, from, to, Some(near_end)).await;
+    assert!(
+        last <= first * 3 + Duration::from_millis(5),
+        "the page near the end took {last:?}, the first {first:?}"
+    );
+}
+
 /// Stripe's `v1`, computed here rather than by the code under test.
 fn stripe_v1(secret: &str, t: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key");

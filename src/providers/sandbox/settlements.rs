@@ -40,8 +40,11 @@ impl SandboxProvider {
     ) -> Result<SettlementPage, ProviderError> {
         // The cursor's position, read first: a row-value comparison
         // against a subquery would scan the window from its start on every
-        // page (quadratic in the window); a plain range on the time index
-        // starts at the cursor.
+        // page (quadratic in the window). The range's start is one bound,
+        // the later of the window's start and the cursor's time: given two
+        // lower bounds as parameters, SQLite starts the index range at one
+        // of them and filters by the other, and it took the window's start
+        // (156 ms a page at 500,000 charges against 2 ms, measured).
         let after = match cursor.as_deref() {
             Some(after) => match self.record.find_by_id(&self.name, after).await? {
                 Some(charge) => Some((charge.created_at, charge.id)),
@@ -54,18 +57,21 @@ impl SandboxProvider {
             },
             None => None,
         };
+        let from = from.to_string();
+        let start = match &after {
+            Some((created_at, _)) if *created_at > from => created_at.clone(),
+            _ => from,
+        };
         let mut query =
             QueryBuilder::<Sqlite>::new("SELECT * FROM sandbox_charges WHERE provider = ");
         query
             .push_bind(self.name.clone())
             .push(" AND created_at >= ")
-            .push_bind(from.to_string())
+            .push_bind(start)
             .push(" AND created_at < ")
             .push_bind(to.to_string());
         if let Some((created_at, id)) = after {
             query
-                .push(" AND created_at >= ")
-                .push_bind(created_at.clone())
                 .push(" AND (created_at > ")
                 .push_bind(created_at)
                 .push(" OR id > ")
