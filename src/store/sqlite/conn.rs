@@ -84,18 +84,20 @@ fn sqlite_error(error: rusqlite::Error) -> StoreError {
 /// staged page of reconciliation records (6,500 placeholders) held its
 /// thread for most of a second. Quoted text is left alone.
 fn numbered(sql: &str) -> Cow<'_, str> {
-    if !sql.contains('$') {
-        return Cow::Borrowed(sql);
-    }
-    let mut out = String::with_capacity(sql.len());
+    let bytes = sql.as_bytes();
     let mut quoted = false;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        quoted ^= c == '\'';
-        let placeholder = c == '$' && !quoted && chars.peek().is_some_and(char::is_ascii_digit);
-        out.push(if placeholder { '?' } else { c });
+    let mut out: Option<Vec<u8>> = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        quoted ^= b == b'\'';
+        if b == b'$' && !quoted && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            out.get_or_insert_with(|| bytes.to_vec())[i] = b'?';
+        }
     }
-    Cow::Owned(out)
+    match out {
+        // Only ASCII '$' became ASCII '?': still UTF-8.
+        Some(out) => Cow::Owned(String::from_utf8(out).expect("ASCII for ASCII keeps UTF-8")),
+        None => Cow::Borrowed(sql),
+    }
 }
 
 /// Binds `args` to `statement`, prepared from [`numbered`] SQL: index N

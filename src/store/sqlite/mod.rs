@@ -38,6 +38,13 @@ const WRITE_QUEUE_CAPACITY: usize = 4096;
 /// Read-only connections kept open for reuse; more are opened when busy
 /// and closed when returned.
 const READ_POOL_SIZE: usize = 16;
+/// The writer's page cache. Each payment inserts into indexes keyed by
+/// customer and by order, so a batch touches leaves all over them; with
+/// SQLite's default 2 MiB most of those were read back from the file for
+/// every batch (11 % of the writer's time in `getPageNormal`, measured at
+/// 200,000 payments). Allocated as pages are read, so it fills during
+/// warm-up and then stays.
+const WRITER_CACHE_KIB: u32 = 64 * 1024;
 /// How long a connection waits for a lock held by another process (a second
 /// engine on the same file, or an operator's sqlite3 shell).
 const BUSY_TIMEOUT_MS: u64 = 10_000;
@@ -101,16 +108,20 @@ impl SqliteStore {
             checkpoint::WAL_RESTART_BYTES,
             Duration::from_millis(BUSY_TIMEOUT_MS),
         );
+        // Only the writer thread uses it: no per-call mutex.
         let mut writer_conn = open_connection(
             &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         // WAL lets readers run beside the writer; FULL makes a commit
         // survive power loss (DESIGN §12: durability is never traded).
         writer_conn
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;",
-            )
+            .execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;
+                 PRAGMA cache_size = -{WRITER_CACHE_KIB};"
+            ))
             .and_then(|()| bound.limit_file(&writer_conn))
             .map_err(|e| StoreError::Sqlite(e.to_string()))?;
         migrate::run_sqlite(&mut writer_conn).await?;
