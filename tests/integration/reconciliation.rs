@@ -393,7 +393,7 @@ async fn bad_run_windows_are_refused_naming_the_parameter(
 #[tokio::test]
 async fn timer_runs_after_the_first_check_only_what_is_new() {
     const WINDOW_SECS: i64 = 86_400;
-    /// The least overlap (two intervals of 1.2 s are less).
+    /// How far each run between full ones looks back before the last one ended.
     const OVERLAP_SECS: i64 = 60;
     let server = TestServer::start_with(
         Backend::Sqlite,

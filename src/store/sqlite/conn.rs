@@ -182,7 +182,11 @@ mod tests {
         let rows = conn
             .fetch_all(
                 "SELECT $3 AS c, $1 AS a, $3 || $2 AS cb, '$2' AS literal",
-                vec![Arg::Int(Some(1)), Arg::Text(Some("b".into())), Arg::Text(Some("c".into()))],
+                vec![
+                    Arg::Int(Some(1)),
+                    Arg::Text(Some("b".into())),
+                    Arg::Text(Some("c".into())),
+                ],
             )
             .now_or_never()
             .expect("ready")
@@ -196,6 +200,9 @@ mod tests {
             .fetch_all("SELECT $2", vec![Arg::Int(Some(1))])
             .now_or_never()
             .expect("ready");
-        assert!(matches!(missing, Err(StoreError::Corrupt(_))), "{missing:?}");
+        assert!(
+            matches!(missing, Err(StoreError::Corrupt(_))),
+            "{missing:?}"
+        );
     }
 }

@@ -45,6 +45,11 @@ const READ_POOL_SIZE: usize = 16;
 /// 200,000 payments). Allocated as pages are read, so it fills during
 /// warm-up and then stays.
 const WRITER_CACHE_KIB: u32 = 64 * 1024;
+/// Each pooled read connection's page cache. Reads are point lookups and
+/// short pages; the OS keeps the file cached. SQLite's default of 2 MiB a
+/// connection let the pool's caches grow RSS by up to 32 MiB, slowly, as
+/// the file grew past them (DESIGN §12: RSS flat after warm-up).
+const READ_CACHE_KIB: u32 = 512;
 /// How long a connection waits for a lock held by another process (a second
 /// engine on the same file, or an operator's sqlite3 shell).
 const BUSY_TIMEOUT_MS: u64 = 10_000;
@@ -88,6 +93,17 @@ fn open_connection(path: &Path, flags: OpenFlags) -> Result<rusqlite::Connection
         .and_then(|()| conn.execute_batch("PRAGMA foreign_keys = ON"))
         .map_err(|e| StoreError::Sqlite(e.to_string()))?;
     conn.set_prepared_statement_cache_capacity(conn::STATEMENT_CACHE_CAPACITY);
+    Ok(conn)
+}
+
+/// Opens a read-only connection for the pool, with a small page cache.
+fn open_read(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    let conn = open_connection(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.execute_batch(&format!("PRAGMA cache_size = -{READ_CACHE_KIB}"))
+        .map_err(|e| StoreError::Sqlite(e.to_string()))?;
     Ok(conn)
 }
 
@@ -253,10 +269,7 @@ impl SqlBackend for SqliteStore {
         let pooled = self.reads.lock().ok().and_then(|mut pool| pool.pop());
         let conn = match pooled {
             Some(conn) => conn,
-            None => open_connection(
-                &self.path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?,
+            None => open_read(&self.path)?,
         };
         Ok(PooledRead {
             lease: Lease::Pooled {
