@@ -82,22 +82,39 @@ fn sqlite_error(error: rusqlite::Error) -> StoreError {
 /// `sqlite3_bind_parameter_name` walks a list, so asking it for every
 /// index made binding a statement of N placeholders cost N² steps, and a
 /// staged page of reconciliation records (6,500 placeholders) held its
-/// thread for most of a second. Quoted text is left alone.
+/// thread for most of a second. Quoted text and `--` comments are left
+/// alone (an apostrophe in a comment must not hide the placeholders after
+/// it).
 fn numbered(sql: &str) -> Cow<'_, str> {
     let bytes = sql.as_bytes();
-    let mut quoted = false;
+    let mut state = Lexed::Code;
     let mut out: Option<Vec<u8>> = None;
     for (i, &b) in bytes.iter().enumerate() {
-        quoted ^= b == b'\'';
-        if b == b'$' && !quoted && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
-            out.get_or_insert_with(|| bytes.to_vec())[i] = b'?';
-        }
+        let next = bytes.get(i + 1).copied();
+        state = match (state, b) {
+            (Lexed::Code, b'\'') => Lexed::Quoted,
+            (Lexed::Code, b'-') if next == Some(b'-') => Lexed::Comment,
+            (Lexed::Code, b'$') if next.is_some_and(|n| n.is_ascii_digit()) => {
+                out.get_or_insert_with(|| bytes.to_vec())[i] = b'?';
+                Lexed::Code
+            }
+            (Lexed::Quoted, b'\'') | (Lexed::Comment, b'\n') => Lexed::Code,
+            (state, _) => state,
+        };
     }
     match out {
         // Only ASCII '$' became ASCII '?': still UTF-8.
         Some(out) => Cow::Owned(String::from_utf8(out).expect("ASCII for ASCII keeps UTF-8")),
         None => Cow::Borrowed(sql),
     }
+}
+
+/// Where [`numbered`] is in the SQL text.
+#[derive(Clone, Copy)]
+enum Lexed {
+    Code,
+    Quoted,
+    Comment,
 }
 
 /// Binds `args` to `statement`, prepared from [`numbered`] SQL: index N
@@ -171,6 +188,11 @@ mod tests {
             numbered("SELECT $12, '$1 off', $3 || '$' FROM t WHERE a = $1"),
             "SELECT ?12, '$1 off', ?3 || '$' FROM t WHERE a = ?1"
         );
+        assert_eq!(
+            numbered("SELECT $1 -- the engine's $2\n, $3 -- $4\n FROM t"),
+            "SELECT ?1 -- the engine's $2\n, ?3 -- $4\n FROM t"
+        );
+        assert_eq!(numbered("SELECT 'it''s $1', $2"), "SELECT 'it''s $1', ?2");
         assert!(matches!(numbered("SELECT 1"), Cow::Borrowed(_)));
     }
 
